@@ -1,0 +1,149 @@
+import NIOCore
+import NIOPosix
+
+extension TurnEngine {
+    /// RFC 8656 §7.2, receiving an Allocate request.
+    func handleAllocate(_ m: StunMessage, _ context: RequestContext) {
+        let ft = context.fiveTuple
+        let existing = allocations[ft]
+        // A retransmission that arrives while the relay socket is still being bound: the answer is on its way.
+        if existing == nil, pendingAllocations.contains(ft) { return }
+        guard let (integrity, credential) = authenticate(m, context, existing: existing) else { return }
+
+        // Step 2: the 5-tuple already has an allocation. A retransmission of the request that created
+        // it gets the same success response again; anything else is 437.
+        if let existing {
+            if existing.allocateTransaction == m.transactionID {
+                context.path.write(context.path.channel.allocator.buffer(bytes: existing.allocateResponse))
+            } else {
+                respond(to: m, context, error: .allocationMismatch, integrity: integrity)
+            }
+            return
+        }
+        // Step 3: REQUESTED-TRANSPORT must be present; only UDP relaying here (TCP is RFC 6062).
+        guard let transport = m.requestedTransport else {
+            respond(to: m, context, error: .badRequest, integrity: integrity)
+            return
+        }
+        guard transport == 17 else {
+            respond(to: m, context, error: .unsupportedTransport, integrity: integrity)
+            return
+        }
+        // Step 5: EVEN-PORT and RESERVATION-TOKEN together are a bad request; so is
+        // RESERVATION-TOKEN with REQUESTED-ADDRESS-FAMILY (RFC 6156 §4.2).
+        let evenPort = m.evenPort
+        let token = m.reservationToken
+        if m.has(AttributeType.reservationToken), evenPort.present || m.has(AttributeType.requestedAddressFamily) {
+            respond(to: m, context, error: .badRequest, integrity: integrity)
+            return
+        }
+        // RFC 6156 §4.2 / RFC 8656 §7.2 step 4: the relayed address family.
+        if let family = m.requestedAddressFamily {
+            guard family == .ipv4 else {
+                respond(to: m, context, error: .addressFamilyNotSupported, integrity: integrity)
+                return
+            }
+        }
+        // Steps 8-9: quotas.
+        if let quotaError = shared.quota.acquire(user: credential.username) {
+            stats.add(stats.quotaRejections)
+            respond(to: m, context, error: quotaError, integrity: integrity)
+            return
+        }
+        let port: UInt16
+        var reservedToken: UInt64?
+        if m.has(AttributeType.reservationToken) {
+            // Step 6: a token that is not valid → 508.
+            guard let t = token, let p = shared.portPool.redeem(token: t) else {
+                shared.quota.release(user: credential.username)
+                respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
+                return
+            }
+            port = p
+        } else {
+            guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext) else {
+                shared.quota.release(user: credential.username)
+                respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
+                return
+            }
+            port = p.port
+            reservedToken = p.token
+        }
+        let lifetime = grantedLifetime(m.lifetime)
+        pendingAllocations.insert(ft)
+        bindRelay(port: port, attemptsLeft: 8, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
+            [self] result in
+            pendingAllocations.remove(ft)
+            switch result {
+            case .failure(let error):
+                logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
+                shared.quota.release(user: credential.username)
+                respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
+            case .success(let (channel, boundPort)):
+                let allocation = Allocation(
+                    fiveTuple: ft, credential: credential,
+                    relayedAddress: TransportAddress(ip: shared.relayedIP, port: boundPort),
+                    relayPort: boundPort, relayChannel: channel, clientPath: context.path,
+                    expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
+                allocation.reservedToken = reservedToken
+                try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
+                allocations[ft] = allocation
+                stats.add(stats.allocationsCreated)
+                stats.add(stats.allocationsActive)
+                var r = makeResponse(to: m, error: nil)
+                r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
+                r.appendLifetime(lifetime)
+                if let reservedToken { r.appendReservationToken(reservedToken) }
+                r.appendXorAddress(AttributeType.xorMappedAddress, context.client)
+                allocation.allocateResponse = send(r, for: m, context, integrity: integrity, flush: true)
+                logger.debug("allocation created", metadata: [
+                    "five-tuple": "\(ft)", "relayed": "\(allocation.relayedAddress)", "user": "\(credential.username)",
+                ])
+            }
+        }
+    }
+
+    /// Binds a relay socket on this event loop. A port the OS refuses (taken by another process) is
+    /// given back and another one tried, so a port in use is never handed out.
+    func bindRelay(port: UInt16, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
+                   completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
+        let engine = self
+        DatagramBootstrap(group: eventLoop)
+            .channelOption(.datagramVectorReadMessageCount, value: 8)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
+                }
+            }
+            .bind(host: configuration.relayBindAddress, port: Int(port))
+            .hop(to: eventLoop)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    if dontFragment {
+                        // RFC 8656 §7.2 step 3 / §14: DONT-FRAGMENT → set DF on relayed datagrams.
+                        _ = channel.setOption(
+                            ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
+                                                              name: .init(rawValue: CInt(IP_MTU_DISCOVER))),
+                            value: Int(IP_PMTUDISC_DO))
+                    }
+                    completion(.success((channel, port)))
+                case .failure(let error):
+                    shared.portPool.release(port)
+                    var refused = refused
+                    refused.insert(port)
+                    guard attemptsLeft > 1, let next = shared.portPool.acquire(even: even, excluding: refused) else {
+                        completion(.failure(error))
+                        return
+                    }
+                    bindRelay(port: next.port, attemptsLeft: attemptsLeft - 1, refused: refused, even: even,
+                              dontFragment: dontFragment, completion: completion)
+                }
+            }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,46 @@
+import NIOCore
+
+/// The long-term credential an allocation was created with; every later request on it must match
+/// (RFC 8656 §5: same username, realm and key → otherwise 441).
+struct SessionCredential {
+    let username: String
+    let realm: String
+    let key: [UInt8]
+    let algorithm: PasswordAlgorithm
+}
+
+/// One allocation (RFC 8656 §5): the relayed transport address, its relay socket, permissions and
+/// channel bindings. Confined to the event loop of the listener that created it.
+final class Allocation {
+    let fiveTuple: FiveTuple
+    let credential: SessionCredential
+    /// What the client is told (XOR-RELAYED-ADDRESS): the external address when configured.
+    let relayedAddress: TransportAddress
+    let relayPort: UInt16
+    let relayChannel: Channel
+    /// Where relayed data and answers to the client go out.
+    let clientPath: ClientPath
+    var expires: NIODeadline
+    var permissions = PermissionTable()
+    var channels = ChannelBindingTable()
+    /// A retransmitted Allocate (same transaction id) gets this same answer again (§7.2).
+    let allocateTransaction: TransactionID
+    var allocateResponse: [UInt8] = []
+    /// The port held under a RESERVATION-TOKEN for this allocation's EVEN-PORT request, if any.
+    var reservedToken: UInt64?
+    /// True when the relay socket has unflushed writes (flushed once per read batch).
+    var relayNeedsFlush = false
+
+    init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relayPort: UInt16,
+         relayChannel: Channel, clientPath: ClientPath, expires: NIODeadline,
+         allocateTransaction: TransactionID) {
+        self.fiveTuple = fiveTuple
+        self.credential = credential
+        self.relayedAddress = relayedAddress
+        self.relayPort = relayPort
+        self.relayChannel = relayChannel
+        self.clientPath = clientPath
+        self.expires = expires
+        self.allocateTransaction = allocateTransaction
+    }
+}

@@ -1,0 +1,44 @@
+import NIOCore
+
+extension TurnEngine {
+    /// RFC 8656 §10.2, receiving a CreatePermission request: one or more XOR-PEER-ADDRESS; every one
+    /// must pass the peer policy (403) and match the relay's family (443), or none is installed.
+    func handleCreatePermission(_ m: StunMessage, _ context: RequestContext) {
+        let allocation = allocations[context.fiveTuple]
+        guard let (integrity, _) = authenticate(m, context, existing: allocation) else { return }
+        guard let allocation else {
+            respond(to: m, context, error: .allocationMismatch, integrity: integrity)
+            return
+        }
+        guard let peers = m.xorPeerAddresses, !peers.isEmpty else {
+            respond(to: m, context, error: .badRequest, integrity: integrity)
+            return
+        }
+        if let error = checkPeers(peers.map(\.ip), allocation: allocation) {
+            respond(to: m, context, error: error, integrity: integrity)
+            return
+        }
+        let newOnes = Set(peers.map(\.ip)).filter { !allocation.permissions.contains($0) }
+        if allocation.permissions.count + newOnes.count > configuration.maxPermissionsPerAllocation {
+            stats.add(stats.quotaRejections)
+            respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
+            return
+        }
+        let until = NIODeadline.now() + .seconds(configuration.permissionLifetime)
+        for p in peers { allocation.permissions.install(p.ip, until: until) }
+        _ = send(makeResponse(to: m, error: nil), for: m, context, integrity: integrity)
+    }
+
+    /// Family (443) and peer policy (403) for addresses a client wants to reach.
+    func checkPeers(_ ips: [IPAddress], allocation: Allocation) -> StunError? {
+        for ip in ips where ip.isIPv6 != allocation.relayedAddress.ip.isIPv6 {
+            return .peerAddressFamilyMismatch
+        }
+        for ip in ips where !configuration.peerPolicy.permits(ip) {
+            stats.add(stats.peerPolicyRejections)
+            logger.info("peer address refused by policy", metadata: ["peer": "\(ip)", "user": "\(allocation.credential.username)"])
+            return .forbidden
+        }
+        return nil
+    }
+}

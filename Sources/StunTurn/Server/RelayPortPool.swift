@@ -1,0 +1,95 @@
+import Synchronization
+
+/// Relay ports from a configured range (RFC 8656 §7.2). A port is never handed out twice while in use;
+/// EVEN-PORT with the R bit reserves the next port under a RESERVATION-TOKEN for 30 seconds (§7.2, §18.7).
+/// Shared by every event loop; touched only when allocations come and go, never per packet.
+public final class RelayPortPool: Sendable {
+    public let range: ClosedRange<UInt16>
+    static let reservationSeconds: Int64 = 30
+
+    private struct State {
+        var inUse = Set<UInt16>()
+        var reservations: [UInt64: (port: UInt16, expires: Int64)] = [:]
+    }
+
+    private let state = Mutex(State())
+    private let clock: @Sendable () -> Int64
+
+    public init(range: ClosedRange<UInt16>, clock: @escaping @Sendable () -> Int64 = { Int64(NIODeadlineSeconds.now()) }) {
+        self.range = range
+        self.clock = clock
+    }
+
+    public var inUseCount: Int { state.withLock { $0.inUse.count } }
+
+    /// Takes a free port, optionally even, optionally reserving the next one too. nil when exhausted.
+    /// `excluding` lets a caller skip ports the OS refused to bind.
+    public func acquire(even: Bool = false, reserveNext: Bool = false, excluding: Set<UInt16> = [])
+        -> (port: UInt16, token: UInt64?)?
+    {
+        let now = clock()
+        return state.withLock { s -> (UInt16, UInt64?)? in
+            Self.expireReservations(&s, now: now)
+            let lower = Int(range.lowerBound), upper = Int(range.upperBound)
+            let count = upper - lower + 1
+            let start = Int.random(in: 0..<count)
+            for i in 0..<count {
+                let p = lower + (start + i) % count
+                let port = UInt16(p)
+                if s.inUse.contains(port) || excluding.contains(port) { continue }
+                if even {
+                    guard p % 2 == 0 else { continue }
+                    if reserveNext {
+                        guard p + 1 <= upper, !s.inUse.contains(UInt16(p + 1)), !excluding.contains(UInt16(p + 1)) else { continue }
+                        s.inUse.insert(port)
+                        s.inUse.insert(UInt16(p + 1))
+                        var token: UInt64 = 0
+                        repeat { token = UInt64.random(in: 1...UInt64.max) } while s.reservations[token] != nil
+                        s.reservations[token] = (UInt16(p + 1), now + Self.reservationSeconds)
+                        return (port, token)
+                    }
+                }
+                s.inUse.insert(port)
+                return (port, nil)
+            }
+            return nil
+        }
+    }
+
+    /// Redeems a RESERVATION-TOKEN: the reserved port, which stays marked in use. nil if unknown or expired.
+    public func redeem(token: UInt64) -> UInt16? {
+        let now = clock()
+        return state.withLock { s in
+            Self.expireReservations(&s, now: now)
+            return s.reservations.removeValue(forKey: token)?.port
+        }
+    }
+
+    public func release(_ port: UInt16) {
+        _ = state.withLock { $0.inUse.remove(port) }
+    }
+
+    private static func expireReservations(_ s: inout State, now: Int64) {
+        for (token, r) in s.reservations where r.expires <= now {
+            s.reservations.removeValue(forKey: token)
+            s.inUse.remove(r.port)
+        }
+    }
+}
+
+/// Monotonic seconds, for reservation expiry.
+public enum NIODeadlineSeconds {
+    public static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif

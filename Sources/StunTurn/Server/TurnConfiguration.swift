@@ -1,0 +1,37 @@
+/// Everything the STUN/TURN half needs to know, already validated by the executable's config layer.
+public struct TurnConfiguration: Sendable {
+    /// REALM sent in challenges and used in the long-term key (RFC 8489 §9.2).
+    public var realm: String = "webrtc-server"
+    /// SOFTWARE attribute in responses; empty sends none.
+    public var software: String = "webrtc-server"
+    /// Addresses the UDP listeners bind to.
+    public var listenAddresses: [String] = ["0.0.0.0"]
+    public var port: Int = 3478
+    /// Local address relay sockets bind to ("0.0.0.0" for all).
+    public var relayBindAddress: String = "0.0.0.0"
+    /// The IP told to clients in XOR-RELAYED-ADDRESS (like coturn's external-ip); nil = discovered.
+    public var externalAddress: IPAddress?
+    public var relayPorts: ClosedRange<UInt16> = 49152...65535
+    /// Seconds (RFC 8656 §3.2, §7.2, §9, §12).
+    public var defaultLifetime: UInt32 = 600
+    public var maxLifetime: UInt32 = 3600
+    public var permissionLifetime: Int64 = 300
+    public var channelLifetime: Int64 = 600
+    /// Seconds after which a nonce is stale (438).
+    public var nonceLifetime: Int = 600
+    /// HMAC key for stateless nonces; random per process unless set (set it to keep nonces valid across restarts).
+    public var nonceSecret: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
+    public var maxAllocationsPerUser: Int = 0
+    public var maxAllocations: Int = 10000
+    public var maxPermissionsPerAllocation: Int = 64
+    public var peerPolicy = PeerAddressPolicy()
+    /// Channel numbers ChannelBind accepts: RFC 5766's 0x4000-0x7FFF by default (coturn's clients use
+    /// it), RFC 8656's 0x4000-0x4FFF when strict.
+    public var channelNumbers: ClosedRange<UInt16> = ChannelData.legacyChannelRange
+    /// UDP listener sockets per address (SO_REUSEPORT), each served by its own event loop.
+    public var threads: Int = System.coreCount
+
+    public init() {}
+}
+
+import NIOCore

@@ -1,0 +1,218 @@
+import Auth
+import Logging
+import NIOCore
+
+/// What every event loop's engine shares: configuration and the few cross-loop structures, all
+/// Sendable and touched only when allocations come and go.
+public struct TurnShared: Sendable {
+    public let configuration: TurnConfiguration
+    public let credentials: CredentialStore
+    public let portPool: RelayPortPool
+    public let quota: AllocationQuota
+    public let stats: TurnStats
+    public let relayedIP: IPAddress
+    public let logger: Logger
+
+    public init(configuration: TurnConfiguration, credentials: CredentialStore, relayedIP: IPAddress,
+                stats: TurnStats = TurnStats(), logger: Logger) {
+        self.configuration = configuration
+        self.credentials = credentials
+        self.portPool = RelayPortPool(range: configuration.relayPorts)
+        self.quota = AllocationQuota(.init(perUser: configuration.maxAllocationsPerUser, total: configuration.maxAllocations))
+        self.stats = stats
+        self.relayedIP = relayedIP
+        self.logger = logger
+    }
+}
+
+/// The STUN/TURN server state of one event loop: its allocations and the dispatch from method to
+/// handler. Everything here runs on `eventLoop` only, so the relay path needs no lock.
+final class TurnEngine {
+    let eventLoop: EventLoop
+    let shared: TurnShared
+    let authenticator: LongTermAuthenticator
+    var allocations: [FiveTuple: Allocation] = [:]
+    /// Allocations whose relay socket is still being bound; retransmitted Allocates wait for it.
+    var pendingAllocations: Set<FiveTuple> = []
+    /// Relay sockets written to during the current read batch, flushed when the batch ends.
+    var dirtyRelays: [Allocation] = []
+    private var sweeper: RepeatedTask?
+
+    var configuration: TurnConfiguration { shared.configuration }
+    var stats: TurnStats { shared.stats }
+    var logger: Logger { shared.logger }
+
+    init(eventLoop: EventLoop, shared: TurnShared) {
+        self.eventLoop = eventLoop
+        self.shared = shared
+        authenticator = LongTermAuthenticator(
+            realm: shared.configuration.realm,
+            nonces: NonceManager(secret: shared.configuration.nonceSecret, lifetime: shared.configuration.nonceLifetime),
+            credentials: shared.credentials)
+    }
+
+    func start() {
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            self?.sweep()
+        }
+    }
+
+    func stop() {
+        sweeper?.cancel()
+        for a in Array(allocations.values) { delete(a, reason: "server stopping") }
+    }
+
+    // MARK: Dispatch
+
+    /// One datagram (or stream frame) from a client. RFC 8656 §12.4 / RFC 7983: the first two bits
+    /// tell ChannelData (01) from STUN (00); anything else is dropped and counted.
+    @inline(__always)
+    func receive(_ buffer: ByteBuffer, context: RequestContext) {
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else {
+            stats.add(stats.malformedDropped)
+            return
+        }
+        if ChannelData.isChannelData(firstByte: first) {
+            relayChannelData(buffer, context: context)
+            return
+        }
+        let message: StunMessage
+        do {
+            message = try StunMessage(decoding: buffer)
+        } catch {
+            stats.add(stats.malformedDropped)
+            return
+        }
+        handle(message, context: context)
+    }
+
+    func handle(_ m: StunMessage, context: RequestContext) {
+        switch m.messageClass {
+        case .request:
+            switch m.method {
+            case .binding: handleBinding(m, context)
+            case .allocate: handleAllocate(m, context)
+            case .refresh: handleRefresh(m, context)
+            case .createPermission: handleCreatePermission(m, context)
+            case .channelBind: handleChannelBind(m, context)
+            default:
+                // RFC 8489 §6.3.1: an unknown method in a request → 400.
+                respond(to: m, context, error: .badRequest, integrity: nil)
+            }
+        case .indication:
+            if m.method == .send { handleSend(m, context) } else { stats.add(stats.malformedDropped) }
+        case .successResponse, .errorResponse:
+            // A server sends responses, it never expects one.
+            stats.add(stats.malformedDropped)
+        }
+    }
+
+    // MARK: Responses
+
+    /// Integrity for a response: the key and the kind of integrity attribute the request used.
+    struct ResponseIntegrity {
+        let key: [UInt8]
+        let kind: MessageIntegrity.Kind
+    }
+
+    func makeResponse(to request: StunMessage, error: StunError?) -> StunMessage {
+        StunMessage(method: request.method, messageClass: error == nil ? .successResponse : .errorResponse,
+                    transactionID: request.transactionID)
+    }
+
+    /// Finishes and sends a response: ERROR-CODE, SOFTWARE, integrity like the request's, and a
+    /// FINGERPRINT when the request carried one (RFC 8489 §14.7).
+    func send(_ response: StunMessage, for request: StunMessage, _ context: RequestContext,
+              integrity: ResponseIntegrity?, flush: Bool = false) -> [UInt8] {
+        var r = response
+        if !configuration.software.isEmpty { r.appendText(AttributeType.software, configuration.software) }
+        let protection: StunMessage.Integrity
+        switch integrity {
+        case nil: protection = .none
+        case let i? where i.kind == .sha256: protection = .sha256(key: i.key)
+        case let i?: protection = .sha1(key: i.key)
+        }
+        let bytes = r.encode(integrity: protection, fingerprint: request.has(AttributeType.fingerprint))
+        context.path.write(context.path.channel.allocator.buffer(bytes: bytes))
+        if flush { context.path.flush() }
+        return bytes
+    }
+
+    func respond(to request: StunMessage, _ context: RequestContext, error: StunError,
+                 integrity: ResponseIntegrity?, challenge: Bool = false, flush: Bool = false,
+                 extra: (inout StunMessage) -> Void = { _ in }) {
+        var r = makeResponse(to: request, error: error)
+        r.append(AttributeType.errorCode, error.encoded)
+        if challenge { authenticator.addChallenge(to: &r, client: context.client.ip) }
+        extra(&r)
+        stats.add(stats.errorResponses)
+        logger.debug("error response", metadata: [
+            "method": "\(request.method)", "code": "\(error.code)", "client": "\(context.client)",
+        ])
+        _ = send(r, for: request, context, integrity: integrity, flush: flush)
+    }
+
+    /// Runs the long-term credential check; on failure answers the request and returns nil.
+    func authenticate(_ m: StunMessage, _ context: RequestContext, existing: Allocation?)
+        -> (integrity: ResponseIntegrity, credential: SessionCredential)?
+    {
+        switch authenticator.authenticate(m, client: context.client.ip, existing: existing?.credential) {
+        case .authenticated(let credential, let kind):
+            let integrity = ResponseIntegrity(key: credential.key, kind: kind)
+            // RFC 8489 §6.3.1: unknown comprehension-required attributes → 420 once authenticated.
+            let unknown = m.unknownRequiredAttributes
+            if !unknown.isEmpty {
+                respond(to: m, context, error: .unknownAttribute, integrity: integrity) { $0.appendUnknownAttributes(unknown) }
+                return nil
+            }
+            return (integrity, credential)
+        case .reject(let error, let challenge):
+            if error.code == 401 || error.code == 441 { stats.add(stats.authFailures) }
+            respond(to: m, context, error: error, integrity: nil, challenge: challenge)
+            return nil
+        }
+    }
+
+    // MARK: Lifetimes
+
+    /// RFC 8656 §7.2 step 7 and §7.3: min(requested, maximum), but never less than the default.
+    func grantedLifetime(_ requested: UInt32?) -> UInt32 {
+        guard let requested else { return configuration.defaultLifetime }
+        let capped = min(requested, configuration.maxLifetime)
+        return max(capped, configuration.defaultLifetime)
+    }
+
+    // MARK: Expiry
+
+    func sweep() {
+        let now = NIODeadline.now()
+        for a in Array(allocations.values) {
+            if a.expires <= now {
+                delete(a, reason: "expired")
+            } else {
+                a.permissions.expire(now: now)
+                a.channels.expire(now: now)
+            }
+        }
+    }
+
+    func delete(_ a: Allocation, reason: String) {
+        guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
+        a.relayChannel.close(promise: nil)
+        shared.portPool.release(a.relayPort)
+        shared.quota.release(user: a.credential.username)
+        stats.allocationsActive.subtract(1, ordering: .relaxed)
+        logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
+    }
+
+    /// Flushes every relay socket written during this read batch (one sendmmsg each).
+    @inline(__always)
+    func flushDirtyRelays() {
+        guard !dirtyRelays.isEmpty else { return }
+        for a in dirtyRelays {
+            a.relayNeedsFlush = false
+            a.relayChannel.flush()
+        }
+        dirtyRelays.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,94 @@
+import Auth
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The STUN/TURN half as a ServiceLifecycle service: one UDP socket per listen address and event loop
+/// (SO_REUSEPORT spreads clients over loops by 4-tuple hash), each loop with its own engine.
+public final class TurnServer: Service, @unchecked Sendable {
+    public let shared: TurnShared
+    private let group: EventLoopGroup
+    private var engines: [TurnEngine] = []
+    private var channels: [Channel] = []
+
+    public init(configuration: TurnConfiguration, credentials: CredentialStore, group: EventLoopGroup, logger: Logger) {
+        let relayedIP = TurnServer.relayedIP(for: configuration)
+        shared = TurnShared(configuration: configuration, credentials: credentials, relayedIP: relayedIP, logger: logger)
+        self.group = group
+    }
+
+    /// The IP put in XOR-RELAYED-ADDRESS: the external address if configured, else the relay bind
+    /// address or listen address when specific, else the first non-loopback IPv4 interface address.
+    static func relayedIP(for c: TurnConfiguration) -> IPAddress {
+        if let e = c.externalAddress { return e }
+        if let r = IPAddress(c.relayBindAddress), r != IPAddress(ipv4: 0) { return r }
+        for l in c.listenAddresses {
+            if let ip = IPAddress(l), !ip.isIPv6, ip != IPAddress(ipv4: 0) { return ip }
+        }
+        if let devices = try? System.enumerateDevices() {
+            for d in devices {
+                if let a = d.address.flatMap(TransportAddress.init), !a.ip.isIPv6, (a.ip.ipv4! >> 24) != 127 { return a.ip }
+            }
+        }
+        return IPAddress(ipv4: 0x7F00_0001)
+    }
+
+    /// Binds every listener; returns the bound addresses (useful with port 0).
+    @discardableResult
+    public func start() async throws -> [SocketAddress] {
+        let c = shared.configuration
+        let loops = (0..<max(1, c.threads)).map { _ in group.next() }
+        var unique: [EventLoop] = []
+        for l in loops where !unique.contains(where: { $0 === l }) { unique.append(l) }
+        engines = unique.map { TurnEngine(eventLoop: $0, shared: shared) }
+        for e in engines { e.eventLoop.execute { e.start() } }
+        var bound: [SocketAddress] = []
+        for address in c.listenAddresses {
+            var port = c.port
+            for engine in engines {
+                let channel = try await DatagramBootstrap(group: engine.eventLoop)
+                    .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
+                    .channelOption(.datagramVectorReadMessageCount, value: 32)
+                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 2048))
+                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                    .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine))
+                        }
+                    }
+                    .bind(host: address, port: port).get()
+                // With port 0 the first socket picks a port and the others join it.
+                if let p = channel.localAddress?.port { port = p }
+                channels.append(channel)
+                if engine === engines.first, let local = channel.localAddress { bound.append(local) }
+            }
+            shared.logger.info("STUN/TURN listening", metadata: [
+                "transport": "udp", "address": "\(address)", "port": "\(port)", "sockets": "\(engines.count)",
+            ])
+        }
+        shared.logger.info("TURN relay", metadata: [
+            "relayed-address": "\(shared.relayedIP)",
+            "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
+        ])
+        return bound
+    }
+
+    public func stop() async {
+        for ch in channels { try? await ch.close() }
+        channels.removeAll()
+        for e in engines {
+            try? await e.eventLoop.submit { e.stop() }.get()
+        }
+    }
+
+    public func run() async throws {
+        if channels.isEmpty { try await start() }
+        try? await gracefulShutdown()
+        await stop()
+    }
+}

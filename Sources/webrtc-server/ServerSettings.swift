@@ -1,0 +1,135 @@
+import Auth
+import Foundation
+import Logging
+import StunTurn
+
+/// The validated configuration of the whole process.
+struct ServerSettings {
+    var logLevel: Logger.Level = .info
+    var turn = TurnConfiguration()
+    var credentials = CredentialStore.Settings()
+
+    /// Merges the layers (defaults < file < environment < flags) and validates every key.
+    static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
+        var raw: [String: RawValue] = [:]
+        for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
+        if let file { raw.merge(try ConfigSources.file(at: file)) { $1 } }
+        raw.merge(try ConfigSources.environment(environment)) { $1 }
+        raw.merge(try ConfigSources.flags(flags)) { $1 }
+        return try ServerSettings(raw)
+    }
+
+    init() {}
+
+    init(_ raw: [String: RawValue]) throws {
+        let r = RawReader(raw)
+        guard let level = Logger.Level(rawValue: try r.string("log_level")) else {
+            throw ConfigError(key: "log_level", problem: "expected one of trace, debug, info, notice, warning, error, critical")
+        }
+        logLevel = level
+        turn.realm = try r.string("realm")
+        guard !turn.realm.isEmpty, turn.realm.utf8.count < 128 else {
+            throw ConfigError(key: "realm", problem: "must be 1 to 127 characters")
+        }
+        turn.software = try r.string("software")
+        turn.listenAddresses = try r.list("turn.listen")
+        guard !turn.listenAddresses.isEmpty else { throw ConfigError(key: "turn.listen", problem: "needs at least one address") }
+        for a in turn.listenAddresses where IPAddress(a) == nil {
+            throw ConfigError(key: "turn.listen", problem: "'\(a)' is not an IP address")
+        }
+        turn.port = try r.int("turn.port", 0...65535)
+        turn.relayBindAddress = try r.string("turn.relay_address")
+        guard IPAddress(turn.relayBindAddress) != nil else {
+            throw ConfigError(key: "turn.relay_address", problem: "'\(turn.relayBindAddress)' is not an IP address")
+        }
+        let external = try r.string("turn.external_ip")
+        if !external.isEmpty {
+            guard let ip = IPAddress(external) else {
+                throw ConfigError(key: "turn.external_ip", problem: "'\(external)' is not an IP address")
+            }
+            turn.externalAddress = ip
+        }
+        let minPort = try r.int("turn.relay_port_min", 1...65535)
+        let maxPort = try r.int("turn.relay_port_max", 1...65535)
+        guard minPort <= maxPort else {
+            throw ConfigError(key: "turn.relay_port_min", problem: "\(minPort) is above turn.relay_port_max \(maxPort)")
+        }
+        turn.relayPorts = UInt16(minPort)...UInt16(maxPort)
+        turn.defaultLifetime = UInt32(try r.int("turn.default_lifetime", 1...86400))
+        turn.maxLifetime = UInt32(try r.int("turn.max_lifetime", 1...86400))
+        guard turn.maxLifetime >= turn.defaultLifetime else {
+            throw ConfigError(key: "turn.max_lifetime", problem: "must be at least turn.default_lifetime (\(turn.defaultLifetime))")
+        }
+        turn.permissionLifetime = Int64(try r.int("turn.permission_lifetime", 1...86400))
+        turn.channelLifetime = Int64(try r.int("turn.channel_lifetime", 1...86400))
+        turn.nonceLifetime = try r.int("turn.nonce_lifetime", 1...86400)
+        let nonceSecret = try r.string("turn.nonce_secret")
+        if !nonceSecret.isEmpty { turn.nonceSecret = Array(nonceSecret.utf8) }
+        turn.maxAllocations = try r.int("turn.max_allocations", 0...10_000_000)
+        turn.maxAllocationsPerUser = try r.int("turn.max_allocations_per_user", 0...10_000_000)
+        turn.maxPermissionsPerAllocation = try r.int("turn.max_permissions_per_allocation", 1...100_000)
+        let threads = try r.int("turn.threads", 0...256)
+        turn.threads = threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : threads
+        turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
+        turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
+        credentials.users = try r.map("auth.users")
+        credentials.sharedSecrets = try r.list("auth.secrets")
+        for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
+            throw ConfigError(key: "auth.users", problem: "user names must be 1 to 508 bytes")
+        }
+    }
+}
+
+/// Typed reads of raw values, each failure naming its key.
+private struct RawReader {
+    let raw: [String: RawValue]
+    init(_ raw: [String: RawValue]) { self.raw = raw }
+
+    func string(_ key: String) throws -> String {
+        switch raw[key] {
+        case .scalar(let s)?: return s
+        case nil: return ""
+        default: throw ConfigError(key: key, problem: "expected a single value")
+        }
+    }
+
+    func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
+        let s = try string(key)
+        guard let v = Int(s.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
+            throw ConfigError(key: key, problem: "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
+        }
+        return v
+    }
+
+    func bool(_ key: String) throws -> Bool {
+        switch try string(key).lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        case let s: throw ConfigError(key: key, problem: "expected true or false, got '\(s)'")
+        }
+    }
+
+    func list(_ key: String) throws -> [String] {
+        switch raw[key] {
+        case .list(let l)?: return l
+        case .scalar(let s)?: return s.isEmpty ? [] : s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        case nil: return []
+        default: throw ConfigError(key: key, problem: "expected a list")
+        }
+    }
+
+    func map(_ key: String) throws -> [String: String] {
+        switch raw[key] {
+        case .map(let m)?: return m
+        case .scalar("")?, nil: return [:]
+        default: throw ConfigError(key: key, problem: "expected a mapping of name: value")
+        }
+    }
+
+    func cidrs(_ key: String) throws -> [CIDR] {
+        try list(key).map {
+            guard let c = CIDR($0) else { throw ConfigError(key: key, problem: "'\($0)' is not an address or CIDR block") }
+            return c
+        }
+    }
+}

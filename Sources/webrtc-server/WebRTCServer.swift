@@ -1,0 +1,60 @@
+import ArgumentParser
+import Auth
+import Foundation
+import Logging
+import NIOPosix
+import ServiceLifecycle
+import StunTurn
+
+/// The composition root: configuration → services → ServiceLifecycle. No protocol logic here.
+@main
+struct WebRTCServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "webrtc-server",
+        abstract: "WebRTC signaling and STUN/TURN in one process.",
+        discussion: """
+            Settings come from embedded defaults, then --config FILE (YAML), then WEBRTC_SERVER_* environment \
+            variables, then flags: --KEY VALUE or --KEY=VALUE with any key below (lists comma-separated, \
+            auth.users as name=password pairs).
+
+            """ + ConfigKeys.all.map { "  --\($0.name) (\($0.environmentName), default '\($0.defaultValue)'): \($0.help)" }
+            .joined(separator: "\n"))
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var settings: [String] = []
+
+    func run() async throws {
+        let loaded: ServerSettings
+        do {
+            loaded = try ServerSettings.load(file: config, environment: ProcessInfo.processInfo.environment, flags: settings)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("webrtc-server: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let level = loaded.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "webrtc-server")
+        let credentials = CredentialStore(loaded.credentials)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
+        do {
+            try await turn.start()
+        } catch {
+            logger.critical("cannot start STUN/TURN listeners: \(error)")
+            throw ExitCode(1)
+        }
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: turn)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await services.run()
+        logger.info("stopped")
+    }
+}
