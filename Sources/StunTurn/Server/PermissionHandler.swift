@@ -29,15 +29,16 @@ extension TurnEngine {
         _ = send(makeResponse(to: m, error: nil), for: m, context, integrity: integrity)
     }
 
-    /// Family (443) and peer policy (403) for addresses a client wants to reach.
+    /// Peer policy (403) and family (443) for addresses a client wants to reach.
     func checkPeers(_ ips: [IPAddress], allocation: Allocation) -> StunError? {
-        for ip in ips where ip.isIPv6 != allocation.relayedAddress.ip.isIPv6 {
-            return .peerAddressFamilyMismatch
-        }
+        // Policy first, so that e.g. ::ffff:127.0.0.1 is refused as what it is (403), not as a family mismatch.
         for ip in ips where !configuration.peerPolicy.permits(ip) {
             stats.add(stats.peerPolicyRejections)
             logger.info("peer address refused by policy", metadata: ["peer": "\(ip)", "user": "\(allocation.credential.username)"])
             return .forbidden
+        }
+        for ip in ips where ip.isIPv6 != allocation.relayedAddress.ip.isIPv6 {
+            return .peerAddressFamilyMismatch
         }
         return nil
     }

@@ -1,0 +1,94 @@
+import StunTurn
+
+/// A minimal TURN client for driving the server in tests: it speaks the long-term credential
+/// mechanism and lets a test add or corrupt anything.
+final class TurnTestClient {
+    let socket = UDPTestSocket()
+    let serverPort: UInt16
+    var username: String
+    var password: String
+    var realm = ""
+    var nonce = ""
+    var algorithm: PasswordAlgorithm = .md5
+    var offeredAlgorithms: [UInt8] = []
+    var useSHA256Integrity = false
+
+    init(serverPort: UInt16, username: String = "alice", password: String = "wonder") {
+        self.serverPort = serverPort
+        self.username = username
+        self.password = password
+    }
+
+    var key: [UInt8] { algorithm.key(username: username, realm: realm, password: password) }
+
+    /// Sends `m` as is and returns the response with the same transaction id.
+    func exchange(_ bytes: [UInt8], transactionID: TransactionID) -> StunMessage? {
+        socket.send(bytes, to: serverPort)
+        while let (data, _) = socket.receive() {
+            if let r = try? StunMessage(decoding: data), r.transactionID == transactionID { return r }
+        }
+        return nil
+    }
+
+    /// Adds USERNAME, REALM, NONCE (and the password algorithm attributes) and MESSAGE-INTEGRITY.
+    func signed(_ m: StunMessage, fingerprint: Bool = false) -> [UInt8] {
+        var m = m
+        m.appendText(AttributeType.username, username)
+        m.appendText(AttributeType.realm, realm)
+        m.appendText(AttributeType.nonce, nonce)
+        if algorithm != .md5 {
+            m.append(AttributeType.passwordAlgorithms, offeredAlgorithms)
+            m.append(AttributeType.passwordAlgorithm, algorithm.rawValue.bigEndianPair + [0, 0])
+        }
+        return m.encode(integrity: useSHA256Integrity ? .sha256(key: key) : .sha1(key: key), fingerprint: fingerprint)
+    }
+
+    /// Sends an authenticated request, learning realm and nonce from a 401/438 first if needed.
+    func request(_ m: StunMessage) -> StunMessage? {
+        if !realm.isEmpty, let r = exchange(signed(m), transactionID: m.transactionID), r.errorCode?.code != 438 {
+            return r
+        }
+        guard let challenge = exchange(m.encode(), transactionID: m.transactionID) else { return nil }
+        learn(challenge)
+        var again = m
+        again.transactionID = .random()
+        return exchange(signed(again), transactionID: again.transactionID)
+    }
+
+    func learn(_ challenge: StunMessage) {
+        if let r = challenge.realm { realm = r }
+        if let n = challenge.nonce { nonce = n }
+        if let a = challenge.attribute(AttributeType.passwordAlgorithms) { offeredAlgorithms = a.value }
+    }
+
+    static func allocateRequest(transport: UInt8 = 17) -> StunMessage {
+        var m = StunMessage(method: .allocate, messageClass: .request)
+        m.append(AttributeType.requestedTransport, [transport, 0, 0, 0])
+        return m
+    }
+
+    func allocate() -> StunMessage? { request(Self.allocateRequest()) }
+
+    func createPermission(_ peer: TransportAddress) -> StunMessage? {
+        var m = StunMessage(method: .createPermission, messageClass: .request)
+        m.appendXorAddress(AttributeType.xorPeerAddress, peer)
+        return request(m)
+    }
+
+    func channelBind(_ number: UInt16, _ peer: TransportAddress) -> StunMessage? {
+        var m = StunMessage(method: .channelBind, messageClass: .request)
+        m.appendChannelNumber(number)
+        m.appendXorAddress(AttributeType.xorPeerAddress, peer)
+        return request(m)
+    }
+
+    func refresh(lifetime: UInt32) -> StunMessage? {
+        var m = StunMessage(method: .refresh, messageClass: .request)
+        m.appendLifetime(lifetime)
+        return request(m)
+    }
+}
+
+extension UInt16 {
+    var bigEndianPair: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
+}

@@ -1,0 +1,361 @@
+import NIOCore
+import Testing
+@testable import StunTurn
+
+/// The server over real UDP sockets on loopback, driven by a small test client.
+@Suite(.serialized) struct TurnServerTests {
+    @Test func bindingRequestIsAnsweredWithTheSourceAddressAndFingerprint() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let m = StunMessage(method: .binding, messageClass: .request)
+            let r = try #require(c.exchange(m.encode(fingerprint: true), transactionID: m.transactionID))
+            #expect(r.messageClass == .successResponse)
+            #expect(r.xorAddress(AttributeType.xorMappedAddress) == c.socket.address)
+            #expect(r.attributes.last?.type == AttributeType.fingerprint)
+        }
+    }
+
+    @Test func allocateWithoutCredentialsIsChallengedWithRealmNonceAndPasswordAlgorithms() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let m = TurnTestClient.allocateRequest()
+            let r = try #require(c.exchange(m.encode(), transactionID: m.transactionID))
+            #expect(r.errorCode?.code == 401)
+            #expect(r.realm == "test.realm")
+            #expect(r.nonce?.hasPrefix("obMatJos2") == true)
+            #expect(r.passwordAlgorithms == [1, 2])
+            #expect(!r.has(AttributeType.messageIntegrity))
+        }
+    }
+
+    @Test func allocateSucceedsWithRelayedMappedAddressAndDefaultLifetime() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let r = try #require(c.allocate())
+            #expect(r.messageClass == .successResponse)
+            let relayed = try #require(r.xorAddress(AttributeType.xorRelayedAddress))
+            #expect(relayed.ip == IPAddress("127.0.0.1"))
+            #expect((42000...44999).contains(relayed.port))
+            #expect(r.xorAddress(AttributeType.xorMappedAddress) == c.socket.address)
+            #expect(r.lifetime == 600)
+            #expect(MessageIntegrity.verify(r, key: c.key))
+        }
+    }
+
+    @Test func lifetimeIsCappedByTheConfiguredMaximum() async throws {
+        try await withTurnServer(configure: { $0.maxLifetime = 1200 }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            var m = TurnTestClient.allocateRequest()
+            m.appendLifetime(99999)
+            #expect(c.request(m)?.lifetime == 1200)
+            #expect(c.refresh(lifetime: 30)?.lifetime == 600)
+        }
+    }
+
+    @Test func sha256PasswordAlgorithmAndIntegrityAreAccepted() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let challenge = TurnTestClient.allocateRequest()
+            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            c.algorithm = .sha256
+            c.useSHA256Integrity = true
+            let m = TurnTestClient.allocateRequest()
+            let r = try #require(c.exchange(c.signed(m), transactionID: m.transactionID))
+            #expect(r.messageClass == .successResponse)
+            #expect(r.has(AttributeType.messageIntegritySHA256))
+            #expect(MessageIntegrity.verify(r, key: PasswordAlgorithm.sha256.key(username: "alice", realm: "test.realm", password: "wonder")))
+        }
+    }
+
+    @Test func passwordAlgorithmsDifferentFromTheOfferedListIs400() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let challenge = TurnTestClient.allocateRequest()
+            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            c.algorithm = .sha256
+            c.offeredAlgorithms = StunMessage.encodePasswordAlgorithms([.sha256])  // a downgrade-tampered list
+            let m = TurnTestClient.allocateRequest()
+            #expect(c.exchange(c.signed(m), transactionID: m.transactionID)?.errorCode?.code == 400)
+        }
+    }
+
+    @Test func userhashIdentifiesAStaticUser() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let challenge = TurnTestClient.allocateRequest()
+            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            var m = TurnTestClient.allocateRequest()
+            m.append(AttributeType.userhash, userHash(username: "alice", realm: "test.realm"))
+            m.appendText(AttributeType.realm, c.realm)
+            m.appendText(AttributeType.nonce, c.nonce)
+            let r = try #require(c.exchange(m.encode(integrity: .sha1(key: c.key)), transactionID: m.transactionID))
+            #expect(r.messageClass == .successResponse)
+        }
+    }
+
+    @Test func wrongPasswordIs401AndForgedNonceIs438WithAFreshNonce() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port, password: "not-it")
+            #expect(c.allocate()?.errorCode?.code == 401)
+            let good = TurnTestClient(serverPort: port)
+            _ = good.allocate()
+            good.nonce = "obMatJos2wAAA0000000000000000aaaaaaaaaaaaaaaaaaaaaaaa"
+            let m = TurnTestClient.allocateRequest()
+            let r = try #require(good.exchange(good.signed(m), transactionID: m.transactionID))
+            #expect(r.errorCode?.code == 438)
+            #expect(r.nonce != nil && r.nonce != good.nonce)
+            #expect(r.realm == "test.realm")
+        }
+    }
+
+    @Test func ephemeralSharedSecretCredentialAllocates() async throws {
+        try await withTurnServer(users: [:], secrets: ["north"]) { _, port in
+            let name = "\(Int(Date().timeIntervalSince1970) + 600):carol"
+            let c = TurnTestClient(serverPort: port, username: name, password: EphemeralPassword.of(name, "north"))
+            #expect(c.allocate()?.messageClass == .successResponse)
+            let expiredName = "\(Int(Date().timeIntervalSince1970) - 1):carol"
+            let e = TurnTestClient(serverPort: port, username: expiredName, password: EphemeralPassword.of(expiredName, "north"))
+            #expect(e.allocate()?.errorCode?.code == 401)
+        }
+    }
+
+    @Test func retransmittedAllocateGetsTheSameAnswerAndANewOneIs437() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.exchange(TurnTestClient.allocateRequest().encode(), transactionID: TransactionID.random())
+            let probe = TurnTestClient.allocateRequest()
+            c.learn(try #require(c.exchange(probe.encode(), transactionID: probe.transactionID)))
+            let m = TurnTestClient.allocateRequest()
+            let bytes = c.signed(m)
+            let first = try #require(c.exchange(bytes, transactionID: m.transactionID))
+            let again = try #require(c.exchange(bytes, transactionID: m.transactionID))
+            #expect(first.messageClass == .successResponse)
+            #expect(again.raw == first.raw)
+            #expect(c.allocate()?.errorCode?.code == 437)
+        }
+    }
+
+    @Test func refreshWithLifetimeZeroDeletesTheAllocation() async throws {
+        try await withTurnServer { server, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            #expect(server.shared.stats.allocationsActive.load(ordering: .relaxed) == 1)
+            let r = try #require(c.refresh(lifetime: 0))
+            #expect(r.messageClass == .successResponse && r.lifetime == 0)
+            #expect(server.shared.stats.allocationsActive.load(ordering: .relaxed) == 0)
+            #expect(c.refresh(lifetime: 600)?.errorCode?.code == 437)
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("8.8.8.8")!, port: 1))?.errorCode?.code == 437)
+        }
+    }
+
+    @Test func anotherUserOnTheSameFiveTupleIs441() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            c.username = "bob"
+            c.password = "builder"
+            #expect(c.refresh(lifetime: 600)?.errorCode?.code == 441)
+        }
+    }
+
+    @Test func createPermissionToLoopbackIsForbiddenByDefault() async throws {
+        try await withTurnServer { server, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            for peer in ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254"] {
+                #expect(c.createPermission(TransportAddress(ip: IPAddress(peer)!, port: 9))?.errorCode?.code == 403, "\(peer)")
+            }
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("::ffff:127.0.0.1")!, port: 9))?.errorCode?.code == 403)
+            #expect(c.channelBind(0x4000, TransportAddress(ip: IPAddress("127.0.0.1")!, port: 9))?.errorCode?.code == 403)
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("8.8.8.8")!, port: 9))?.messageClass == .successResponse)
+            #expect(server.shared.stats.peerPolicyRejections.load(ordering: .relaxed) == 6)
+        }
+    }
+
+    @Test func ipv6PeerOnAnIPv4RelayIs443() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("2606:4700::1111")!, port: 9))?.errorCode?.code == 443)
+        }
+    }
+
+    @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            #expect(c.request(TurnTestClient.allocateRequest(transport: 6))?.errorCode?.code == 442)
+            #expect(c.request(StunMessage(method: .allocate, messageClass: .request))?.errorCode?.code == 400)
+            var v6 = TurnTestClient.allocateRequest()
+            v6.append(AttributeType.requestedAddressFamily, [2, 0, 0, 0])
+            #expect(c.request(v6)?.errorCode?.code == 440)
+            var both = TurnTestClient.allocateRequest()
+            both.append(AttributeType.evenPort, [0])
+            both.appendReservationToken(1)
+            #expect(c.request(both)?.errorCode?.code == 400)
+            var badToken = TurnTestClient.allocateRequest()
+            badToken.appendReservationToken(42)
+            #expect(c.request(badToken)?.errorCode?.code == 508)
+            var unknown = TurnTestClient.allocateRequest()
+            unknown.append(0x0031, [1, 2, 3, 4])
+            let r = try #require(c.request(unknown))
+            #expect(r.errorCode?.code == 420)
+            #expect(r.unknownAttributesList == [0x0031])
+        }
+    }
+
+    @Test func unknownRequestMethodIs400() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let m = StunMessage(method: StunMethod(rawValue: 0x0FF), messageClass: .request)
+            #expect(c.exchange(m.encode(), transactionID: m.transactionID)?.errorCode?.code == 400)
+        }
+    }
+
+    @Test func evenPortWithReservationGivesATokenForTheNextPort() async throws {
+        try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            var m = TurnTestClient.allocateRequest()
+            m.append(AttributeType.evenPort, [0x80])
+            let r = try #require(c.request(m))
+            let relayed = try #require(r.xorAddress(AttributeType.xorRelayedAddress))
+            #expect(relayed.port % 2 == 0)
+            let token = try #require(r.reservationToken)
+            let second = TurnTestClient(serverPort: port)
+            var m2 = TurnTestClient.allocateRequest()
+            m2.appendReservationToken(token)
+            #expect(second.request(m2)?.xorAddress(AttributeType.xorRelayedAddress)?.port == relayed.port + 1)
+        }
+    }
+
+    @Test func quotasPerUserAndInTotal() async throws {
+        try await withTurnServer(configure: { $0.maxAllocationsPerUser = 1; $0.maxAllocations = 2 }) { _, port in
+            #expect(TurnTestClient(serverPort: port).allocate()?.messageClass == .successResponse)
+            #expect(TurnTestClient(serverPort: port).allocate()?.errorCode?.code == 486)
+            #expect(TurnTestClient(serverPort: port, username: "bob", password: "builder").allocate()?.messageClass == .successResponse)
+            #expect(TurnTestClient(serverPort: port, username: "carl", password: "x").allocate()?.errorCode?.code == 401)
+        }
+        try await withTurnServer(configure: { $0.maxAllocations = 1 }) { _, port in
+            #expect(TurnTestClient(serverPort: port).allocate()?.messageClass == .successResponse)
+            #expect(TurnTestClient(serverPort: port, username: "bob", password: "builder").allocate()?.errorCode?.code == 508)
+        }
+    }
+
+    @Test func exhaustedRelayPortRangeIs508AndAFreedPortIsReused() async throws {
+        try await withTurnServer(configure: { $0.relayPorts = 45123...45123 }) { _, port in
+            let a = TurnTestClient(serverPort: port)
+            #expect(a.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 45123)
+            let b = TurnTestClient(serverPort: port)
+            #expect(b.allocate()?.errorCode?.code == 508)
+            _ = a.refresh(lifetime: 0)
+            #expect(b.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 45123)
+        }
+    }
+
+    @Test func permissionQuotaIs508() async throws {
+        try await withTurnServer(configure: { $0.maxPermissionsPerAllocation = 2 }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            for i in 1...2 {
+                #expect(c.createPermission(TransportAddress(ip: IPAddress("8.8.8.\(i)")!, port: 1))?.messageClass == .successResponse)
+            }
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("8.8.8.3")!, port: 1))?.errorCode?.code == 508)
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("8.8.8.1")!, port: 1))?.messageClass == .successResponse)
+        }
+    }
+
+    @Test func channelBindRulesAreEnforced() async throws {
+        try await withTurnServer(configure: { $0.channelNumbers = ChannelData.channelRange }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            let a = TransportAddress(ip: IPAddress("8.8.8.8")!, port: 1)
+            let b = TransportAddress(ip: IPAddress("8.8.4.4")!, port: 1)
+            #expect(c.channelBind(0x3FFF, a)?.errorCode?.code == 400)
+            #expect(c.channelBind(0x5000, a)?.errorCode?.code == 400)
+            #expect(c.channelBind(0x4000, a)?.messageClass == .successResponse)
+            #expect(c.channelBind(0x4000, a)?.messageClass == .successResponse)
+            #expect(c.channelBind(0x4000, b)?.errorCode?.code == 400)
+            #expect(c.channelBind(0x4001, a)?.errorCode?.code == 400)
+        }
+    }
+
+    @Test func dataRelaysBothWaysOverChannelsAndIndications() async throws {
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { server, port in
+            let c = TurnTestClient(serverPort: port)
+            let relayed = try #require(c.allocate()?.xorAddress(AttributeType.xorRelayedAddress))
+            let peer = UDPTestSocket()
+            let stranger = UDPTestSocket(ip: "127.0.0.2")
+            // Send indication → peer.
+            #expect(c.createPermission(peer.address)?.messageClass == .successResponse)
+            var send = StunMessage(method: .send, messageClass: .indication)
+            send.appendXorAddress(AttributeType.xorPeerAddress, peer.address)
+            send.append(AttributeType.data, [1, 2, 3])
+            c.socket.send(send.encode(), to: port)
+            let atPeer = try #require(peer.receive())
+            #expect(atPeer.bytes == [1, 2, 3])
+            #expect(atPeer.fromPort == relayed.port)
+            // A host without a permission is dropped; the peer's data arrives as a Data indication
+            // (no channel yet). Both reach the same relay socket, so they are handled in this order.
+            stranger.send([0xAA], to: relayed.port)
+            peer.send([4, 5], to: relayed.port)
+            let indication = try StunMessage(decoding: try #require(c.socket.receive()).bytes)
+            #expect(indication.method == .data && indication.messageClass == .indication)
+            #expect(indication.data == [4, 5])
+            #expect(indication.xorAddress(AttributeType.xorPeerAddress) == peer.address)
+            // Bind a channel: ChannelData both ways.
+            #expect(c.channelBind(0x4ABC, peer.address)?.messageClass == .successResponse)
+            c.socket.send([0x4A, 0xBC, 0x00, 0x02, 7, 8], to: port)
+            #expect(peer.receive()?.bytes == [7, 8])
+            peer.send([9, 9, 9], to: relayed.port)
+            #expect(c.socket.receive()?.bytes == [0x4A, 0xBC, 0x00, 0x03, 9, 9, 9])
+            let stats = server.shared.stats
+            #expect(stats.packetsToPeer.load(ordering: .relaxed) == 2)
+            #expect(stats.packetsToClient.load(ordering: .relaxed) == 2)
+            #expect(stats.unroutableDropped.load(ordering: .relaxed) == 1)
+        }
+    }
+
+    @Test func garbageNeverStopsTheServer() async throws {
+        try await withTurnServer { server, port in
+            let attacker = UDPTestSocket(timeoutMilliseconds: 200)
+            var rng = SystemRandomNumberGenerator()
+            let valid = TurnTestClient.allocateRequest().encode()
+            var junk: [[UInt8]] = [
+                [], [0], [0x40], [0x40, 0x00, 0xFF, 0xFF, 1], Array(valid.prefix(10)), Array(valid.prefix(21)),
+                [UInt8](repeating: 0xFF, count: 1500), [UInt8](repeating: 0, count: 20),
+            ]
+            var lying = valid
+            lying[3] = 0xF0
+            junk.append(lying)
+            var hugeAttr = valid
+            hugeAttr += [0x00, 0x06, 0xFF, 0xF0] + [UInt8](repeating: 0x61, count: 60000)
+            hugeAttr[2] = UInt8((hugeAttr.count - 20) >> 8)
+            hugeAttr[3] = UInt8((hugeAttr.count - 20) & 0xFF)
+            junk.append(hugeAttr)
+            var bigBody = StunMessage(method: .allocate, messageClass: .request)
+            bigBody.append(AttributeType.software, [UInt8](repeating: 0x62, count: 60000))
+            junk.append(bigBody.encode())
+            for _ in 0..<200 { junk.append((0..<Int.random(in: 1...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }) }
+            for _ in 0..<200 {
+                var m = valid
+                m[Int.random(in: 0..<m.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
+                junk.append(m)
+            }
+            for j in junk { attacker.send(j, to: port) }
+            // Responses to garbage are STUN errors at most; drain whatever came back.
+            while let (bytes, _) = attacker.receive() { #expect((try? StunMessage(decoding: bytes)) != nil) }
+            #expect(server.shared.stats.malformedDropped.load(ordering: .relaxed) > 200)
+            let c = TurnTestClient(serverPort: port)
+            #expect(c.allocate()?.messageClass == .successResponse)
+        }
+    }
+}
+
+import Foundation
+import Crypto
+
+enum EphemeralPassword {
+    static func of(_ username: String, _ secret: String) -> String {
+        Data(HMAC<Insecure.SHA1>.authenticationCode(for: Array(username.utf8), using: SymmetricKey(data: Array(secret.utf8))))
+            .base64EncodedString()
+    }
+}
