@@ -48,7 +48,11 @@ public final class TurnServer: Service, @unchecked Sendable {
         for e in engines { e.eventLoop.execute { e.start() } }
         var bound: [SocketAddress] = []
         for address in c.listenAddresses {
-            var port = c.port
+            // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
+            // bind first so "address in use" is an error here as it is for any server.
+            let probe = try await DatagramBootstrap(group: group).bind(host: address, port: c.port).get()
+            var port = probe.localAddress?.port ?? c.port
+            try await probe.close()
             for engine in engines {
                 let channel = try await DatagramBootstrap(group: engine.eventLoop)
                     .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
@@ -62,8 +66,6 @@ public final class TurnServer: Service, @unchecked Sendable {
                         }
                     }
                     .bind(host: address, port: port).get()
-                // With port 0 the first socket picks a port and the others join it.
-                if let p = channel.localAddress?.port { port = p }
                 channels.append(channel)
                 if engine === engines.first, let local = channel.localAddress { bound.append(local) }
             }

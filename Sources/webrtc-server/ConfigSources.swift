@@ -30,7 +30,9 @@ enum ConfigSources {
         do {
             node = try Yams.load(yaml: text)
         } catch {
-            throw ConfigError(key: "config", problem: "\(path) is not valid YAML: \(error)")
+            // Yams reports over several lines (message, then the offending line and a caret): keep it to one.
+            let detail = "\(error)".split(separator: "\n").prefix(2).joined(separator: " ")
+            throw ConfigError(key: "config", problem: "\(path) is not valid YAML: \(detail)")
         }
         guard let node else { return [:] }
         guard let root = node as? [String: Any] else {

@@ -44,17 +44,18 @@ struct WebRTCServer: AsyncParsableCommand {
         let credentials = CredentialStore(loaded.credentials)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
-        do {
-            try await turn.start()
-        } catch {
-            logger.critical("cannot start STUN/TURN listeners: \(error)")
-            throw ExitCode(1)
-        }
+        // Listeners are bound inside the services' run(), after ServiceGroup has taken over SIGTERM/SIGINT,
+        // so a signal that arrives as soon as the "listening" line is printed still ends the process cleanly.
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: turn)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await services.run()
+        do {
+            try await services.run()
+        } catch {
+            logger.critical("stopped on error: \(error)")
+            throw ExitCode(1)
+        }
         logger.info("stopped")
     }
 }

@@ -27,7 +27,10 @@ public struct TurnShared: Sendable {
 
 /// The STUN/TURN server state of one event loop: its allocations and the dispatch from method to
 /// handler. Everything here runs on `eventLoop` only, so the relay path needs no lock.
-final class TurnEngine {
+///
+/// `@unchecked Sendable` because it is confined, not synchronised: the listener and relay sockets that
+/// call into it are bound to `eventLoop`, and so are its timers and future callbacks.
+final class TurnEngine: @unchecked Sendable {
     let eventLoop: EventLoop
     let shared: TurnShared
     let authenticator: LongTermAuthenticator

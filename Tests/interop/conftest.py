@@ -1,0 +1,121 @@
+"""Fixtures for interop tests: the real webrtc-server binary and coturn's client tools."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("WEBRTC_SERVER_BINARY", ROOT / ".build" / "debug" / "webrtc-server"))
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (Debian package 'coturn'); scripts/test.sh installs it", pytrace=False)
+    return path
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP right now on 127.0.0.1."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+class Server:
+    """A running webrtc-server; waits for its listener log lines instead of sleeping."""
+
+    def __init__(self, args, env=None, wait_for="STUN/TURN listening", timeout=30):
+        if not BINARY.exists():
+            pytest.fail(f"{BINARY} is missing: build it first (scripts/test.sh does)", pytrace=False)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=full_env)
+        self.wait_for = wait_for
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        if not self.ready.wait(timeout):
+            self.stop()
+            pytest.fail("server did not become ready:\n" + "\n".join(self.lines), pytrace=False)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if self.wait_for in line:
+                self.ready.set()
+        self.ready.set()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(5)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_server():
+    servers = []
+
+    def start(*args, env=None, **kw):
+        s = Server(list(args), env=env, **kw)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        code = s.stop()
+        assert code == 0, f"server exited with {code} on SIGTERM:\n{s.output}"
+
+
+@pytest.fixture
+def turn_peer():
+    """coturn's turnutils_peer (a UDP echo peer) on 127.0.0.1, ready once it echoes a probe."""
+    tool = require_tool("turnutils_peer")
+    port = free_port()
+    proc = subprocess.Popen([tool, "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while True:
+            s.sendto(b"probe", ("127.0.0.1", port))
+            try:
+                if s.recvfrom(100)[0] == b"probe":
+                    break
+            except socket.timeout:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("turnutils_peer did not start", pytrace=False)
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+def turn_server_args(port: int, *extra: str) -> list[str]:
+    return ["--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "46000",
+            "--turn.relay_port_max", "47999", *extra]

@@ -1,0 +1,67 @@
+"""The executable's configuration: embedded defaults, file < environment < flags, clear errors."""
+import subprocess
+
+import pytest
+
+from conftest import BINARY, free_port, turn_server_args
+import stun
+
+
+def run_binary(*args, env=None, timeout=30):
+    import os
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")}
+    full_env.update(env or {})
+    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def test_starts_on_embedded_defaults_without_any_file(start_server):
+    s = start_server()
+    assert "address=0.0.0.0" in s.output and "port=3478" in s.output, s.output
+    assert stun.unauthenticated_allocate(3478)["realm"] == "webrtc-server"
+
+
+def test_file_then_environment_then_flags(start_server, tmp_path):
+    file_port, env_port = free_port(), free_port()
+    config = tmp_path / "server.yaml"
+    config.write_text(f"realm: from-file\nturn:\n  listen: [127.0.0.1]\n  port: {file_port}\n")
+    s = start_server("--config", str(config))
+    assert stun.unauthenticated_allocate(file_port)["realm"] == "from-file"
+    s.stop()
+    s = start_server("--config", str(config), env={"WEBRTC_SERVER_REALM": "from-env", "WEBRTC_SERVER_TURN_PORT": str(env_port)})
+    assert stun.unauthenticated_allocate(env_port)["realm"] == "from-env"
+    s.stop()
+    s = start_server("--config", str(config), "--realm", "from-flag", env={"WEBRTC_SERVER_REALM": "from-env"})
+    assert stun.unauthenticated_allocate(file_port)["realm"] == "from-flag"
+
+
+@pytest.mark.parametrize("args,env,key", [
+    (["--turn.port", "http"], {}, "turn.port"),
+    (["--turn.relay_port_min", "60000", "--turn.relay_port_max", "50000"], {}, "turn.relay_port_min"),
+    (["--turn.allow_peers", "300.1.1.1"], {}, "turn.allow_peers"),
+    (["--no-such-option", "1"], {}, "--no-such-option"),
+    ([], {"WEBRTC_SERVER_TURN_MAX_LIFETIME": "-5"}, "turn.max_lifetime"),
+    ([], {"WEBRTC_SERVER_NO_SUCH_KEY": "1"}, "WEBRTC_SERVER_NO_SUCH_KEY"),
+    (["--log_level", "loud"], {}, "log_level"),
+])
+def test_invalid_option_exits_nonzero_with_one_line_naming_it(args, env, key):
+    done = run_binary(*args, env=env)
+    assert done.returncode != 0
+    lines = [l for l in (done.stderr + done.stdout).splitlines() if l.strip()]
+    assert len(lines) == 1, lines
+    assert key in lines[0], lines
+
+
+def test_unreadable_config_file_is_one_line_too(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("turn: [unclosed\n")
+    for args in (["--config", str(bad)], ["--config", str(tmp_path / "missing.yaml")]):
+        done = run_binary(*args)
+        lines = [l for l in (done.stderr + done.stdout).splitlines() if l.strip()]
+        assert done.returncode != 0 and len(lines) == 1 and "config" in lines[0], lines
+
+
+def test_sigterm_stops_the_server_cleanly(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port))
+    assert s.stop() == 0
+    assert "stopped" in s.output

@@ -1,0 +1,85 @@
+"""TURN over UDP driven by coturn's client tools (turnutils_uclient, turnutils_stunclient)."""
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port, require_tool, turn_server_args
+import stun
+
+CLIENTS, MESSAGES = 10, 1000
+
+
+def run_uclient(*args: str, timeout: int = 180) -> str:
+    tool = require_tool("turnutils_uclient")
+    done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout)
+    return done.stdout + done.stderr
+
+
+def assert_no_loss(output: str):
+    lost = re.findall(r"Total lost packets (\d+)", output)
+    assert lost, f"uclient did not finish:\n{output[-3000:]}"
+    assert int(lost[-1]) == 0, f"lost packets:\n{output[-3000:]}"
+    totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", output, re.M)
+    assert totals, output[-3000:]
+    sent, received = map(int, totals[-1])
+    assert sent == CLIENTS * MESSAGES and received == sent, f"sent {sent}, received {received}"
+
+
+@pytest.fixture
+def server(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=wonderland", "--auth.secrets", "north,old-secret",
+                                       "--turn.allow_peers", "127.0.0.1"))
+    s.port = port
+    return s
+
+
+@pytest.mark.parametrize("mode", [[], ["-s"]], ids=["channel", "send-indication"])
+def test_uclient_with_static_credentials_loses_nothing(server, turn_peer, mode):
+    out = run_uclient(*mode, "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1", "-r", str(turn_peer),
+                      "-p", str(server.port), "-m", str(CLIENTS), "-n", str(MESSAGES), "127.0.0.1")
+    assert_no_loss(out)
+
+
+@pytest.mark.parametrize("mode", [[], ["-s"]], ids=["channel", "send-indication"])
+def test_uclient_with_shared_secret_loses_nothing(server, turn_peer, mode):
+    out = run_uclient(*mode, "-W", "north", "-u", "carol", "-e", "127.0.0.1", "-r", str(turn_peer),
+                      "-p", str(server.port), "-m", str(CLIENTS), "-n", str(MESSAGES), "127.0.0.1")
+    assert_no_loss(out)
+
+
+def test_uclient_with_wrong_shared_secret_is_refused(server, turn_peer):
+    out = run_uclient("-W", "not-the-secret", "-u", "carol", "-e", "127.0.0.1", "-r", str(turn_peer),
+                      "-p", str(server.port), "-m", "1", "-n", "5", "127.0.0.1", timeout=60)
+    assert "Cannot complete Allocation" in out and "Total lost packets" not in out, out[-2000:]
+
+
+def test_stunclient_gets_its_mapped_address(server):
+    tool = require_tool("turnutils_stunclient")
+    done = subprocess.run([tool, "-p", str(server.port), "127.0.0.1"], capture_output=True, text=True, timeout=30)
+    assert re.search(r"UDP reflexive addr: 127\.0\.0\.1:\d+", done.stdout + done.stderr), done.stdout + done.stderr
+
+
+def test_default_policy_answers_create_permission_to_loopback_with_403(start_server, turn_peer):
+    port = free_port()
+    start_server(*turn_server_args(port, "--auth.users", "alice=wonderland"))
+    out = run_uclient("-s", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1", "-r", str(turn_peer),
+                      "-p", str(port), "-m", "1", "-n", "5", "127.0.0.1", timeout=60)
+    assert re.search(r"create permission error 403", out), out[-2000:]
+
+
+def test_garbage_datagrams_leave_the_server_answering(server):
+    rnd = __import__("random").Random(7)
+    valid, _ = stun.request(0x0003, stun.attribute(0x0019, bytes([17, 0, 0, 0])))
+    junk = [b"", b"\x00", b"\x40\x00\xff\xff", valid[:10], valid[:-2] + b"\xff\xff", b"\xff" * 1400,
+            valid[:2] + b"\xff\xf0" + valid[4:], valid + stun.attribute(0x0006, b"a" * 60000)[:60000]]
+    junk += [bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 200))) for _ in range(300)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for j in junk:
+            s.sendto(j, ("127.0.0.1", server.port))
+    reply = stun.unauthenticated_allocate(server.port)
+    assert reply["error"] == 401
+    assert server.proc.poll() is None

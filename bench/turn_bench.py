@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""TURN relay benchmark: coturn's turnserver and webrtc-server under the same turnutils_uclient load,
+one after the other in the same run, on loopback only.
+
+For each server and load it prints: server CPU seconds per 1000 relayed packets (utime+stime from
+/proc/PID/stat), lost packets % (as turnutils_uclient reports it), and peak RSS (VmHWM).
+Relayed packets = messages the clients sent to the peer + messages they got back (each crosses the relay).
+
+Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced] [--binary PATH]
+Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server.
+"""
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TICK = os.sysconf("SC_CLK_TCK")
+USER, PASSWORD, REALM = "bench", "bench-password", "bench.realm"
+LOADS = {
+    "flood": ["-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
+    "paced": ["-m", "20", "-n", "20000", "-l", "120", "-z", "2", "-c"],
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_kib(pid: int) -> int:
+    m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) if m else 0
+
+
+def wait_for_stun(port: int, timeout: float = 20.0):
+    """Ready when a Binding request is answered (no sleeping on a guess)."""
+    deadline = time.monotonic() + timeout
+    req = bytes.fromhex("000100002112a442") + os.urandom(12)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            s.sendto(req, ("127.0.0.1", port))
+            try:
+                s.recvfrom(1500)
+                return
+            except socket.timeout:
+                pass
+    raise RuntimeError(f"no STUN answer on port {port}")
+
+
+def start_coturn(port: int) -> subprocess.Popen:
+    return subprocess.Popen([
+        "turnserver", "-n", "--listening-ip", "127.0.0.1", "--listening-port", str(port), "--relay-ip", "127.0.0.1",
+        "--min-port", "50000", "--max-port", "59999", "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}",
+        "--realm", REALM, "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--no-stdout-log",
+        "--log-file", "/dev/null", "--simple-log", "--no-software-attribute"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def start_ours(binary: str, port: int) -> subprocess.Popen:
+    return subprocess.Popen([
+        binary, "--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "50000",
+        "--turn.relay_port_max", "59999", "--auth.users", f"{USER}={PASSWORD}", "--realm", REALM,
+        "--turn.allow_peers", "127.0.0.1", "--log_level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_load(server_port: int, peer_port: int, load: list[str]) -> dict:
+    out = subprocess.run(["turnutils_uclient", *load, "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1",
+                          "-r", str(peer_port), "-p", str(server_port), "127.0.0.1"],
+                         capture_output=True, text=True, timeout=600).stdout
+    totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
+    lost = re.findall(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
+    if not totals or not lost:
+        raise RuntimeError("uclient did not finish:\n" + out[-2000:])
+    sent, received = map(int, totals[-1])
+    return {"sent": sent, "received": received, "lost_pct": float(lost[-1][1])}
+
+
+def measure(name: str, start, load: list[str], peer_port: int) -> dict:
+    port = free_port()
+    proc = start(port)
+    try:
+        wait_for_stun(port)
+        before = cpu_seconds(proc.pid)
+        t0 = time.monotonic()
+        result = run_load(port, peer_port, load)
+        result["wall"] = time.monotonic() - t0
+        result["cpu"] = cpu_seconds(proc.pid) - before
+        result["rss_kib"] = peak_rss_kib(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    relayed = result["sent"] + result["received"]
+    result["cpu_per_1000"] = result["cpu"] / relayed * 1000 if relayed else float("nan")
+    result["name"] = name
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--loads", default="flood,paced")
+    ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
+    args = ap.parse_args()
+    peer_port = free_port()
+    peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} nproc={os.cpu_count()} repeat={args.repeat}")
+    print(f"{'load':6} {'server':14} {'cpu_s/1k_pkts':>13} {'lost%':>7} {'peakRSS_MiB':>11} {'cpu_s':>6} {'wall_s':>6} {'relayed':>8}")
+    try:
+        for load_name in args.loads.split(","):
+            rows = {"coturn": [], "webrtc-server": []}
+            for _ in range(args.repeat):
+                rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port))
+                rows["webrtc-server"].append(measure("webrtc-server", lambda p: start_ours(args.binary, p), LOADS[load_name], peer_port))
+            summary = {}
+            for name, results in rows.items():
+                for r in results:
+                    print(f"{load_name:6} {name:14} {r['cpu_per_1000']:13.4f} {r['lost_pct']:7.3f} "
+                          f"{r['rss_kib'] / 1024:11.1f} {r['cpu']:6.2f} {r['wall']:6.1f} {r['sent'] + r['received']:8}")
+                summary[name] = statistics.median(r["cpu_per_1000"] for r in results)
+            ratio = summary["webrtc-server"] / summary["coturn"] if summary["coturn"] else float("nan")
+            print(f"{load_name:6} ratio (ours/coturn, median CPU per relayed packet): {ratio:.2f}")
+    finally:
+        peer.terminate()
+        peer.wait(5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test: Swift unit/server tests, then interop tests that drive the real binary with
+# clients nobody here wrote. Installs what they need on a fresh Debian machine first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# coturn's client tools (turnutils_uclient, turnutils_peer, turnutils_stunclient); its server is not used.
+if ! command -v turnutils_uclient >/dev/null || ! command -v turnutils_peer >/dev/null; then
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q coturn
+fi
+# Debian's coturn package may start its own turnserver on 3478; the tests need that port.
+if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
+
+# Python test runner in a project-local venv.
+if [ ! -x .venv/bin/pytest ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
+fi
+
+echo "== swift test"
+swift test
+
+echo "== build webrtc-server"
+swift build --product webrtc-server
+export WEBRTC_SERVER_BINARY="$PWD/.build/debug/webrtc-server"
+
+echo "== interop tests"
+.venv/bin/pytest -v Tests/interop
