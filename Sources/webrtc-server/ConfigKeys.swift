@@ -60,6 +60,8 @@ enum ConfigKeys {
         ConfigKey(name: "turn.max_allocations_per_user", kind: .scalar, defaultValue: "0", help: "allocations per username (486 beyond); 0 = unlimited"),
         ConfigKey(name: "turn.max_permissions_per_allocation", kind: .scalar, defaultValue: "64", help: "permissions per allocation (508 beyond)"),
         ConfigKey(name: "turn.threads", kind: .scalar, defaultValue: "0", help: "UDP listener sockets/event loops per address; 0 = one per core"),
+        ConfigKey(name: "turn.udp_gso", kind: .scalar, defaultValue: "true",
+                  help: "send runs of same-sized datagrams to one destination as one UDP GSO write (Linux 4.18+; ignored where unsupported)"),
         ConfigKey(name: "turn.strict_channel_numbers", kind: .scalar, defaultValue: "false",
                   help: "accept only RFC 8656 channel numbers 0x4000-0x4FFF in ChannelBind; false also accepts RFC 5766's 0x5000-0x7FFF (coturn's clients use them)"),
         ConfigKey(name: "turn.allow_peers", kind: .list, defaultValue: "",

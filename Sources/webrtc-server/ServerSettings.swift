@@ -70,6 +70,7 @@ struct ServerSettings {
         turn.maxPermissionsPerAllocation = try r.int("turn.max_permissions_per_allocation", 1...100_000)
         let threads = try r.int("turn.threads", 0...256)
         turn.threads = threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : threads
+        turn.udpGSO = try r.bool("turn.udp_gso")
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
         credentials.users = try r.map("auth.users")

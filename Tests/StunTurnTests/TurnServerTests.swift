@@ -314,6 +314,21 @@ import Testing
         }
     }
 
+    @Test func burstsOfEqualSizedPacketsArriveAsSeparateDatagramsInOrder() async throws {
+        // Equal-sized runs to one destination are sent as one GSO write; the receiver must still see
+        // every datagram on its own, unchanged and in order.
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            let relayed = try #require(c.allocate()?.xorAddress(AttributeType.xorRelayedAddress))
+            let peer = UDPTestSocket()
+            #expect(c.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
+            for i in 0..<40 { c.socket.send([0x40, 0x01, 0x00, 0x05, UInt8(i), 1, 2, 3, 4], to: port) }
+            for i in 0..<40 { #expect(peer.receive()?.bytes == [UInt8(i), 1, 2, 3, 4]) }
+            for i in 0..<40 { peer.send([UInt8(i), 9, 9], to: relayed.port) }
+            for i in 0..<40 { #expect(c.socket.receive()?.bytes == [0x40, 0x01, 0x00, 0x03, UInt8(i), 9, 9]) }
+        }
+    }
+
     @Test func garbageNeverStopsTheServer() async throws {
         try await withTurnServer { server, port in
             let attacker = UDPTestSocket(timeoutMilliseconds: 200)

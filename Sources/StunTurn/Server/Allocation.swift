@@ -30,6 +30,9 @@ final class Allocation {
     var reservedToken: UInt64?
     /// True when the relay socket has unflushed writes (flushed once per read batch).
     var relayNeedsFlush = false
+    /// Datagrams to peers, and to the client, waiting for the end of the read batch (GSO batching).
+    var toPeer = DatagramCoalescer()
+    var toClient = DatagramCoalescer()
 
     init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relayPort: UInt16,
          relayChannel: Channel, clientPath: ClientPath, expires: NIODeadline,

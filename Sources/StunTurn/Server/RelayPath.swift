@@ -19,7 +19,7 @@ extension TurnEngine {
             stats.add(stats.unroutableDropped)
             return
         }
-        sendToPeer(allocation, payload, binding.peerSocketAddress)
+        sendToPeer(allocation, payload, binding.peer, binding.peerSocketAddress)
     }
 
     /// RFC 8656 §11.2: a Send indication needs XOR-PEER-ADDRESS and DATA, and a permission for the
@@ -42,14 +42,16 @@ extension TurnEngine {
         }
         let target = allocation.channels.byPeer[peer].flatMap { allocation.channels.byNumber[$0]?.peerSocketAddress }
             ?? peer.socketAddress()
-        sendToPeer(allocation, allocation.relayChannel.allocator.buffer(bytes: data), target)
+        sendToPeer(allocation, allocation.relayChannel.allocator.buffer(bytes: data), peer, target)
     }
 
     @inline(__always)
-    func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: SocketAddress) {
+    func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: TransportAddress, _ address: SocketAddress) {
         stats.add(stats.packetsToPeer)
         stats.add(stats.bytesToPeer, payload.readableBytes)
-        allocation.relayChannel.write(AddressedEnvelope(remoteAddress: peer, data: payload), promise: nil)
+        allocation.toPeer.add(length: payload.readableBytes, to: peer, address, gso: gso, channel: allocation.relayChannel) {
+            $0.writeImmutableBuffer(payload)
+        }
         if !allocation.relayNeedsFlush {
             allocation.relayNeedsFlush = true
             dirtyRelays.append(allocation)
@@ -67,28 +69,44 @@ extension TurnEngine {
             return
         }
         let payload = envelope.data
-        var out: ByteBuffer
+        guard case .datagram(let clientChannel, let clientAddress) = allocation.clientPath else { return }
+        let client = allocation.fiveTuple.client
         if let number = allocation.channels.channel(for: peer, now: now) {
-            out = allocation.relayChannel.allocator.buffer(capacity: 4 + payload.readableBytes)
-            ChannelData.write(channel: number, payload: payload, into: &out, padded: false)
+            allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, channel: clientChannel) {
+                ChannelData.write(channel: number, payload: payload, into: &$0, padded: false)
+            }
         } else {
-            out = DataIndication.encode(peer: peer, payload: payload, allocator: allocation.relayChannel.allocator)
+            allocation.toClient.add(length: DataIndication.length(peer: peer, payloadLength: payload.readableBytes), to: client,
+                                    clientAddress, gso: gso, channel: clientChannel) {
+                DataIndication.write(peer: peer, payload: payload, into: &$0)
+            }
         }
         stats.add(stats.packetsToClient)
         stats.add(stats.bytesToClient, payload.readableBytes)
-        allocation.clientPath.write(out)
+    }
+
+    /// End of a relay socket's read batch: write what was queued for the client and flush it.
+    @inline(__always)
+    func flushToClient(_ allocation: Allocation) {
+        guard !allocation.toClient.isEmpty else { return }
+        let channel = allocation.clientPath.channel
+        allocation.toClient.emit(channel)
+        channel.flush()
     }
 }
 
 /// A Data indication (RFC 8656 §11.4) written straight into a buffer, without building a StunMessage.
 enum DataIndication {
-    static func encode(peer: TransportAddress, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func length(peer: TransportAddress, payloadLength: Int) -> Int {
+        20 + 4 + (peer.ip.isIPv6 ? 20 : 8) + 4 + payloadLength + (4 - payloadLength % 4) % 4
+    }
+
+    static func write(peer: TransportAddress, payload: ByteBuffer, into out: inout ByteBuffer) {
         let tid = TransactionID.random()
         let address = AddressAttribute.encodeXor(peer, transactionID: tid)
         let dataLength = payload.readableBytes
         let padding = (4 - dataLength % 4) % 4
         let bodyLength = 4 + address.count + 4 + dataLength + padding
-        var out = allocator.buffer(capacity: 20 + bodyLength)
         out.writeInteger(StunMessage.encodeType(.data, .indication))
         out.writeInteger(UInt16(bodyLength))
         out.writeInteger(stunMagicCookie)
@@ -100,9 +118,13 @@ enum DataIndication {
         out.writeBytes(address)
         out.writeInteger(AttributeType.data)
         out.writeInteger(UInt16(dataLength))
-        var p = payload
-        out.writeBuffer(&p)
+        out.writeImmutableBuffer(payload)
         if padding > 0 { out.writeRepeatingByte(0, count: padding) }
+    }
+
+    static func encode(peer: TransportAddress, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var out = allocator.buffer(capacity: length(peer: peer, payloadLength: payload.readableBytes))
+        write(peer: peer, payload: payload, into: &out)
         return out
     }
 }

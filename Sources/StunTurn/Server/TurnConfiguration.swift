@@ -28,6 +28,8 @@ public struct TurnConfiguration: Sendable {
     /// Channel numbers ChannelBind accepts: RFC 5766's 0x4000-0x7FFF by default (coturn's clients use
     /// it), RFC 8656's 0x4000-0x4FFF when strict.
     public var channelNumbers: ClosedRange<UInt16> = ChannelData.legacyChannelRange
+    /// Batch same-sized datagrams to one destination into one UDP GSO write where the kernel supports it.
+    public var udpGSO: Bool = true
     /// UDP listener sockets per address (SO_REUSEPORT), each served by its own event loop.
     public var threads: Int = System.coreCount
 

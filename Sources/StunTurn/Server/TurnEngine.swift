@@ -41,6 +41,8 @@ final class TurnEngine: @unchecked Sendable {
     var dirtyRelays: [Allocation] = []
     private var sweeper: RepeatedTask?
 
+    /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
+    let gso: Bool
     var configuration: TurnConfiguration { shared.configuration }
     var stats: TurnStats { shared.stats }
     var logger: Logger { shared.logger }
@@ -48,6 +50,7 @@ final class TurnEngine: @unchecked Sendable {
     init(eventLoop: EventLoop, shared: TurnShared) {
         self.eventLoop = eventLoop
         self.shared = shared
+        gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
         authenticator = LongTermAuthenticator(
             realm: shared.configuration.realm,
             nonces: NonceManager(secret: shared.configuration.nonceSecret, lifetime: shared.configuration.nonceLifetime),
@@ -214,6 +217,7 @@ final class TurnEngine: @unchecked Sendable {
         guard !dirtyRelays.isEmpty else { return }
         for a in dirtyRelays {
             a.relayNeedsFlush = false
+            a.toPeer.emit(a.relayChannel)
             a.relayChannel.flush()
         }
         dirtyRelays.removeAll(keepingCapacity: true)

@@ -16,7 +16,7 @@ final class RelaySocketHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        allocation?.clientPath.flush()
+        if let allocation { engine.flushToClient(allocation) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

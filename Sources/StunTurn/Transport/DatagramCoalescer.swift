@@ -1,0 +1,56 @@
+import NIOCore
+
+/// Coalesces consecutive equal-sized datagrams to one destination into a single UDP GSO write
+/// (Linux UDP_SEGMENT through NIO's per-message `segmentSize`): the kernel walks its send path once
+/// per batch instead of once per packet. Within one read batch a relay typically forwards runs of
+/// same-sized packets to one destination (RTP video packets of a frame, a flood from a test client).
+///
+/// Without GSO (unsupported kernel, or disabled) every datagram is written on its own.
+struct DatagramCoalescer {
+    /// Linux accepts up to 64 segments per GSO send (UDP_MAX_SEGMENTS) and one IP packet's worth of bytes.
+    static let maxSegments = 64
+    static let maxBytes = 65_000
+
+    private var buffer: ByteBuffer?
+    private var target = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
+    private var socketAddress: SocketAddress?
+    private var segmentSize = 0
+    private var segments = 0
+
+    var isEmpty: Bool { segments == 0 }
+
+    /// Queues one datagram of exactly `length` bytes, written by `body`. Emits (writes, unflushed) the
+    /// pending batch through `channel` first if this datagram cannot join it.
+    @inline(__always)
+    mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel,
+                      _ body: (inout ByteBuffer) -> Void) {
+        if segments > 0 {
+            if gso, length == segmentSize, target == self.target, segments < Self.maxSegments,
+               buffer!.readableBytes + length <= Self.maxBytes {
+                body(&buffer!)
+                segments += 1
+                return
+            }
+            emit(channel)
+        }
+        var b = channel.allocator.buffer(capacity: gso ? min(Self.maxBytes, max(length, 1) * 16) : length)
+        body(&b)
+        buffer = b
+        self.target = target
+        socketAddress = address
+        segmentSize = length
+        segments = 1
+    }
+
+    /// Writes the pending batch (if any) to `channel` without flushing.
+    @inline(__always)
+    mutating func emit(_ channel: Channel) {
+        guard segments > 0, let b = buffer, let address = socketAddress else { return }
+        let metadata = segments > 1
+            ? AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
+            : nil
+        channel.write(AddressedEnvelope(remoteAddress: address, data: b, metadata: metadata), promise: nil)
+        buffer = nil
+        segments = 0
+    }
+}
