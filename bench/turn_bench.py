@@ -6,7 +6,7 @@ For each server and load it prints: server CPU seconds per 1000 relayed packets 
 /proc/PID/stat), lost packets % (as turnutils_uclient reports it), and peak RSS (VmHWM).
 Relayed packets = messages the clients sent to the peer + messages they got back (each crosses the relay).
 
-Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced] [--binary PATH]
+Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced] [--binary PATH] [--ours-args "--turn.threads 1"]
 Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server.
 """
 import argparse
@@ -70,11 +70,11 @@ def start_coturn(port: int) -> subprocess.Popen:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_ours(binary: str, port: int) -> subprocess.Popen:
+def start_ours(binary: str, port: int, extra: list[str]) -> subprocess.Popen:
     return subprocess.Popen([
         binary, "--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "50000",
         "--turn.relay_port_max", "59999", "--auth.users", f"{USER}={PASSWORD}", "--realm", REALM,
-        "--turn.allow_peers", "127.0.0.1", "--log_level", "warning"],
+        "--turn.allow_peers", "127.0.0.1", "--log_level", "warning", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -119,6 +119,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--loads", default="flood,paced")
     ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
+    ap.add_argument("--ours-args", default="", help="extra flags for webrtc-server, e.g. '--turn.threads 1'")
     args = ap.parse_args()
     peer_port = free_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
@@ -130,7 +131,7 @@ def main():
             rows = {"coturn": [], "webrtc-server": []}
             for _ in range(args.repeat):
                 rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port))
-                rows["webrtc-server"].append(measure("webrtc-server", lambda p: start_ours(args.binary, p), LOADS[load_name], peer_port))
+                rows["webrtc-server"].append(measure("webrtc-server", lambda p: start_ours(args.binary, p, args.ours_args.split()), LOADS[load_name], peer_port))
             summary = {}
             for name, results in rows.items():
                 for r in results:

@@ -57,6 +57,7 @@ public final class TurnServer: Service, @unchecked Sendable {
                 let channel = try await DatagramBootstrap(group: engine.eventLoop)
                     .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
                     .channelOption(.datagramVectorReadMessageCount, value: 32)
+                    .channelOption(.maxMessagesPerRead, value: 1)
                     .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 2048))
                     .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
                     .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)

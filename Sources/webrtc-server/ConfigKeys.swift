@@ -59,7 +59,7 @@ enum ConfigKeys {
         ConfigKey(name: "turn.max_allocations", kind: .scalar, defaultValue: "10000", help: "allocations in total (508 beyond); 0 = unlimited"),
         ConfigKey(name: "turn.max_allocations_per_user", kind: .scalar, defaultValue: "0", help: "allocations per username (486 beyond); 0 = unlimited"),
         ConfigKey(name: "turn.max_permissions_per_allocation", kind: .scalar, defaultValue: "64", help: "permissions per allocation (508 beyond)"),
-        ConfigKey(name: "turn.threads", kind: .scalar, defaultValue: "0", help: "UDP listener sockets/event loops per address; 0 = one per core"),
+        ConfigKey(name: "turn.threads", kind: .scalar, defaultValue: "0", help: "UDP listener sockets/event loops per address; 0 = half the cores, at least 1 (the kernel needs the rest: see BENCHMARKS.md)"),
         ConfigKey(name: "turn.udp_gso", kind: .scalar, defaultValue: "true",
                   help: "send runs of same-sized datagrams to one destination as one UDP GSO write (Linux 4.18+; ignored where unsupported)"),
         ConfigKey(name: "turn.strict_channel_numbers", kind: .scalar, defaultValue: "false",

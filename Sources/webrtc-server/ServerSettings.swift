@@ -69,7 +69,7 @@ struct ServerSettings {
         turn.maxAllocationsPerUser = try r.int("turn.max_allocations_per_user", 0...10_000_000)
         turn.maxPermissionsPerAllocation = try r.int("turn.max_permissions_per_allocation", 1...100_000)
         let threads = try r.int("turn.threads", 0...256)
-        turn.threads = threads == 0 ? ProcessInfo.processInfo.activeProcessorCount : threads
+        turn.threads = threads == 0 ? TurnConfiguration.defaultThreads : threads
         turn.udpGSO = try r.bool("turn.udp_gso")
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))

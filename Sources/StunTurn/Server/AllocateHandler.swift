@@ -110,6 +110,7 @@ extension TurnEngine {
         let engine = self
         DatagramBootstrap(group: eventLoop)
             .channelOption(.datagramVectorReadMessageCount, value: 8)
+            .channelOption(.maxMessagesPerRead, value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -49,9 +49,7 @@ extension TurnEngine {
     func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: TransportAddress, _ address: SocketAddress) {
         stats.add(stats.packetsToPeer)
         stats.add(stats.bytesToPeer, payload.readableBytes)
-        allocation.toPeer.add(length: payload.readableBytes, to: peer, address, gso: gso, channel: allocation.relayChannel) {
-            $0.writeImmutableBuffer(payload)
-        }
+        allocation.toPeer.add(payload, to: peer, address, gso: gso, channel: allocation.relayChannel)
         if !allocation.relayNeedsFlush {
             allocation.relayNeedsFlush = true
             dirtyRelays.append(allocation)

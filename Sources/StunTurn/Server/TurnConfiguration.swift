@@ -31,7 +31,12 @@ public struct TurnConfiguration: Sendable {
     /// Batch same-sized datagrams to one destination into one UDP GSO write where the kernel supports it.
     public var udpGSO: Bool = true
     /// UDP listener sockets per address (SO_REUSEPORT), each served by its own event loop.
-    public var threads: Int = System.coreCount
+    public var threads: Int = TurnConfiguration.defaultThreads
+
+    /// Half the cores, at least one. Most of a UDP relay's CPU time is the kernel's send/receive path,
+    /// which runs in the sending thread's context; on 2 cores one event loop relayed at lower CPU per
+    /// packet and lower loss than two (BENCHMARKS.md), and more loops only add wakeups.
+    public static var defaultThreads: Int { max(1, System.coreCount / 2) }
 
     public init() {}
 }

@@ -42,6 +42,32 @@ struct DatagramCoalescer {
         segments = 1
     }
 
+    /// Queues a ready-made datagram. A datagram that stays alone is written as the very buffer passed
+    /// in (a slice of the received batch: no copy); only when a second one joins is a batch buffer made.
+    @inline(__always)
+    mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel) {
+        let length = payload.readableBytes
+        if segments > 0 {
+            if gso, length == segmentSize, target == self.target, segments < Self.maxSegments,
+               buffer!.readableBytes + length <= Self.maxBytes {
+                if segments == 1 {
+                    var batch = channel.allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
+                    batch.writeImmutableBuffer(buffer!)
+                    buffer = batch
+                }
+                buffer!.writeImmutableBuffer(payload)
+                segments += 1
+                return
+            }
+            emit(channel)
+        }
+        buffer = payload
+        self.target = target
+        socketAddress = address
+        segmentSize = length
+        segments = 1
+    }
+
     /// Writes the pending batch (if any) to `channel` without flushing.
     @inline(__always)
     mutating func emit(_ channel: Channel) {
