@@ -51,7 +51,7 @@ public final class TurnServer: Service, @unchecked Sendable {
             // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
             // bind first so "address in use" is an error here as it is for any server.
             let probe = try await DatagramBootstrap(group: group).bind(host: address, port: c.port).get()
-            var port = probe.localAddress?.port ?? c.port
+            let port = probe.localAddress?.port ?? c.port
             try await probe.close()
             for engine in engines {
                 let channel = try await DatagramBootstrap(group: engine.eventLoop)

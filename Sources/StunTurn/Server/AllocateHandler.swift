@@ -119,6 +119,7 @@ extension TurnEngine {
             }
             .bind(host: configuration.relayBindAddress, port: Int(port))
             .hop(to: eventLoop)
+            .assumeIsolated()  // the callback runs on this engine's loop, so it may use non-Sendable state
             .whenComplete { [self] result in
                 switch result {
                 case .success(let channel):
