@@ -55,8 +55,7 @@ import Testing
     @Test func sha256PasswordAlgorithmAndIntegrityAreAccepted() async throws {
         try await withTurnServer { _, port in
             let c = TurnTestClient(serverPort: port)
-            let challenge = TurnTestClient.allocateRequest()
-            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            #expect(c.fetchChallenge())
             c.algorithm = .sha256
             c.useSHA256Integrity = true
             let m = TurnTestClient.allocateRequest()
@@ -70,8 +69,7 @@ import Testing
     @Test func passwordAlgorithmsDifferentFromTheOfferedListIs400() async throws {
         try await withTurnServer { _, port in
             let c = TurnTestClient(serverPort: port)
-            let challenge = TurnTestClient.allocateRequest()
-            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            #expect(c.fetchChallenge())
             c.algorithm = .sha256
             c.offeredAlgorithms = StunMessage.encodePasswordAlgorithms([.sha256])  // a downgrade-tampered list
             let m = TurnTestClient.allocateRequest()
@@ -82,8 +80,7 @@ import Testing
     @Test func userhashIdentifiesAStaticUser() async throws {
         try await withTurnServer { _, port in
             let c = TurnTestClient(serverPort: port)
-            let challenge = TurnTestClient.allocateRequest()
-            c.learn(try #require(c.exchange(challenge.encode(), transactionID: challenge.transactionID)))
+            #expect(c.fetchChallenge())
             var m = TurnTestClient.allocateRequest()
             m.append(AttributeType.userhash, userHash(username: "alice", realm: "test.realm"))
             m.appendText(AttributeType.realm, c.realm)
@@ -122,9 +119,7 @@ import Testing
     @Test func retransmittedAllocateGetsTheSameAnswerAndANewOneIs437() async throws {
         try await withTurnServer { _, port in
             let c = TurnTestClient(serverPort: port)
-            _ = c.exchange(TurnTestClient.allocateRequest().encode(), transactionID: TransactionID.random())
-            let probe = TurnTestClient.allocateRequest()
-            c.learn(try #require(c.exchange(probe.encode(), transactionID: probe.transactionID)))
+            #expect(c.fetchChallenge())
             let m = TurnTestClient.allocateRequest()
             let bytes = c.signed(m)
             let first = try #require(c.exchange(bytes, transactionID: m.transactionID))

@@ -55,6 +55,16 @@ final class TurnTestClient {
         return exchange(signed(again), transactionID: again.transactionID)
     }
 
+    /// Sends an unauthenticated Allocate and learns realm, nonce and offered algorithms from the 401.
+    func fetchChallenge() -> Bool {
+        let probe = Self.allocateRequest()
+        guard let challenge = exchange(probe.encode(), transactionID: probe.transactionID), challenge.errorCode?.code == 401 else {
+            return false
+        }
+        learn(challenge)
+        return true
+    }
+
     func learn(_ challenge: StunMessage) {
         if let r = challenge.realm { realm = r }
         if let n = challenge.nonce { nonce = n }
