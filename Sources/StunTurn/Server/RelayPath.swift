@@ -83,13 +83,23 @@ extension TurnEngine {
         stats.add(stats.bytesToClient, payload.readableBytes)
     }
 
-    /// End of a relay socket's read batch: write what was queued for the client and flush it.
+    /// End of a relay socket's read batch: write what was queued for the client. The listener socket
+    /// is flushed once after every socket that was readable in this event-loop tick has been read, so
+    /// packets relayed from many allocations leave in one `sendmmsg`.
     @inline(__always)
     func flushToClient(_ allocation: Allocation) {
         guard !allocation.toClient.isEmpty else { return }
         let channel = allocation.clientPath.channel
         allocation.toClient.emit(channel)
-        channel.flush()
+        if !dirtyClientChannels.contains(where: { $0 === channel }) { dirtyClientChannels.append(channel) }
+        if !clientFlushScheduled {
+            clientFlushScheduled = true
+            eventLoop.execute { [self] in
+                clientFlushScheduled = false
+                for c in dirtyClientChannels { c.flush() }
+                dirtyClientChannels.removeAll(keepingCapacity: true)
+            }
+        }
     }
 }
 

@@ -39,6 +39,9 @@ final class TurnEngine: @unchecked Sendable {
     var pendingAllocations: Set<FiveTuple> = []
     /// Relay sockets written to during the current read batch, flushed when the batch ends.
     var dirtyRelays: [Allocation] = []
+    /// Listener sockets written to by relay sockets in this tick, flushed together at its end.
+    var dirtyClientChannels: [Channel] = []
+    var clientFlushScheduled = false
     private var sweeper: RepeatedTask?
 
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
