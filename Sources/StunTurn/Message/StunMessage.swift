@@ -97,13 +97,6 @@ public struct StunMessage: Sendable {
         return (StunMethod(rawValue: m), StunClass(rawValue: c)!)
     }
 
-    /// Quick test used by the transports to tell STUN from ChannelData and garbage
-    /// (RFC 8489 §6.3 / RFC 7983: first two bits 0 and the magic cookie).
-    public static func looksLikeStun(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count >= 20, bytes[0] & 0xC0 == 0 else { return false }
-        return bytes[4] == 0x21 && bytes[5] == 0x12 && bytes[6] == 0xA4 && bytes[7] == 0x42
-    }
-
     // MARK: Decoding
 
     public init(decoding buffer: ByteBuffer) throws(StunDecodeError) {

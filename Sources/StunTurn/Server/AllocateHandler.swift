@@ -71,12 +71,18 @@ extension TurnEngine {
         }
         let lifetime = grantedLifetime(m.lifetime)
         pendingAllocations.insert(ft)
-        bindRelay(port: port, attemptsLeft: 8, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
+        // A port reserved under a token (or redeemed from one) is the port the client must get: no
+        // second try on another port then, or the token would point at the wrong one.
+        let attempts = reservedToken == nil && !m.has(AttributeType.reservationToken) ? 8 : 1
+        bindRelay(port: port, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
             [self] result in
             pendingAllocations.remove(ft)
             switch result {
             case .failure(let error):
                 logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
+                if let reservedToken, let reserved = shared.portPool.redeem(token: reservedToken) {
+                    shared.portPool.release(reserved)
+                }
                 shared.quota.release(user: credential.username)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
             case .success(let (channel, boundPort)):
