@@ -16,7 +16,10 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/
 
 # Python test runner in a project-local venv.
 if [ ! -x .venv/bin/pytest ]; then
-  python3 -m venv .venv
+  python3 -m venv .venv 2>/dev/null || {
+    as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+    rm -rf .venv && python3 -m venv .venv
+  }
   .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
 fi
 
