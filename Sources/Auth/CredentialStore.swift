@@ -90,7 +90,8 @@ public enum EphemeralCredential {
     }
 }
 
-func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+/// Compares secrets without an early exit, so timing does not tell how much of a guess was right.
+public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
     var diff: UInt8 = 0
     for i in 0..<a.count { diff |= a[i] ^ b[i] }

@@ -22,9 +22,6 @@ public enum Fingerprint {
         let l = totalLength - 20
         header[2] = UInt8((l >> 8) & 0xFF)
         header[3] = UInt8(l & 0xFF)
-        var crc: UInt32 = 0xFFFF_FFFF
-        for b in header { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
-        for b in prefix.dropFirst(20) { crc = table[Int((crc ^ UInt32(b)) & 0xFF)] ^ (crc >> 8) }
-        return (crc ^ 0xFFFF_FFFF) ^ xorValue
+        return crc32(header + prefix.dropFirst(20)) ^ xorValue
     }
 }

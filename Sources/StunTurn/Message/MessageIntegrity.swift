@@ -1,3 +1,4 @@
+import Auth
 import Crypto
 
 /// MESSAGE-INTEGRITY (HMAC-SHA1, RFC 8489 §14.5) and MESSAGE-INTEGRITY-SHA256 (§14.6).
@@ -38,13 +39,6 @@ public enum MessageIntegrity {
         covered[3] = UInt8(length & 0xFF)
         let mac = kind == .sha1 ? hmacSHA1(key: key, data: covered) : hmacSHA256(key: key, data: covered)
         return constantTimeEqual(Array(mac.prefix(received.count)), received)
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<a.count { diff |= a[i] ^ b[i] }
-        return diff == 0
     }
 }
 

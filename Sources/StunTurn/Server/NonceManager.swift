@@ -1,3 +1,4 @@
+import Auth
 import Crypto
 import Foundation
 
@@ -35,7 +36,7 @@ public struct NonceManager: Sendable {
         let rest = nonce.dropFirst(prefix.count)
         guard rest.count == 16 + 24, let ts = UInt64(rest.prefix(16), radix: 16), ts < UInt64(Int.max) else { return .stale }
         let t = Int(ts)
-        guard MessageIntegrity.constantTimeEqual(Array(mac(t, client).utf8), Array(rest.dropFirst(16).utf8)) else {
+        guard constantTimeEqual(Array(mac(t, client).utf8), Array(rest.dropFirst(16).utf8)) else {
             return .stale
         }
         let age = clock() - t

@@ -19,14 +19,21 @@ struct DatagramCoalescer {
 
     var isEmpty: Bool { segments == 0 }
 
+    /// GSO needs every segment but the last to be exactly `segmentSize`, one destination, and limits
+    /// on count and total size.
+    @inline(__always)
+    private func canJoin(length: Int, to target: TransportAddress) -> Bool {
+        length == segmentSize && target == self.target && segments < Self.maxSegments
+            && buffer!.readableBytes + length <= Self.maxBytes
+    }
+
     /// Queues one datagram of exactly `length` bytes, written by `body`. Emits (writes, unflushed) the
     /// pending batch through `channel` first if this datagram cannot join it.
     @inline(__always)
     mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel,
                       _ body: (inout ByteBuffer) -> Void) {
         if segments > 0 {
-            if gso, length == segmentSize, target == self.target, segments < Self.maxSegments,
-               buffer!.readableBytes + length <= Self.maxBytes {
+            if gso, canJoin(length: length, to: target) {
                 body(&buffer!)
                 segments += 1
                 return
@@ -48,8 +55,7 @@ struct DatagramCoalescer {
     mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel) {
         let length = payload.readableBytes
         if segments > 0 {
-            if gso, length == segmentSize, target == self.target, segments < Self.maxSegments,
-               buffer!.readableBytes + length <= Self.maxBytes {
+            if gso, canJoin(length: length, to: target) {
                 if segments == 1 {
                     var batch = channel.allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
                     batch.writeImmutableBuffer(buffer!)
