@@ -19,7 +19,8 @@ public enum CredentialLookup: Equatable, Sendable {
 /// - static users from configuration;
 /// - ephemeral credentials from shared secrets, the TURN REST convention: username
 ///   `<expiry-unix-time>:<user>`, password `base64(HMAC-SHA1(secret, username))`. Several secrets may be
-///   accepted at once so that a secret can be rotated without breaking credentials already handed out.
+///   accepted at once so that a secret can be rotated without breaking credentials already handed out;
+/// - per-session credentials minted for signaling sessions (`sessions`), revoked when the session ends.
 public final class CredentialStore: Sendable {
     public struct Settings: Sendable, Equatable {
         public var users: [String: String]
@@ -33,10 +34,13 @@ public final class CredentialStore: Sendable {
 
     private let settings: Mutex<Settings>
     private let clock: @Sendable () -> Date
+    /// Credentials minted per signaling session; looked up before users and secrets.
+    public let sessions: SessionCredentials
 
     public init(_ settings: Settings, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.settings = Mutex(settings)
         self.clock = clock
+        self.sessions = SessionCredentials(clock: clock)
     }
 
     /// Replaces users and secrets (configuration reload). Credentials already checked stay valid
@@ -48,6 +52,7 @@ public final class CredentialStore: Sendable {
     public var current: Settings { settings.withLock { $0 } }
 
     public func lookup(_ username: String) -> CredentialLookup {
+        if let session = sessions.lookup(username) { return session }
         let s = current
         if let password = s.users[username] { return .passwords([password]) }
         guard !s.sharedSecrets.isEmpty, let expiry = EphemeralCredential.expiry(of: username) else { return .unknown }

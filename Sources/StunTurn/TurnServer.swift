@@ -14,6 +14,8 @@ public final class TurnServer: Service, @unchecked Sendable {
     private let group: EventLoopGroup
     private var engines: [TurnEngine] = []
     private var channels: [Channel] = []
+    /// Called once every listener is bound, with the bound addresses (set before `run`).
+    public var onListening: (@Sendable ([SocketAddress]) -> Void)?
 
     public init(configuration: TurnConfiguration, credentials: CredentialStore, group: EventLoopGroup, logger: Logger) {
         let relayedIP = TurnServer.relayedIP(for: configuration)
@@ -78,7 +80,19 @@ public final class TurnServer: Service, @unchecked Sendable {
             "relayed-address": "\(shared.relayedIP)",
             "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
         ])
+        onListening?(bound)
         return bound
+    }
+
+    /// Releases every allocation authenticated as `username`, on every event loop (used when a
+    /// signaling session ends and its minted credentials are revoked). Returns how many were released.
+    @discardableResult
+    public func releaseAllocations(username: String, reason: String = "credential revoked") async -> Int {
+        var released = 0
+        for e in engines {
+            released += (try? await e.eventLoop.submit { e.release(username: username, reason: reason) }.get()) ?? 0
+        }
+        return released
     }
 
     public func stop() async {

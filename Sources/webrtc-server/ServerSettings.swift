@@ -1,6 +1,7 @@
 import Auth
 import Foundation
 import Logging
+import Signaling
 import StunTurn
 
 /// The validated configuration of the whole process.
@@ -8,6 +9,8 @@ struct ServerSettings {
     var logLevel: Logger.Level = .info
     var turn = TurnConfiguration()
     var credentials = CredentialStore.Settings()
+    var signalingEnabled = true
+    var signaling = SignalingConfiguration()
 
     /// Merges the layers (defaults < file < environment < flags) and validates every key.
     static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
@@ -73,11 +76,78 @@ struct ServerSettings {
         turn.udpGSO = try r.bool("turn.udp_gso")
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
+        try readSignaling(r)
         credentials.users = try r.map("auth.users")
         credentials.sharedSecrets = try r.list("auth.secrets")
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
             throw ConfigError(key: "auth.users", problem: "user names must be 1 to 508 bytes")
         }
+    }
+}
+
+extension ServerSettings {
+    fileprivate mutating func readSignaling(_ r: RawReader) throws {
+        signalingEnabled = try r.bool("signaling.enabled")
+        var s = SignalingConfiguration()
+        s.listenAddress = try r.string("signaling.listen")
+        guard IPAddress(s.listenAddress) != nil else {
+            throw ConfigError(key: "signaling.listen", problem: "'\(s.listenAddress)' is not an IP address")
+        }
+        s.port = try r.int("signaling.port", 0...65535)
+        let cert = try r.string("signaling.tls_cert"), key = try r.string("signaling.tls_key")
+        guard cert.isEmpty == key.isEmpty else {
+            throw ConfigError(key: cert.isEmpty ? "signaling.tls_cert" : "signaling.tls_key",
+                              problem: "signaling.tls_cert and signaling.tls_key go together")
+        }
+        for (k, path) in [("signaling.tls_cert", cert), ("signaling.tls_key", key)] where !path.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError(key: k, problem: "cannot read '\(path)'") }
+        }
+        if !cert.isEmpty { s.tlsCertificatePath = cert; s.tlsKeyPath = key }
+        s.authTimeout = try r.seconds("signaling.auth_timeout", 0.01...3600)
+        s.maxMessageSize = try r.int("signaling.max_message_size", 256...(16 << 20))
+        s.maxPeersPerRoom = try r.int("signaling.max_peers_per_room", 0...1_000_000)
+        s.maxConnections = try r.int("signaling.max_connections", 0...10_000_000)
+        s.keepaliveInterval = try r.seconds("signaling.keepalive_interval", 0...86400)
+        s.idleTimeout = try r.seconds("signaling.idle_timeout", 0...86400)
+        let dup = try r.string("signaling.duplicate_username")
+        guard let policy = SignalingConfiguration.DuplicateUsernamePolicy(rawValue: dup) else {
+            throw ConfigError(key: "signaling.duplicate_username", problem: "expected allow or replace, got '\(dup)'")
+        }
+        s.duplicateUsername = policy
+        s.outboundQueueLimit = try r.int("signaling.outbound_queue", 1...1_000_000)
+        s.abuseLimit = try r.int("signaling.abuse_limit", 1...1_000_000)
+        s.abuseWindow = try r.seconds("signaling.abuse_window", 0.01...86400)
+        s.staticDirectory = try Self.staticDirectory(try r.string("signaling.static_dir"))
+        let iceHost = try r.string("signaling.ice_host")
+        s.iceServers.host = iceHost.isEmpty ? turn.externalAddress.map { "\($0)" } : iceHost
+        s.iceServers.stunPort = turn.port
+        s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
+        s.apiToken = try r.string("api.token")
+        let hook = try r.string("webhook.url")
+        if !hook.isEmpty {
+            guard let url = URL(string: hook), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
+                throw ConfigError(key: "webhook.url", problem: "expected an http:// or https:// URL, got '\(hook)'")
+            }
+            s.webhook = WebhookSettings(url: url, secret: try r.string("webhook.secret"),
+                                        timeout: try r.seconds("webhook.timeout", 0.1...300))
+        }
+        signaling = s
+    }
+
+    /// `none` = off; a path = that folder (must hold index.html); empty = ./examples/simple, else the
+    /// copy in the source checkout this binary was built from (so `swift run` works from anywhere).
+    static func staticDirectory(_ value: String) throws -> String? {
+        if value == "none" { return nil }
+        let fm = FileManager.default
+        if !value.isEmpty {
+            guard fm.fileExists(atPath: value + "/index.html") else {
+                throw ConfigError(key: "signaling.static_dir", problem: "no index.html in '\(value)'")
+            }
+            return value
+        }
+        let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("examples/simple").path
+        return ["examples/simple", checkout].first { fm.fileExists(atPath: $0 + "/index.html") }
     }
 }
 
@@ -100,6 +170,14 @@ private struct RawReader {
             throw ConfigError(key: key, problem: "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
         }
         return v
+    }
+
+    func seconds(_ key: String, _ range: ClosedRange<Double>) throws -> Duration {
+        let s = try string(key)
+        guard let v = Double(s.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
+            throw ConfigError(key: key, problem: "expected seconds from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
+        }
+        return .milliseconds(Int64((v * 1000).rounded()))
     }
 
     func bool(_ key: String) throws -> Bool {

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOPosix
 import ServiceLifecycle
+import Signaling
 import StunTurn
 
 /// The composition root: configuration → services → ServiceLifecycle. No protocol logic here.
@@ -44,10 +45,23 @@ struct WebRTCServer: AsyncParsableCommand {
         let credentials = CredentialStore(loaded.credentials)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
+        // One lifecycle for a peer: when its signaling session ends, the TURN credentials minted for it
+        // are revoked and its allocations released.
+        credentials.sessions.onRevoke { username in
+            Task { await turn.releaseAllocations(username: username, reason: "signaling session ended") }
+        }
+        var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
+        if loaded.signalingEnabled {
+            let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
+            turn.onListening = { addresses in
+                if let port = addresses.first?.port { hub.iceServers.stunPort = port }
+            }
+            running.append(.init(service: SignalingServer(hub: hub, logger: logger)))
+        }
         // Listeners are bound inside the services' run(), after ServiceGroup has taken over SIGTERM/SIGINT,
         // so a signal that arrives as soon as the "listening" line is printed still ends the process cleanly.
         let services = ServiceGroup(configuration: .init(
-            services: [.init(service: turn)],
+            services: running,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         do {

@@ -1,3 +1,4 @@
+import TurnTestSupport
 import NIOCore
 import Testing
 @testable import StunTurn

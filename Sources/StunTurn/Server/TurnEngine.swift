@@ -205,6 +205,13 @@ final class TurnEngine: @unchecked Sendable {
         }
     }
 
+    /// Deletes the allocations made with `username`; returns how many.
+    func release(username: String, reason: String) -> Int {
+        let matching = allocations.values.filter { $0.credential.username == username }
+        for a in matching { delete(a, reason: reason) }
+        return matching.count
+    }
+
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
         a.relayChannel.close(promise: nil)

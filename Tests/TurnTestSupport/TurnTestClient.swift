@@ -2,27 +2,27 @@ import StunTurn
 
 /// A minimal TURN client for driving the server in tests: it speaks the long-term credential
 /// mechanism and lets a test add or corrupt anything.
-final class TurnTestClient {
-    let socket = UDPTestSocket()
-    let serverPort: UInt16
-    var username: String
-    var password: String
-    var realm = ""
-    var nonce = ""
-    var algorithm: PasswordAlgorithm = .md5
-    var offeredAlgorithms: [UInt8] = []
-    var useSHA256Integrity = false
+public final class TurnTestClient {
+    public let socket = UDPTestSocket()
+    public let serverPort: UInt16
+    public var username: String
+    public var password: String
+    public var realm = ""
+    public var nonce = ""
+    public var algorithm: PasswordAlgorithm = .md5
+    public var offeredAlgorithms: [UInt8] = []
+    public var useSHA256Integrity = false
 
-    init(serverPort: UInt16, username: String = "alice", password: String = "wonder") {
+    public init(serverPort: UInt16, username: String = "alice", password: String = "wonder") {
         self.serverPort = serverPort
         self.username = username
         self.password = password
     }
 
-    var key: [UInt8] { algorithm.key(username: username, realm: realm, password: password) }
+    public var key: [UInt8] { algorithm.key(username: username, realm: realm, password: password) }
 
     /// Sends `m` as is and returns the response with the same transaction id.
-    func exchange(_ bytes: [UInt8], transactionID: TransactionID) -> StunMessage? {
+    public func exchange(_ bytes: [UInt8], transactionID: TransactionID) -> StunMessage? {
         socket.send(bytes, to: serverPort)
         while let (data, _) = socket.receive() {
             if let r = try? StunMessage(decoding: data), r.transactionID == transactionID { return r }
@@ -31,7 +31,7 @@ final class TurnTestClient {
     }
 
     /// Adds USERNAME, REALM, NONCE (and the password algorithm attributes) and MESSAGE-INTEGRITY.
-    func signed(_ m: StunMessage, fingerprint: Bool = false) -> [UInt8] {
+    public func signed(_ m: StunMessage, fingerprint: Bool = false) -> [UInt8] {
         var m = m
         m.appendText(AttributeType.username, username)
         m.appendText(AttributeType.realm, realm)
@@ -44,7 +44,7 @@ final class TurnTestClient {
     }
 
     /// Sends an authenticated request, learning realm and nonce from a 401/438 first if needed.
-    func request(_ m: StunMessage) -> StunMessage? {
+    public func request(_ m: StunMessage) -> StunMessage? {
         if !realm.isEmpty, let r = exchange(signed(m), transactionID: m.transactionID), r.errorCode?.code != 438 {
             return r
         }
@@ -56,7 +56,7 @@ final class TurnTestClient {
     }
 
     /// Sends an unauthenticated Allocate and learns realm, nonce and offered algorithms from the 401.
-    func fetchChallenge() -> Bool {
+    public func fetchChallenge() -> Bool {
         let probe = Self.allocateRequest()
         guard let challenge = exchange(probe.encode(), transactionID: probe.transactionID), challenge.errorCode?.code == 401 else {
             return false
@@ -65,34 +65,34 @@ final class TurnTestClient {
         return true
     }
 
-    func learn(_ challenge: StunMessage) {
+    public func learn(_ challenge: StunMessage) {
         if let r = challenge.realm { realm = r }
         if let n = challenge.nonce { nonce = n }
         if let a = challenge.attribute(AttributeType.passwordAlgorithms) { offeredAlgorithms = a.value }
     }
 
-    static func allocateRequest(transport: UInt8 = 17) -> StunMessage {
+    public static func allocateRequest(transport: UInt8 = 17) -> StunMessage {
         var m = StunMessage(method: .allocate, messageClass: .request)
         m.append(AttributeType.requestedTransport, [transport, 0, 0, 0])
         return m
     }
 
-    func allocate() -> StunMessage? { request(Self.allocateRequest()) }
+    public func allocate() -> StunMessage? { request(Self.allocateRequest()) }
 
-    func createPermission(_ peer: TransportAddress) -> StunMessage? {
+    public func createPermission(_ peer: TransportAddress) -> StunMessage? {
         var m = StunMessage(method: .createPermission, messageClass: .request)
         m.appendXorAddress(AttributeType.xorPeerAddress, peer)
         return request(m)
     }
 
-    func channelBind(_ number: UInt16, _ peer: TransportAddress) -> StunMessage? {
+    public func channelBind(_ number: UInt16, _ peer: TransportAddress) -> StunMessage? {
         var m = StunMessage(method: .channelBind, messageClass: .request)
         m.appendChannelNumber(number)
         m.appendXorAddress(AttributeType.xorPeerAddress, peer)
         return request(m)
     }
 
-    func refresh(lifetime: UInt32) -> StunMessage? {
+    public func refresh(lifetime: UInt32) -> StunMessage? {
         var m = StunMessage(method: .refresh, messageClass: .request)
         m.appendLifetime(lifetime)
         return request(m)
@@ -100,5 +100,5 @@ final class TurnTestClient {
 }
 
 extension UInt16 {
-    var bigEndianPair: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
+    public var bigEndianPair: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
 }

@@ -4,13 +4,13 @@ import Glibc
 import StunTurn
 
 /// A plain blocking UDP socket on 127.0.0.1 for tests: a client of the server under test, or a peer.
-final class UDPTestSocket {
-    let fd: Int32
-    let port: UInt16
+public final class UDPTestSocket {
+    public let fd: Int32
+    public let port: UInt16
 
-    let ip: String
+    public let ip: String
 
-    init(ip: String = "127.0.0.1", timeoutMilliseconds: Int = 2000) {
+    public init(ip: String = "127.0.0.1", timeoutMilliseconds: Int = 2000) {
         self.ip = ip
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
@@ -34,9 +34,9 @@ final class UDPTestSocket {
 
     deinit { close(fd) }
 
-    var address: TransportAddress { TransportAddress(ip: IPAddress(ip)!, port: port) }
+    public var address: TransportAddress { TransportAddress(ip: IPAddress(ip)!, port: port) }
 
-    func send(_ bytes: [UInt8], to port: UInt16) {
+    public func send(_ bytes: [UInt8], to port: UInt16) {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -51,7 +51,7 @@ final class UDPTestSocket {
     }
 
     /// The next datagram and its source port, or nil after the receive timeout.
-    func receive() -> (bytes: [UInt8], fromPort: UInt16)? {
+    public func receive() -> (bytes: [UInt8], fromPort: UInt16)? {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var from = sockaddr_in()
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -1,0 +1,77 @@
+import Auth
+import Foundation
+import Hummingbird
+
+/// The server API for app backends under `/api/`, behind `Authorization: Bearer <api.token>`:
+/// - `GET /api/rooms/{room}/peers` → `{"room","peers":[{peer_id,username}]}`
+/// - `POST /api/rooms/{room}/publish` `{event, data}` → `{"delivered":N}`
+/// - `POST /api/peers/{peer}/send` `{event, data}` → `{"delivered":1}`, 404 for an unknown peer
+/// - `DELETE /api/peers/{peer}` → 204 (kicked), 404 for an unknown peer
+enum ServerAPIRoutes {
+    static let maxBody = 64 * 1024
+
+    static func add(to router: Router<SignalingRequestContext>, hub: SignalingHub) {
+        let api = router.group("api").add(middleware: BearerTokenMiddleware(token: hub.configuration.apiToken))
+        api.get("rooms/:room/peers") { _, context -> Response in
+            let room = try context.parameters.require("room")
+            let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }
+            let body = #"{"room":"# + JSONText.quoted(room) + #","peers":["# + peers.map(\.json).joined(separator: ",") + "]}"
+            return json(body)
+        }
+        api.post("rooms/:room/publish") { request, context -> Response in
+            let room = try context.parameters.require("room")
+            let (event, data) = try await readEventBody(request)
+            return json(#"{"delivered":\#(hub.publish(room: room, event: event, dataJSON: data))}"#)
+        }
+        api.post("peers/:peer/send") { request, context -> Response in
+            let peer = try context.parameters.require("peer")
+            let (event, data) = try await readEventBody(request)
+            guard hub.send(to: peer, event: event, dataJSON: data) else {
+                throw HTTPError(.notFound, message: "no peer \(peer)")
+            }
+            return json(#"{"delivered":1}"#)
+        }
+        api.delete("peers/:peer") { _, context -> Response in
+            let peer = try context.parameters.require("peer")
+            guard hub.kick(peer) else { throw HTTPError(.notFound, message: "no peer \(peer)") }
+            return Response(status: .noContent)
+        }
+    }
+
+    /// `{event: string, data?: any}`; data is passed on as its JSON text.
+    static func readEventBody(_ request: Request) async throws -> (String, String?) {
+        let buffer = try await request.body.collect(upTo: maxBody)
+        let envelope: JSONEnvelope
+        do {
+            envelope = try JSONEnvelope(bytes: Array(buffer.readableBytesView))
+        } catch {
+            throw HTTPError(.badRequest, message: "body must be a JSON object {\"event\": string, \"data\": any}")
+        }
+        guard let event = envelope.event, !event.isEmpty else {
+            throw HTTPError(.badRequest, message: "\"event\" (a non-empty string) is required")
+        }
+        return (event, envelope.rawValue(of: "data"))
+    }
+
+    static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// 401 unless `Authorization: Bearer <token>` matches (compared in constant time). An empty configured
+/// token refuses everything: the API is off until a token is set.
+struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let header = request.headers[.authorization] ?? ""
+        let prefix = "Bearer "
+        guard !token.isEmpty, header.hasPrefix(prefix),
+              constantTimeEqual(Array(header.dropFirst(prefix.count).utf8), Array(token.utf8))
+        else {
+            return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer", .contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":"unauthorized"}"#)))
+        }
+        return try await next(request, context)
+    }
+}

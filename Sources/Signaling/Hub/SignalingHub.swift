@@ -1,0 +1,225 @@
+import Auth
+import Foundation
+import Logging
+import Synchronization
+
+/// Rooms → peers, with one owner: every change happens under one lock, and delivery happens outside it
+/// through each peer's bounded queue, so a sender never waits for a receiver.
+///
+/// This is also the Swift API for apps that embed the server: list a room, publish to it, send to one
+/// peer, kick one — the `/api/` routes call exactly these.
+public final class SignalingHub: Sendable {
+    public enum JoinError: Error, Equatable, Sendable {
+        case roomFull
+        case serverFull
+    }
+
+    struct Member: Sendable {
+        let info: PeerInfo
+        let room: String
+        let connection: PeerConnection
+    }
+
+    private struct State {
+        var rooms: [String: [String: Member]] = [:]
+        var peers: [String: Member] = [:]
+        /// Every open socket, authenticated or not (limits, auth deadline, idle timeout, shutdown).
+        var connections: [UInt64: PeerConnection] = [:]
+        var nextConnectionID: UInt64 = 1
+    }
+
+    public let configuration: SignalingConfiguration
+    public let credentials: CredentialStore
+    public let stats = SignalingStats()
+    let hooks: HookDispatcher
+    let logger: Logger
+    private let state = Mutex(State())
+    private let iceServerSettings: Mutex<IceServerSettings>
+
+    /// What `authenticated` lists; the executable updates the ports once the TURN listeners are bound.
+    public var iceServers: IceServerSettings {
+        get { iceServerSettings.withLock { $0 } }
+        set { iceServerSettings.withLock { $0 = newValue } }
+    }
+
+    public init(configuration: SignalingConfiguration, credentials: CredentialStore,
+                hooks: [any SignalingHooks] = [], logger: Logger) {
+        self.configuration = configuration
+        self.credentials = credentials
+        self.logger = logger
+        self.iceServerSettings = Mutex(configuration.iceServers)
+        var all = hooks
+        if let w = configuration.webhook { all.append(WebhookNotifier(settings: w, logger: logger, stats: stats)) }
+        self.hooks = HookDispatcher(hooks: all, logger: logger, stats: stats)
+    }
+
+    // MARK: Connections
+
+    /// Registers a new socket; nil when `maxConnections` are already open.
+    func open(remote: String, forceClose: @escaping @Sendable () -> Void) -> PeerConnection? {
+        let c = configuration
+        let conn = state.withLock { s -> PeerConnection? in
+            guard c.maxConnections == 0 || s.connections.count < c.maxConnections else { return nil }
+            let id = s.nextConnectionID
+            s.nextConnectionID += 1
+            let conn = PeerConnection(id: id, remote: remote, queueLimit: c.outboundQueueLimit, forceClose: forceClose)
+            s.connections[id] = conn
+            return conn
+        }
+        if conn == nil { stats.rejectedConnections.add(1, ordering: .relaxed) }
+        return conn
+    }
+
+    /// Removes the socket, and its peer if it had joined: the others get `left`, the session's TURN
+    /// credentials are revoked (which releases its allocations), then the hooks run.
+    func closed(_ conn: PeerConnection, peerID: String?) {
+        let (member, others) = state.withLock { s -> (Member?, [Member]) in
+            s.connections.removeValue(forKey: conn.id)
+            guard let peerID, let m = s.peers[peerID], m.connection === conn else { return (nil, []) }
+            s.peers.removeValue(forKey: peerID)
+            s.rooms[m.room]?.removeValue(forKey: peerID)
+            let others = Array(s.rooms[m.room]?.values ?? [:].values)
+            if s.rooms[m.room]?.isEmpty == true { s.rooms.removeValue(forKey: m.room) }
+            return (m, others)
+        }
+        guard let member else { return }
+        let text = ServerEvents.left(member.info)
+        for o in others { o.connection.send(text) }
+        credentials.sessions.revoke(session: member.info.peerID)
+        hooks.post(.init(kind: .left, room: member.room, peer: member.info, others: others.map(\.info)))
+    }
+
+    /// Joins an authenticated socket to `room`; returns the peers already there (the roster).
+    /// `welcome(roster)` is queued to the new peer before anyone can see it, so it always comes first.
+    func join(room: String, username: String, peerID: String, connection: PeerConnection,
+              welcome: ([PeerInfo]) -> String) throws(JoinError) -> [PeerInfo] {
+        let c = configuration
+        let info = PeerInfo(peerID: peerID, username: username)
+        let member = Member(info: info, room: room, connection: connection)
+        let result = state.withLock { s -> Result<([Member], [Member]), JoinError> in
+            var roomPeers = s.rooms[room] ?? [:]
+            let replaced = c.duplicateUsername == .replace ? roomPeers.values.filter { $0.info.username == username } : []
+            guard c.maxPeersPerRoom == 0 || roomPeers.count - replaced.count < c.maxPeersPerRoom else {
+                return .failure(.roomFull)
+            }
+            for r in replaced {
+                roomPeers.removeValue(forKey: r.info.peerID)
+                s.peers.removeValue(forKey: r.info.peerID)
+            }
+            let others = Array(roomPeers.values)
+            connection.send(welcome(others.map(\.info)))
+            roomPeers[peerID] = member
+            s.rooms[room] = roomPeers
+            s.peers[peerID] = member
+            return .success((others, replaced))
+        }
+        let (others, replaced) = try result.get()
+        for r in replaced {
+            // Treated as leaving: the others hear `left`, its credentials go, then it is closed.
+            let text = ServerEvents.left(r.info)
+            for o in others { o.connection.send(text) }
+            credentials.sessions.revoke(session: r.info.peerID)
+            r.connection.close(finalEvent: ServerEvents.error(.replaced, "a newer session logged in as \(username)"),
+                               reason: "replaced")
+            hooks.post(.init(kind: .left, room: room, peer: r.info, others: others.map(\.info)))
+        }
+        let text = ServerEvents.joined(info)
+        for o in others { o.connection.send(text) }
+        hooks.post(.init(kind: .joined, room: room, peer: info, others: others.map(\.info)))
+        return others.map(\.info)
+    }
+
+    // MARK: Delivery
+
+    public enum DeliveryResult: Equatable, Sendable {
+        case delivered(Int)
+        case unknownPeer
+    }
+
+    /// Sends a client's message to `to` in the same room, or to everyone else in the room for `*`.
+    func deliver(_ text: String, from peerID: String, room: String, to: String) -> DeliveryResult {
+        if to == SignalingHub.broadcastAddress {
+            let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
+            var n = 0
+            for t in targets where t.info.peerID != peerID && t.connection.send(text) { n += 1 }
+            stats.messagesOut.add(n, ordering: .relaxed)
+            return .delivered(n)
+        }
+        guard let target = state.withLock({ s in s.peers[to] }), target.room == room else { return .unknownPeer }
+        let ok = target.connection.send(text)
+        if ok { stats.messagesOut.add(1, ordering: .relaxed) }
+        return .delivered(ok ? 1 : 0)
+    }
+
+    /// The `to` value that reaches every other peer in the sender's room.
+    public static let broadcastAddress = "*"
+
+    // MARK: Server API (Swift)
+
+    /// Peers in `room`, in no particular order; empty for an unknown room.
+    public func peers(in room: String) -> [PeerInfo] {
+        state.withLock { s in s.rooms[room].map { $0.values.map(\.info) } ?? [] }
+    }
+
+    /// All rooms with their peer counts.
+    public func rooms() -> [String: Int] {
+        state.withLock { s in s.rooms.mapValues(\.count) }
+    }
+
+    /// Sends `{"event":event,"data":data,"from":"server"}` to every peer in `room`; returns how many got it.
+    /// `dataJSON` must be JSON text (or nil for no data).
+    @discardableResult
+    public func publish(room: String, event: String, dataJSON: String?) -> Int {
+        let text = ServerEvents.fromServer(event: event, dataJSON: dataJSON)
+        let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
+        let n = targets.reduce(0) { $0 + ($1.connection.send(text) ? 1 : 0) }
+        stats.messagesOut.add(n, ordering: .relaxed)
+        return n
+    }
+
+    /// Sends a server message to one peer; false when no such peer.
+    @discardableResult
+    public func send(to peerID: String, event: String, dataJSON: String?) -> Bool {
+        guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
+        let ok = target.connection.send(ServerEvents.fromServer(event: event, dataJSON: dataJSON))
+        if ok { stats.messagesOut.add(1, ordering: .relaxed) }
+        return ok
+    }
+
+    /// Disconnects a peer (`error{code:"kicked"}`, then close). Its leave — `left` to the others, TURN
+    /// credentials revoked, allocations released — follows as for any close. False when no such peer.
+    @discardableResult
+    public func kick(_ peerID: String, reason: String = "removed by the server") -> Bool {
+        guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
+        target.connection.close(finalEvent: ServerEvents.error(.kicked, reason), reason: "kicked")
+        return true
+    }
+
+    /// Tells every open socket `event` and closes it (server shutdown).
+    public func closeAll(finalEvent: String?, reason: String) {
+        let all = state.withLock { Array($0.connections.values) }
+        for c in all { c.close(finalEvent: finalEvent, reason: reason) }
+    }
+
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+    public var peerCount: Int { state.withLock { $0.peers.count } }
+
+    // MARK: Timers
+
+    /// Closes sockets past the authentication deadline or the idle timeout. Called about once a second.
+    func sweep(now: ContinuousClock.Instant = .now) {
+        let c = configuration
+        let all = state.withLock { Array($0.connections.values) }
+        for conn in all {
+            if let closing = conn.pendingClose {
+                // Closing but still here: the peer ignores our close frame or stopped reading.
+                if now - closing.at > c.closeGrace + .seconds(3) { conn.forceClose() }
+            } else if !conn.isAuthenticated, now - conn.opened >= c.authTimeout {
+                stats.authTimeouts.add(1, ordering: .relaxed)
+                conn.close(finalEvent: ServerEvents.unauthorized, reason: "authentication timeout")
+            } else if c.idleTimeout > .zero, conn.idle(now: now) >= c.idleTimeout {
+                conn.close(finalEvent: nil, reason: "idle timeout")
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/// The JSON text of every event the server itself sends. Clients of lambdaclass/webrtc-server read
+/// `event` and `data`; everything this server adds is an extra field, never a changed one.
+public enum ServerEvents {
+    public static let pong = "pong"
+    public static let unauthorized = #"{"event":"unauthorized"}"#
+    public static let invalidMessage = #"{"event":"invalid_message"}"#
+    public static let shutdown = #"{"event":"shutdown"}"#
+
+    public static func joined(_ peer: PeerInfo) -> String {
+        #"{"event":"joined","data":"# + peer.json + "}"
+    }
+
+    public static func left(_ peer: PeerInfo) -> String {
+        #"{"event":"left","data":"# + peer.json + "}"
+    }
+
+    /// `authenticated` with the original `peer_id` plus `username`, the room roster and ICE servers.
+    public static func authenticated(peerID: String, username: String, room: String, peers: [PeerInfo],
+                                     iceServersJSON: String) -> String {
+        #"{"event":"authenticated","data":{"peer_id":"# + JSONText.quoted(peerID)
+            + #","username":"# + JSONText.quoted(username)
+            + #","room":"# + JSONText.quoted(room)
+            + #","peers":["# + peers.map(\.json).joined(separator: ",") + "]"
+            + #","ice_servers":"# + iceServersJSON + "}}"
+    }
+
+    public static func error(_ code: SignalingErrorCode, _ message: String, extra: [(String, String)] = []) -> String {
+        var s = #"{"event":"error","data":{"code":"# + JSONText.quoted(code.rawValue)
+            + #","message":"# + JSONText.quoted(message)
+        for (k, v) in extra { s += "," + JSONText.quoted(k) + ":" + JSONText.quoted(v) }
+        return s + "}}"
+    }
+
+    /// A server-originated message (server API publish/send): `{"event":…,"data":…,"from":"server"}`.
+    public static func fromServer(event: String, dataJSON: String?) -> String {
+        var s = #"{"event":"# + JSONText.quoted(event)
+        if let d = dataJSON { s += #","data":"# + d }
+        return s + #","from":"server"}"#
+    }
+}
+
+/// A peer as others see it: in `joined`, `left`, the roster and the server API.
+public struct PeerInfo: Sendable, Equatable, Codable {
+    public let peerID: String
+    public let username: String
+
+    public init(peerID: String, username: String) {
+        self.peerID = peerID
+        self.username = username
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case peerID = "peer_id"
+        case username
+    }
+
+    var json: String {
+        #"{"username":"# + JSONText.quoted(username) + #","peer_id":"# + JSONText.quoted(peerID) + "}"
+    }
+}

@@ -1,0 +1,26 @@
+/// Every client-visible signaling error, as the stable `code` string of
+/// `{"event":"error","data":{"code":…,"message":…}}`. Documented in the README's protocol section.
+public enum SignalingErrorCode: String, Sendable, CaseIterable {
+    /// `to` names no peer in this room (the original server crashed the connection here).
+    case unknownPeer = "unknown_peer"
+    /// The text frame is not JSON.
+    case invalidJSON = "invalid_json"
+    /// A binary frame; the protocol is JSON text only.
+    case binaryNotSupported = "binary_not_supported"
+    /// A message larger than `signaling.max_message_size`; it was discarded unread.
+    case messageTooLarge = "message_too_large"
+    /// The room already holds `signaling.max_peers_per_room` peers; the socket closes.
+    case roomFull = "room_full"
+    /// The server already holds `signaling.max_connections` authenticated peers; the socket closes.
+    case serverFull = "server_full"
+    /// Too many bad messages in a short time; the socket closes after this event.
+    case rateLimited = "rate_limited"
+    /// Another session logged in with this username and `signaling.duplicate_username` is `replace`.
+    case replaced = "replaced"
+    /// The peer did not read its messages fast enough; the socket closes.
+    case slowConsumer = "slow_consumer"
+    /// A second `authenticate` on an already authenticated socket.
+    case alreadyAuthenticated = "already_authenticated"
+    /// Removed by the server API (`DELETE /api/peers/{peer}`).
+    case kicked = "kicked"
+}

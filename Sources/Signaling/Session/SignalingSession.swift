@@ -1,0 +1,143 @@
+import Auth
+import Foundation
+
+/// One WebSocket's conversation with the hub (runs on that connection's inbound task only):
+/// `authenticate` first, then directed and broadcast messages, with `ping`→`pong` at any time.
+/// Every reply goes through the connection's queue, so it stays in order with forwarded messages.
+struct SignalingSession {
+    let hub: SignalingHub
+    let connection: PeerConnection
+    let room: String
+    /// Host the client used to reach us: the default host of the ICE server URLs.
+    let requestHost: String
+    private(set) var peerID: String?
+    private(set) var username: String?
+    private var recentErrors: [ContinuousClock.Instant] = []
+
+    init(hub: SignalingHub, connection: PeerConnection, room: String, requestHost: String) {
+        self.hub = hub
+        self.connection = connection
+        self.room = room
+        self.requestHost = requestHost
+    }
+
+    var isClosing: Bool { connection.pendingClose != nil }
+
+    struct AuthenticateFrame: Decodable {
+        struct Credentials: Decodable {
+            let username: String
+            let password: String
+        }
+        let event: String
+        let data: Credentials
+    }
+
+    // MARK: Inbound
+
+    mutating func receivedText(_ bytes: [UInt8]) {
+        connection.touch()
+        hub.stats.messagesIn.add(1, ordering: .relaxed)
+        if bytes.count == 4, bytes == Array("ping".utf8) {
+            connection.send(ServerEvents.pong)
+            return
+        }
+        guard let peerID else {
+            authenticate(bytes)
+            return
+        }
+        let envelope: JSONEnvelope
+        do {
+            envelope = try JSONEnvelope(bytes: bytes)
+        } catch .invalidJSON(let why) {
+            reject(ServerEvents.error(.invalidJSON, "not JSON: \(why)"))
+            return
+        } catch {
+            reject(ServerEvents.invalidMessage)
+            return
+        }
+        if envelope.event == "authenticate" {
+            reject(ServerEvents.error(.alreadyAuthenticated, "this socket is already authenticated as \(peerID)"))
+            return
+        }
+        guard let to = envelope.to else {
+            // As the original server: a message must name its recipient.
+            reject(ServerEvents.invalidMessage)
+            return
+        }
+        switch hub.deliver(envelope.forwarded(from: peerID), from: peerID, room: room, to: to) {
+        case .delivered: break
+        case .unknownPeer:
+            reject(ServerEvents.error(.unknownPeer, "no peer \(to) in room \(room)", extra: [("to", to)]))
+        }
+    }
+
+    mutating func receivedBinary() {
+        connection.touch()
+        reject(ServerEvents.error(.binaryNotSupported, "binary frames are not part of the protocol; send JSON text"))
+    }
+
+    mutating func receivedTooLarge(size: Int) {
+        connection.touch()
+        reject(ServerEvents.error(.messageTooLarge,
+                                  "message of at least \(size) bytes is over the limit of \(hub.configuration.maxMessageSize)"))
+    }
+
+    // MARK: Authentication
+
+    private mutating func authenticate(_ bytes: [UInt8]) {
+        guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)),
+              frame.event == "authenticate",
+              hub.credentials.verify(username: frame.data.username, password: frame.data.password)
+        else {
+            hub.stats.authFailures.add(1, ordering: .relaxed)
+            connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+            return
+        }
+        let id = Self.newPeerID()
+        let name = frame.data.username
+        let credential = hub.credentials.sessions.mint(session: id, lifetime: hub.iceServers.credentialLifetime)
+        let iceSettings = hub.iceServers
+        let ice = IceServers.json(settings: iceSettings, host: iceSettings.host ?? requestHost, credential: credential)
+        let room = self.room
+        do {
+            _ = try hub.join(room: room, username: name, peerID: id, connection: connection) { roster in
+                ServerEvents.authenticated(peerID: id, username: name, room: room, peers: roster, iceServersJSON: ice)
+            }
+        } catch {
+            hub.credentials.sessions.revoke(session: id)
+            let event = switch error {
+            case .roomFull: ServerEvents.error(.roomFull, "room \(room) already has \(hub.configuration.maxPeersPerRoom) peers")
+            case .serverFull: ServerEvents.error(.serverFull, "the server is full")
+            }
+            connection.close(finalEvent: event, reason: "join refused")
+            return
+        }
+        connection.markAuthenticated()
+        peerID = id
+        username = name
+    }
+
+    /// 16 characters of base64url (96 random bits): no `:` (it ends up in TURN usernames), URL-safe.
+    static func newPeerID() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<12).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        return Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+    }
+
+    // MARK: Abuse
+
+    /// Sends an error event; past `abuseLimit` errors within `abuseWindow`, the socket is closed instead.
+    private mutating func reject(_ event: String) {
+        hub.stats.badMessages.add(1, ordering: .relaxed)
+        let c = hub.configuration
+        let now = ContinuousClock.now
+        recentErrors.removeAll { now - $0 > c.abuseWindow }
+        recentErrors.append(now)
+        if recentErrors.count > c.abuseLimit {
+            connection.close(finalEvent: ServerEvents.error(.rateLimited, "too many bad messages; closing"), reason: "rate limited")
+        } else {
+            connection.send(event)
+        }
+    }
+}

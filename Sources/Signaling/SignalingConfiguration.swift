@@ -1,0 +1,87 @@
+import Foundation
+
+/// Everything the signaling half can be told. The executable fills it from the configuration keys
+/// (`signaling.*`, `api.*`, `webhook.*`); defaults here equal the documented defaults.
+public struct SignalingConfiguration: Sendable {
+    public enum DuplicateUsernamePolicy: String, Sendable, CaseIterable {
+        /// Both sessions stay (as lambdaclass/webrtc-server does).
+        case allow
+        /// The older session in the same room receives `error{code:"replaced"}` and is closed.
+        case replace
+    }
+
+    public var listenAddress = "0.0.0.0"
+    public var port = 8080
+    /// PEM files; both set = wss:// and https:// on `port`.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+    /// A socket that has not authenticated by then is closed.
+    public var authTimeout: Duration = .seconds(10)
+    /// Largest message (text or binary, after reassembly of fragments) read; larger → `message_too_large`.
+    public var maxMessageSize = 64 * 1024
+    /// 0 = unlimited.
+    public var maxPeersPerRoom = 0
+    /// Open WebSocket connections (authenticated or not); 0 = unlimited.
+    public var maxConnections = 20_000
+    /// WebSocket ping interval; a peer that has not answered the previous ping is closed. 0 disables.
+    public var keepaliveInterval: Duration = .seconds(30)
+    /// Close a socket that sent no message for this long. 0 disables.
+    public var idleTimeout: Duration = .zero
+    public var duplicateUsername: DuplicateUsernamePolicy = .allow
+    /// Messages queued for one peer before it counts as a slow consumer and is disconnected.
+    public var outboundQueueLimit = 1024
+    /// Bad messages (error events) allowed per `abuseWindow`; one more → `rate_limited` and close.
+    public var abuseLimit = 20
+    public var abuseWindow: Duration = .seconds(10)
+    /// After the server sends its close frame, how long the client has to answer before the socket is cut.
+    public var closeGrace: Duration = .seconds(2)
+    /// Room names: 1 to this many characters from `A-Z a-z 0-9 - _ .`.
+    public var maxRoomNameLength = 64
+    /// Bearer token for `/api/`; empty = every API request is refused with 401.
+    public var apiToken = ""
+    /// Folder with `index.html` served at `/` and `/room/:name`; nil = not served.
+    public var staticDirectory: String?
+    public var iceServers = IceServerSettings()
+    public var webhook: WebhookSettings?
+
+    public init() {}
+
+    public var tlsEnabled: Bool { tlsCertificatePath != nil && tlsKeyPath != nil }
+
+    /// True for names the WebSocket route accepts.
+    public func isValidRoomName(_ name: Substring) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= maxRoomNameLength else { return false }
+        return name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: ".")
+        }
+    }
+}
+
+/// What `authenticated.data.ice_servers` lists, in the shape `RTCPeerConnection({iceServers})` takes.
+public struct IceServerSettings: Sendable {
+    /// Host name or IP put in the URLs; nil = the host the client used to reach the signaling port.
+    public var host: String?
+    public var stunPort = 3478
+    public var turnUDP = true
+    public var turnTCP = false
+    /// Port of the TURN-over-TLS listener, nil when TLS is off.
+    public var turnsPort: Int?
+    /// Lifetime of the TURN credentials minted per session (they are also revoked when it ends).
+    public var credentialLifetime: TimeInterval = 86_400
+
+    public init() {}
+}
+
+public struct WebhookSettings: Sendable {
+    public var url: URL
+    /// HMAC-SHA256 key for the `X-Webrtc-Signature: sha256=<hex>` header; empty = no signature.
+    public var secret: String
+    public var timeout: Duration
+
+    public init(url: URL, secret: String, timeout: Duration = .seconds(5)) {
+        self.url = url
+        self.secret = secret
+        self.timeout = timeout
+    }
+}

@@ -1,0 +1,128 @@
+import Auth
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+
+/// The signaling half as a ServiceLifecycle service: the HTTP server (WebSocket route, server API,
+/// example pages), the hook dispatcher and the once-a-second sweeper, started and stopped together.
+public final class SignalingServer: Service, Sendable {
+    public let hub: SignalingHub
+    let logger: Logger
+    private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    public init(hub: SignalingHub, logger: Logger) {
+        self.hub = hub
+        self.logger = logger
+    }
+
+    public var configuration: SignalingConfiguration { hub.configuration }
+
+    /// The bound port once listening (useful with port 0).
+    public func listeningPort() async -> Int {
+        await withCheckedContinuation { c in
+            let ready = bound.withLock { s -> Int? in
+                if let p = s.port { return p }
+                s.waiters.append(c)
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+
+    func buildRouters() -> (http: Router<SignalingRequestContext>, ws: Router<SignalingRequestContext>) {
+        let hub = self.hub
+        let c = hub.configuration
+        let http = Router(context: SignalingRequestContext.self)
+        // Reached only when the request was not upgraded: a bad room name, or a plain HTTP GET.
+        http.get("websocket/:room") { _, context -> Response in
+            let room = try context.parameters.require("room")
+            guard c.isValidRoomName(Substring(room)) else {
+                throw HTTPError(.badRequest, message: "invalid room name: 1 to \(c.maxRoomNameLength) characters from A-Z a-z 0-9 - _ .")
+            }
+            throw HTTPError(.upgradeRequired, message: "this endpoint speaks WebSocket only")
+        }
+        http.get("healthz") { _, _ in "ok\n" }
+        ServerAPIRoutes.add(to: http, hub: hub)
+        if let dir = c.staticDirectory { StaticPages.add(to: http, directory: dir) }
+
+        let ws = Router(context: SignalingRequestContext.self)
+        ws.ws("websocket/:room") { _, context in
+            let room = context.parameters.get("room") ?? ""
+            return c.isValidRoomName(Substring(room)) ? .upgrade([:]) : .dontUpgrade
+        } onUpgrade: { inbound, outbound, ws in
+            let request = ws.request
+            let authority = request.head.authority ?? "localhost"
+            await WebSocketConnection.run(
+                hub: hub, inbound: inbound, outbound: outbound,
+                room: ws.requestContext.parameters.get("room") ?? "",
+                requestHost: IceServers.hostname(fromAuthority: authority),
+                remote: ws.requestContext.remoteAddress.map { "\($0)" } ?? "unknown",
+                channel: ws.requestContext.channel)
+        }
+        return (http, ws)
+    }
+
+    func serverBuilder() throws -> HTTPServerBuilder {
+        let c = hub.configuration
+        let wsConfig = WebSocketServerConfiguration(
+            maxFrameSize: max(1 << 20, 2 * c.maxMessageSize),
+            autoPing: c.keepaliveInterval > .zero ? .enabled(timePeriod: c.keepaliveInterval) : .disabled,
+            closeTimeout: c.closeGrace,
+            validateUTF8: false)
+        let routers = buildRouters()
+        let plain = HTTPServerBuilder.http1WebSocketUpgrade(
+            webSocketRouter: routers.ws, configuration: .init(http1: .init(), ws: wsConfig))
+        guard let cert = c.tlsCertificatePath, let key = c.tlsKeyPath else { return plain }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        return try .tls(plain, tlsConfiguration: tls)
+    }
+
+    public func run() async throws {
+        let c = hub.configuration
+        let routers = buildRouters()
+        let app = Application(
+            router: routers.http,
+            server: try serverBuilder(),
+            configuration: .init(address: .hostname(c.listenAddress, port: c.port), serverName: nil, backlog: 4096),
+            onServerRunning: { [self] channel in
+                let port = channel.localAddress?.port ?? c.port
+                let waiters = bound.withLock { s in
+                    s.port = port
+                    defer { s.waiters = [] }
+                    return s.waiters
+                }
+                for w in waiters { w.resume(returning: port) }
+                logger.info("signaling listening", metadata: [
+                    "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
+                    "websocket": "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM",
+                ])
+            },
+            logger: logger)
+        let hub = self.hub
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await hub.hooks.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    hub.sweep()
+                }
+            }
+            try await withGracefulShutdownHandler {
+                try await app.run()
+            } onGracefulShutdown: {
+                hub.closeAll(finalEvent: ServerEvents.shutdown, reason: "server shutting down")
+            }
+            hub.hooks.finish()
+            group.cancelAll()
+        }
+    }
+}
