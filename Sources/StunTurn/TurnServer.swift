@@ -95,6 +95,14 @@ public final class TurnServer: Service, @unchecked Sendable {
         return released
     }
 
+    /// One lifecycle for a peer: when a signaling session's credentials are revoked (the peer left or was
+    /// kicked), the allocations made with them are released at once.
+    public func releaseAllocationsWhenRevoked(_ sessions: SessionCredentials) {
+        sessions.onRevoke { [self] username in
+            Task { await self.releaseAllocations(username: username, reason: "signaling session ended") }
+        }
+    }
+
     public func stop() async {
         for ch in channels { try? await ch.close() }
         channels.removeAll()

@@ -47,9 +47,7 @@ struct WebRTCServer: AsyncParsableCommand {
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
         // One lifecycle for a peer: when its signaling session ends, the TURN credentials minted for it
         // are revoked and its allocations released.
-        credentials.sessions.onRevoke { username in
-            Task { await turn.releaseAllocations(username: username, reason: "signaling session ended") }
-        }
+        turn.releaseAllocationsWhenRevoked(credentials.sessions)
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
         if loaded.signalingEnabled {
             let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)

@@ -48,8 +48,10 @@ public final class SignalingHub: Sendable {
         self.credentials = credentials
         self.logger = logger
         self.iceServerSettings = Mutex(configuration.iceServers)
-        var all = hooks
+        // The webhook first, then the app's hooks, for each event.
+        var all: [any SignalingHooks] = []
         if let w = configuration.webhook { all.append(WebhookNotifier(settings: w, logger: logger, stats: stats)) }
+        all += hooks
         self.hooks = HookDispatcher(hooks: all, logger: logger, stats: stats)
     }
 

@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+@testable import Signaling
+
+/// Limits and policies: room size, connection count, abuse, idle timeout, duplicate usernames, slow readers.
+@Suite struct SignalingLimitsTests {
+    func errorCode(_ m: [String: Any]) -> String? {
+        m["event"] as? String == "error" ? (m["data"] as? [String: Any])?["code"] as? String : nil
+    }
+
+    @Test func fullRoomRefusesTheNextPeerWithRoomFull() async throws {
+        try await withSignaling(configure: { $0.maxPeersPerRoom = 2 }) { _, port in
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            let b = WSTestPeer.connect(port: port)
+            _ = try await b.join("bob")
+            let c = WSTestPeer.connect(port: port)
+            c.authenticate("carol")
+            #expect(errorCode(try await c.nextJSON()) == "room_full")
+            try await c.expectClosed()
+            let d = WSTestPeer.connect(port: port, room: "other")
+            _ = try await d.join("carol")  // another room still has space
+        }
+    }
+
+    @Test func connectionLimitRefusesWithServerFull() async throws {
+        try await withSignaling(configure: { $0.maxConnections = 1 }) { server, port in
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            let b = WSTestPeer.connect(port: port)
+            #expect(errorCode(try await b.nextJSON()) == "server_full")
+            try await b.expectClosed()
+            #expect(server.hub.stats.rejectedConnections.load(ordering: .relaxed) == 1)
+        }
+    }
+
+    @Test func repeatedBadMessagesAreRateLimitedThenClosed() async throws {
+        try await withSignaling(configure: { $0.abuseLimit = 3 }) { _, port in
+            let watcher = WSTestPeer.connect(port: port)
+            _ = try await watcher.join("bob")
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            _ = try await watcher.nextJSON()
+            for _ in 0..<3 {
+                a.send("nope")
+                #expect(errorCode(try await a.nextJSON()) == "invalid_json")
+            }
+            a.send("nope")
+            #expect(errorCode(try await a.nextJSON()) == "rate_limited")
+            try await a.expectClosed()
+            #expect(try await watcher.nextJSON()["event"] as? String == "left")
+        }
+    }
+
+    @Test func idleSocketIsClosedAndActiveOneIsNot() async throws {
+        try await withSignaling(configure: { $0.idleTimeout = .milliseconds(1500) }) { _, port in
+            let idle = WSTestPeer.connect(port: port)
+            _ = try await idle.join("alice")
+            let active = WSTestPeer.connect(port: port)
+            _ = try await active.join("bob")
+            _ = try await idle.nextJSON()  // joined
+            // The idle one closes; the active one keeps talking through it and hears `left`.
+            let closing = Task { try await idle.expectClosed(timeout: .seconds(6)) }
+            var sawLeft = false
+            for _ in 0..<8 {
+                active.send("ping")
+                while true {
+                    let e = try await active.next()
+                    if e == .text("pong") { break }
+                    guard case .text(let t) = e, t.contains(#""event":"left""#) else {
+                        Issue.record("unexpected \(e)")
+                        return
+                    }
+                    sawLeft = true
+                }
+                try await Task.sleep(for: .milliseconds(400))  // pacing the activity, not synchronisation
+            }
+            try await closing.value
+            #expect(sawLeft)
+        }
+    }
+
+    @Test func replacePolicyClosesTheOlderSessionOfTheSameUsername() async throws {
+        try await withSignaling(configure: { $0.duplicateUsername = .replace }) { _, port in
+            let watcher = WSTestPeer.connect(port: port)
+            _ = try await watcher.join("carol")
+            let old = WSTestPeer.connect(port: port)
+            let oldID = try #require(try await old.join("alice")["peer_id"] as? String)
+            _ = try await watcher.nextJSON()  // joined (old)
+            let new = WSTestPeer.connect(port: port)
+            let newData = try await new.join("alice")
+            let roster = try #require(newData["peers"] as? [[String: String]])
+            #expect(roster.map { $0["username"] } == ["carol"])
+            #expect(errorCode(try await old.nextJSON()) == "replaced")
+            try await old.expectClosed()
+            let left = try await watcher.nextJSON()
+            #expect(left["event"] as? String == "left")
+            #expect((left["data"] as? [String: String])?["peer_id"] == oldID)
+            #expect(try await watcher.nextJSON()["event"] as? String == "joined")
+        }
+    }
+
+    @Test func allowPolicyKeepsBothSessions() async throws {
+        try await withSignaling { server, port in
+            let a1 = WSTestPeer.connect(port: port)
+            _ = try await a1.join("alice")
+            let a2 = WSTestPeer.connect(port: port)
+            let roster = try #require(try await a2.join("alice")["peers"] as? [[String: String]])
+            #expect(roster.map { $0["username"] } == ["alice"])
+            #expect(try await a1.nextJSON()["event"] as? String == "joined")
+            #expect(server.hub.peers(in: "room1").count == 2)
+        }
+    }
+
+    @Test func slowConsumerIsDisconnectedInsteadOfBuffering() async throws {
+        let hub = SignalingHub(configuration: {
+            var c = SignalingConfiguration()
+            c.outboundQueueLimit = 4
+            return c
+        }(), credentials: .init(.init()), logger: .init(label: "t"))
+        let opened = hub.open(remote: "test", forceClose: {})
+        let conn = try #require(opened)
+        for i in 0..<4 { #expect(conn.send("m\(i)")) }
+        #expect(!conn.send("overflow"))
+        #expect(conn.pendingClose?.reason == "slow consumer")
+        #expect(conn.pendingClose?.finalEvent?.contains("slow_consumer") == true)
+        var delivered: [String] = []
+        for await case .text(let t) in conn.outboundStream { delivered.append(t) }
+        #expect(delivered == ["m0", "m1", "m2", "m3"])
+    }
+
+    @Test func keepalivePingsKeepAnAnsweringPeerConnected() async throws {
+        try await withSignaling(configure: { $0.keepaliveInterval = .milliseconds(200) }) { server, port in
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            try await Task.sleep(for: .seconds(1))  // five ping intervals, answered by the client library
+            a.send("ping")
+            #expect(try await a.next() == .text("pong"))
+            #expect(server.hub.peerCount == 1)
+        }
+    }
+}
