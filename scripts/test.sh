@@ -6,21 +6,30 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# coturn's client tools (turnutils_uclient, turnutils_peer, turnutils_stunclient); its server is not used.
-if ! command -v turnutils_uclient >/dev/null || ! command -v turnutils_peer >/dev/null; then
+# coturn's client tools (turnutils_uclient, turnutils_peer, turnutils_stunclient; its server is not used),
+# and headless Chromium with its WebDriver for the example client.
+missing=()
+command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null || missing+=(coturn)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q coturn
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 # Debian's coturn package may start its own turnserver on 3478; the tests need that port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
 
-# Python test runner in a project-local venv.
-if [ ! -x .venv/bin/pytest ]; then
+# Python test clients (pytest, selenium, websockets, aiortc) in a project-local venv, refreshed when
+# requirements.txt changes.
+if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || {
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
     rm -rf .venv && python3 -m venv .venv
   }
+fi
+if ! cmp -s Tests/interop/requirements.txt .venv/installed-requirements.txt; then
   .venv/bin/pip install -q --disable-pip-version-check -r Tests/interop/requirements.txt
+  cp Tests/interop/requirements.txt .venv/installed-requirements.txt
 fi
 
 echo "== swift test"

@@ -38,16 +38,24 @@ def free_port(kind=socket.SOCK_DGRAM) -> int:
 class Server:
     """A running webrtc-server; waits for its listener log lines instead of sleeping."""
 
-    def __init__(self, args, env=None, wait_for="STUN/TURN listening", timeout=30):
+    def __init__(self, args, env=None, wait_for=("STUN/TURN listening", "signaling listening"), timeout=30,
+                 embedded_defaults=False):
         if not BINARY.exists():
             pytest.fail(f"{BINARY} is missing: build it first (scripts/test.sh does)", pytrace=False)
         self.lines: list[str] = []
         self.ready = threading.Event()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")}
+        self.signaling_port = 8080
+        if not embedded_defaults:
+            # Several servers run side by side in one test: each gets its own signaling port on loopback
+            # (as environment, so flags and files in a test still override it).
+            self.signaling_port = free_port(socket.SOCK_STREAM)
+            full_env.update({"WEBRTC_SERVER_SIGNALING_LISTEN": "127.0.0.1",
+                             "WEBRTC_SERVER_SIGNALING_PORT": str(self.signaling_port)})
         full_env.update(env or {})
         self.proc = subprocess.Popen([str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=full_env)
-        self.wait_for = wait_for
+        self.waiting = set([wait_for] if isinstance(wait_for, str) else wait_for)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if not self.ready.wait(timeout):
@@ -57,7 +65,8 @@ class Server:
     def _read(self):
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            if self.wait_for in line:
+            self.waiting = {w for w in self.waiting if w not in line}
+            if not self.waiting:
                 self.ready.set()
         self.ready.set()
 

@@ -15,8 +15,9 @@ def run_binary(*args, env=None, timeout=30):
 
 
 def test_starts_on_embedded_defaults_without_any_file(start_server):
-    s = start_server()
+    s = start_server(embedded_defaults=True)
     assert "address=0.0.0.0" in s.output and "port=3478" in s.output, s.output
+    assert "port=8080" in s.output and "signaling listening" in s.output, s.output
     assert stun.unauthenticated_allocate(3478)["realm"] == "webrtc-server"
 
 

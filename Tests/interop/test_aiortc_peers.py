@@ -1,0 +1,118 @@
+"""aiortc peers (PyPI) that speak our signaling protocol and relay through our TURN over UDP."""
+import asyncio
+import json
+import re
+
+import pytest
+
+from conftest import free_port, turn_server_args
+
+RELAY_MIN, RELAY_MAX = 46000, 47999
+
+
+@pytest.fixture
+def server(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1"))
+    s.turn_port = port
+    return s
+
+
+class SignalingPeer:
+    def __init__(self, ws, authenticated):
+        self.ws = ws
+        self.peer_id = authenticated["peer_id"]
+        self.peers = authenticated["peers"]
+        self.ice_servers = authenticated["ice_servers"]
+
+    @classmethod
+    async def join(cls, url, username):
+        import websockets
+
+        ws = await websockets.connect(url)
+        await ws.send(json.dumps({"event": "authenticate", "data": {"username": username, "password": "pw"}}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert message["event"] == "authenticated", message
+        return cls(ws, message["data"])
+
+    async def send(self, event, to, data):
+        await self.ws.send(json.dumps({"event": event, "to": to, "data": data}))
+
+    async def receive(self, event):
+        while True:
+            message = json.loads(await asyncio.wait_for(self.ws.recv(), 20))
+            if message["event"] == event:
+                return message
+
+    def configuration(self):
+        from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
+
+        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+                   for s in self.ice_servers]
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+
+
+def relay_candidates(sdp):
+    found = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ (\w+)", sdp)
+    assert found, sdp
+    return found
+
+
+async def exchange(url):
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    alice = await SignalingPeer.join(url, "alice")
+    bob = await SignalingPeer.join(url, "bob")
+    assert [p["peer_id"] for p in bob.peers] == [alice.peer_id]
+    joined = await alice.receive("joined")
+    assert joined["data"]["peer_id"] == bob.peer_id
+
+    answerer = RTCPeerConnection(alice.configuration())
+    offerer = RTCPeerConnection(bob.configuration())
+    got = asyncio.get_running_loop().create_future()
+    try:
+        @answerer.on("datachannel")
+        def on_channel(channel):
+            @channel.on("message")
+            def on_message(message):
+                channel.send("echo:" + message)
+
+        channel = offerer.createDataChannel("chat")
+
+        @channel.on("open")
+        def on_open():
+            channel.send("hello through our TURN")
+
+        @channel.on("message")
+        def on_reply(message):
+            if not got.done():
+                got.set_result(message)
+
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await bob.send("offer", alice.peer_id, {"description": {"type": "offer", "sdp": offerer.localDescription.sdp}})
+        offer = await alice.receive("offer")
+        assert offer["from"] == bob.peer_id
+        await answerer.setRemoteDescription(RTCSessionDescription(**offer["data"]["description"]))
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await alice.send("answer", bob.peer_id, {"description": {"type": "answer", "sdp": answerer.localDescription.sdp}})
+        answer = await bob.receive("answer")
+        await offerer.setRemoteDescription(RTCSessionDescription(**answer["data"]["description"]))
+
+        reply = await asyncio.wait_for(got, 30)
+        sdps = (offerer.localDescription.sdp, answerer.localDescription.sdp)
+        return reply, sdps
+    finally:
+        await offerer.close()
+        await answerer.close()
+        await alice.ws.close()
+        await bob.ws.close()
+
+
+def test_aiortc_data_channel_round_trip_relayed_through_our_turn(server):
+    url = f"ws://127.0.0.1:{server.signaling_port}/websocket/aiortc"
+    reply, sdps = asyncio.run(exchange(url))
+    assert reply == "echo:hello through our TURN"
+    for sdp in sdps:
+        for host, port, kind in relay_candidates(sdp):
+            assert kind == "relay", sdp
+            assert host == "127.0.0.1" and RELAY_MIN <= int(port) <= RELAY_MAX, sdp

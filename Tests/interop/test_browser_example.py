@@ -1,0 +1,80 @@
+"""examples/simple in real headless Chromium (two browsers in one room, relay-only through our TURN)."""
+import shutil
+import time
+
+import pytest
+
+from conftest import free_port, turn_server_args
+
+RELAY_MIN, RELAY_MAX = 46000, 47999
+
+
+def chrome():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver_path = shutil.which("chromedriver")
+    browser_path = shutil.which("chromium")
+    if not driver_path or not browser_path:
+        pytest.fail("chromium and chromium-driver (Debian) are not installed; scripts/test.sh installs them", pytrace=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-fake-device-for-media-stream",
+                 "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def summaries(driver):
+    return driver.execute_async_script("const done = arguments[arguments.length - 1]; webrtcSummary().then(done);")
+
+
+@pytest.fixture
+def server(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw,carol=pw",
+                                       # Both browsers relay on this host, so their peers are 127.0.0.1.
+                                       "--turn.allow_peers", "127.0.0.1"))
+    s.turn_port = port
+    return s
+
+
+@pytest.mark.parametrize("users", [("alice", "bob"), ("alice", "bob", "carol")], ids=["two", "mesh-of-three"])
+def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, users):
+    browsers = []
+    others = len(users) - 1
+    try:
+        for user in users:
+            b = chrome()
+            browsers.append(b)
+            b.get(f"http://127.0.0.1:{server.signaling_port}/room/browser-test?user={user}&password=pw&relay=1&autojoin=1")
+        deadline = time.monotonic() + 60
+        state = []
+        while time.monotonic() < deadline:
+            state = [summaries(b) for b in browsers]
+            if all(len(s["peers"]) == others and all(p["framesDecoded"] > 10 and p["localCandidateType"] for p in s["peers"])
+                   for s in state):
+                break
+            time.sleep(0.5)  # polling the browsers' own stats: there is no event to wait on from here
+        for s in state:
+            assert s["relayOnly"] is True
+            assert len(s["peers"]) == others, state
+            for peer in s["peers"]:
+                assert peer["connectionState"] == "connected", state
+                assert peer["framesDecoded"] > 10, state
+                assert peer["localCandidateType"] == "relay", state
+                assert peer["relayProtocol"] == "udp", state
+                host, port = peer["localAddress"].rsplit(":", 1)
+                assert host == "127.0.0.1" and RELAY_MIN <= int(port) <= RELAY_MAX, f"not our relay: {state}"
+            urls = [u for entry in s["iceServers"] for u in entry["urls"]]
+            assert f"turn:127.0.0.1:{server.turn_port}?transport=udp" in urls, s["iceServers"]
+    except Exception:
+        for b in browsers:
+            for entry in b.get_log("browser")[-30:]:
+                print("browser:", entry["message"])
+        print(server.output[-3000:])
+        raise
+    finally:
+        for b in browsers:
+            b.quit()

@@ -1,0 +1,189 @@
+// webrtc-server example client: joins a room over the signaling WebSocket, takes ICE servers
+// (with per-session TURN credentials) from `authenticated`, and opens one RTCPeerConnection per
+// other peer (a mesh). Offers and answers follow "perfect negotiation", so two peers that start
+// negotiating at once never deadlock: the polite one rolls back, the impolite one carries on.
+'use strict';
+
+const params = new URLSearchParams(location.search);
+const pathRoom = location.pathname.match(/^\/room\/([^/]+)/);
+const room = pathRoom ? decodeURIComponent(pathRoom[1]) : (params.get('room') || 'lobby');
+document.getElementById('room-name').textContent = room;
+
+const peers = new Map();      // peer_id -> { pc, polite, makingOffer, ignoreOffer, username, figure }
+let socket = null;
+let myId = null;
+let iceServers = [];
+let relayOnly = false;
+let localStream = null;
+
+const setStatus = (text) => { document.getElementById('status').textContent = text; };
+
+function send(event, to, data) {
+  socket.send(JSON.stringify({ event, to, data }));
+}
+
+function videoFor(peerId, username) {
+  const figure = document.createElement('figure');
+  figure.dataset.peer = peerId;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  const caption = document.createElement('figcaption');
+  caption.textContent = username || peerId;
+  figure.append(video, caption);
+  document.getElementById('videos').append(figure);
+  return figure;
+}
+
+function createPeer(peerId, username) {
+  const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
+  // Politeness must differ between the two ends; comparing ids gives both the same answer.
+  const peer = { pc, polite: myId < peerId, makingOffer: false, ignoreOffer: false, username, figure: videoFor(peerId, username) };
+  peers.set(peerId, peer);
+
+  for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+
+  pc.onnegotiationneeded = async () => {
+    try {
+      peer.makingOffer = true;
+      await pc.setLocalDescription();
+      send(pc.localDescription.type, peerId, { description: pc.localDescription });
+    } catch (err) {
+      console.error('negotiation with', peerId, err);
+    } finally {
+      peer.makingOffer = false;
+    }
+  };
+  pc.onicecandidate = ({ candidate }) => {
+    if (candidate) send('candidate', peerId, { candidate });
+  };
+  pc.ontrack = ({ streams }) => {
+    const video = peer.figure.querySelector('video');
+    if (video.srcObject !== streams[0]) video.srcObject = streams[0];
+  };
+  pc.onconnectionstatechange = () => render();
+  return peer;
+}
+
+async function onDescription(from, description) {
+  const peer = peers.get(from) || createPeer(from);
+  const { pc } = peer;
+  const collision = description.type === 'offer' && (peer.makingOffer || pc.signalingState !== 'stable');
+  peer.ignoreOffer = !peer.polite && collision;
+  if (peer.ignoreOffer) return;
+  await pc.setRemoteDescription(description);   // a polite peer rolls its own offer back implicitly
+  if (description.type === 'offer') {
+    await pc.setLocalDescription();
+    send('answer', from, { description: pc.localDescription });
+  }
+}
+
+async function onCandidate(from, candidate) {
+  const peer = peers.get(from);
+  if (!peer) return;
+  try {
+    await peer.pc.addIceCandidate(candidate);
+  } catch (err) {
+    if (!peer.ignoreOffer) console.error('candidate from', from, err);
+  }
+}
+
+function removePeer(peerId) {
+  const peer = peers.get(peerId);
+  if (!peer) return;
+  peer.pc.close();
+  peer.figure.remove();
+  peers.delete(peerId);
+  render();
+}
+
+function render() {
+  const states = [...peers.entries()].map(([id, p]) => `${p.username || id}: ${p.pc.connectionState}`);
+  setStatus(`${myId ? 'in room as ' + myId : 'connecting'}${relayOnly ? ' (relay only)' : ''}; ${states.join(', ') || 'alone'}`);
+}
+
+const handlers = {
+  authenticated(data) {
+    myId = data.peer_id;
+    iceServers = data.ice_servers || [];
+    // Peers already in the room: connect to each; negotiationneeded starts the offers.
+    for (const p of data.peers || []) createPeer(p.peer_id, p.username);
+    render();
+  },
+  joined(data) {
+    if (!peers.has(data.peer_id)) createPeer(data.peer_id, data.username);
+    render();
+  },
+  left(data) { removePeer(data.peer_id); },
+  offer(data, from) { return onDescription(from, data.description); },
+  answer(data, from) { return onDescription(from, data.description); },
+  candidate(data, from) { return onCandidate(from, data.candidate); },
+  unauthorized() { setStatus('wrong user or password'); },
+  error(data) { console.warn('server error', data); setStatus(`error: ${data.code}: ${data.message}`); },
+  shutdown() { setStatus('the server is shutting down'); },
+};
+
+async function join(username, password) {
+  localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  document.getElementById('local-video').srcObject = localStream;
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  socket = new WebSocket(`${scheme}://${location.host}/websocket/${encodeURIComponent(room)}`);
+  socket.onopen = () => socket.send(JSON.stringify({ event: 'authenticate', data: { username, password } }));
+  socket.onmessage = async ({ data }) => {
+    if (data === 'pong') return;
+    const message = JSON.parse(data);
+    const handler = handlers[message.event];
+    if (!handler) return console.log('unhandled', message);
+    try {
+      await handler(message.data || {}, message.from);
+    } catch (err) {
+      console.error(message.event, err);
+    }
+  };
+  socket.onclose = () => {
+    setStatus('disconnected');
+    for (const id of [...peers.keys()]) removePeer(id);
+  };
+  // Text ping keeps proxies from closing an idle socket.
+  setInterval(() => socket.readyState === WebSocket.OPEN && socket.send('ping'), 20000);
+}
+
+// For automated checks: one summary per remote peer from getStats().
+window.webrtcSummary = async () => {
+  const out = [];
+  for (const [id, peer] of peers) {
+    const stats = await peer.pc.getStats();
+    let framesDecoded = 0;
+    let pair = null;
+    const byId = new Map();
+    stats.forEach((s) => byId.set(s.id, s));
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') framesDecoded += s.framesDecoded || 0;
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
+    });
+    const local = pair && byId.get(pair.localCandidateId);
+    const remote = pair && byId.get(pair.remoteCandidateId);
+    out.push({
+      peer: id,
+      connectionState: peer.pc.connectionState,
+      framesDecoded,
+      localCandidateType: local ? local.candidateType : null,
+      remoteCandidateType: remote ? remote.candidateType : null,
+      relayProtocol: local ? local.relayProtocol || null : null,
+      localAddress: local ? `${local.address}:${local.port}` : null,
+    });
+  }
+  return { myId, relayOnly, iceServers, peers: out };
+};
+
+document.getElementById('username').value = params.get('user') || '';
+document.getElementById('password').value = params.get('password') || '';
+document.getElementById('relay-only').checked = params.get('relay') === '1';
+document.getElementById('join').addEventListener('submit', (e) => {
+  e.preventDefault();
+  relayOnly = document.getElementById('relay-only').checked;
+  document.getElementById('join').hidden = true;
+  join(document.getElementById('username').value, document.getElementById('password').value)
+    .catch((err) => setStatus(`could not start: ${err.message}`));
+});
+if (params.get('autojoin') === '1') document.getElementById('join').requestSubmit();
