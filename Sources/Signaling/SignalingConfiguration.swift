@@ -28,8 +28,9 @@ public struct SignalingConfiguration: Sendable {
     /// Close a socket that sent no message for this long. 0 disables.
     public var idleTimeout: Duration = .zero
     public var duplicateUsername: DuplicateUsernamePolicy = .allow
-    /// Messages queued for one peer before it counts as a slow consumer and is disconnected.
-    public var outboundQueueLimit = 1024
+    /// Bytes waiting to be written to one peer (beyond what the kernel holds) before it counts as a slow
+    /// consumer and is disconnected.
+    public var outboundBufferLimit = 1 << 20
     /// Bad messages (error events) allowed per `abuseWindow`; one more → `rate_limited` and close.
     public var abuseLimit = 20
     public var abuseWindow: Duration = .seconds(10)

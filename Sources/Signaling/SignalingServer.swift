@@ -2,7 +2,6 @@ import Auth
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOSSL
@@ -35,7 +34,7 @@ public final class SignalingServer: Service, Sendable {
         }
     }
 
-    func buildRouters() -> (http: Router<SignalingRequestContext>, ws: Router<SignalingRequestContext>) {
+    func buildRouter() -> Router<SignalingRequestContext> {
         let hub = self.hub
         let c = hub.configuration
         let http = Router(context: SignalingRequestContext.self)
@@ -50,34 +49,12 @@ public final class SignalingServer: Service, Sendable {
         http.get("healthz") { _, _ in "ok\n" }
         ServerAPIRoutes.add(to: http, hub: hub)
         if let dir = c.staticDirectory { StaticPages.add(to: http, directory: dir) }
-
-        let ws = Router(context: SignalingRequestContext.self)
-        ws.ws("websocket/:room") { _, context in
-            let room = context.parameters.get("room") ?? ""
-            return c.isValidRoomName(Substring(room)) ? .upgrade([:]) : .dontUpgrade
-        } onUpgrade: { inbound, outbound, ws in
-            let request = ws.request
-            let authority = request.head.authority ?? "localhost"
-            await WebSocketConnection.run(
-                hub: hub, inbound: inbound, outbound: outbound,
-                room: ws.requestContext.parameters.get("room") ?? "",
-                requestHost: IceServers.hostname(fromAuthority: authority),
-                remote: ws.requestContext.remoteAddress.map { "\($0)" } ?? "unknown",
-                channel: ws.requestContext.channel)
-        }
-        return (http, ws)
+        return http
     }
 
     func serverBuilder() throws -> HTTPServerBuilder {
         let c = hub.configuration
-        let wsConfig = WebSocketServerConfiguration(
-            maxFrameSize: max(1 << 20, 2 * c.maxMessageSize),
-            autoPing: c.keepaliveInterval > .zero ? .enabled(timePeriod: c.keepaliveInterval) : .disabled,
-            closeTimeout: c.closeGrace,
-            validateUTF8: false)
-        let routers = buildRouters()
-        let plain = HTTPServerBuilder.http1WebSocketUpgrade(
-            webSocketRouter: routers.ws, configuration: .init(http1: .init(), ws: wsConfig))
+        let plain = HTTPServerBuilder.signaling(hub: hub)
         guard let cert = c.tlsCertificatePath, let key = c.tlsKeyPath else { return plain }
         var tls = TLSConfiguration.makeServerConfiguration(
             certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
@@ -88,9 +65,8 @@ public final class SignalingServer: Service, Sendable {
 
     public func run() async throws {
         let c = hub.configuration
-        let routers = buildRouters()
         let app = Application(
-            router: routers.http,
+            router: buildRouter(),
             server: try serverBuilder(),
             configuration: .init(address: .hostname(c.listenAddress, port: c.port), serverName: nil, backlog: 4096),
             onServerRunning: { [self] channel in

@@ -114,7 +114,7 @@ extension ServerSettings {
             throw ConfigError(key: "signaling.duplicate_username", problem: "expected allow or replace, got '\(dup)'")
         }
         s.duplicateUsername = policy
-        s.outboundQueueLimit = try r.int("signaling.outbound_queue", 1...1_000_000)
+        s.outboundBufferLimit = try r.int("signaling.outbound_buffer", 4096...(1 << 30))
         s.abuseLimit = try r.int("signaling.abuse_limit", 1...1_000_000)
         s.abuseWindow = try r.seconds("signaling.abuse_window", 0.01...86400)
         s.staticDirectory = try Self.staticDirectory(try r.string("signaling.static_dir"))

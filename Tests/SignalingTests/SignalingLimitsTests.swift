@@ -1,4 +1,7 @@
 import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOWebSocket
 import Testing
 @testable import Signaling
 
@@ -113,20 +116,21 @@ import Testing
     }
 
     @Test func slowConsumerIsDisconnectedInsteadOfBuffering() async throws {
-        let hub = SignalingHub(configuration: {
-            var c = SignalingConfiguration()
-            c.outboundQueueLimit = 4
-            return c
-        }(), credentials: .init(.init()), logger: .init(label: "t"))
-        let opened = hub.open(remote: "test", forceClose: {})
+        let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
+        let channel = EmbeddedChannel()
+        let opened = hub.open(remote: "test", channel: channel)
         let conn = try #require(opened)
-        for i in 0..<4 { #expect(conn.send("m\(i)")) }
-        #expect(!conn.send("overflow"))
+        #expect(conn.send("m0"))
+        channel.embeddedEventLoop.run()  // the end-of-tick flush
+        #expect(try channel.readOutbound(as: WebSocketFrame.self)?.data == ByteBuffer(string: "m0"))
+        channel.isWritable = false  // its write buffer is over the high-water mark
+        #expect(!conn.send("m1"))
         #expect(conn.pendingClose?.reason == "slow consumer")
-        #expect(conn.pendingClose?.finalEvent?.contains("slow_consumer") == true)
-        var delivered: [String] = []
-        for await case .text(let t) in conn.outboundStream { delivered.append(t) }
-        #expect(delivered == ["m0", "m1", "m2", "m3"])
+        #expect(hub.stats.slowConsumers.load(ordering: .relaxed) == 1)
+        #expect(!conn.send("m2"))  // closing: nothing more is written but the close frame
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: WebSocketFrame.self)?.opcode == .connectionClose)
+        #expect(try channel.readOutbound(as: WebSocketFrame.self) == nil)
     }
 
     @Test func keepalivePingsKeepAnAnsweringPeerConnected() async throws {

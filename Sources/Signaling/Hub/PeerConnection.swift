@@ -1,76 +1,135 @@
 import Foundation
+import NIOCore
+import NIOWebSocket
 import Synchronization
 
-/// The hub's handle on one WebSocket: a bounded outbound queue drained by the connection's own writer,
-/// so whoever sends to this peer never waits for it. A peer whose queue is full is a slow consumer and
-/// is disconnected instead of growing memory.
-public final class PeerConnection: Sendable {
-    enum Outbound: Sendable {
-        case text(String)
-    }
-
+/// The hub's handle on one WebSocket. Whoever sends to this peer writes the frame straight into its
+/// NIO channel; frames written during one event-loop tick share one flush. A sender never waits for the
+/// receiver: the channel's write buffer is the peer's bounded queue, and a peer whose buffer is over its
+/// high-water mark is a slow consumer and is disconnected instead of growing memory.
+///
+/// `@unchecked Sendable`: the mutable fields below the atomics are touched on `channel.eventLoop` only.
+public final class PeerConnection: @unchecked Sendable {
     /// Why and how the connection is being closed (the last event sent before the close frame).
     struct CloseRequest: Sendable {
         let finalEvent: String?
         let reason: String
+        let code: WebSocketErrorCode
         let at: ContinuousClock.Instant
     }
 
     let id: UInt64
     let remote: String
     let opened: ContinuousClock.Instant
-    private let outbox: AsyncStream<Outbound>.Continuation
-    let outboundStream: AsyncStream<Outbound>
+    let channel: any Channel
+    private let stats: SignalingStats
     private let closeRequest = Mutex<CloseRequest?>(nil)
+    private let closing = Atomic<Bool>(false)
     /// Milliseconds since `opened` of the last message received (idle timeout).
     private let lastActivity = Atomic<Int64>(0)
+    /// Milliseconds since `opened` of the last keepalive ping, and whether its pong is still due.
+    private let lastPing = Atomic<Int64>(0)
+    let awaitingPong = Atomic<Bool>(false)
     private let authenticatedFlag = Atomic<Bool>(false)
 
-    /// Cuts the TCP connection without ceremony (a peer that ignores our close frame).
-    let forceClose: @Sendable () -> Void
+    // Event-loop confined.
+    private var flushScheduled = false
+    private(set) var closeFrameSent = false
 
-    init(id: UInt64, remote: String, queueLimit: Int, forceClose: @escaping @Sendable () -> Void) {
+    init(id: UInt64, remote: String, channel: any Channel, stats: SignalingStats) {
         self.id = id
         self.remote = remote
-        self.forceClose = forceClose
+        self.channel = channel
+        self.stats = stats
         self.opened = .now
-        (outboundStream, outbox) = AsyncStream.makeStream(of: Outbound.self, bufferingPolicy: .bufferingOldest(queueLimit))
     }
 
-    /// Queues `text`; false if the connection is closing or could not keep up (then it is closed).
+    private var loop: any EventLoop { channel.eventLoop }
+
+    private func onLoop(_ body: @escaping @Sendable () -> Void) {
+        if loop.inEventLoop { body() } else { loop.execute(body) }
+    }
+
+    /// Writes `text` as one text frame; false if the connection is closing or cannot keep up (then it
+    /// is closed as a slow consumer).
     @discardableResult
     func send(_ text: String) -> Bool {
-        switch outbox.yield(.text(text)) {
-        case .enqueued: return true
-        case .dropped:
-            close(finalEvent: ServerEvents.error(.slowConsumer, "outbound queue full"), reason: "slow consumer")
+        guard !closing.load(ordering: .relaxed) else { return false }
+        guard channel.isWritable else {
+            stats.slowConsumers.add(1, ordering: .relaxed)
+            close(finalEvent: nil, reason: "slow consumer", code: .policyViolation)
             return false
-        case .terminated: return false
-        @unknown default: return false
+        }
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
+        onLoop { self.write(frame) }
+        return true
+    }
+
+    /// On the loop: queue `frame` and flush once at the end of this tick.
+    func write(_ frame: WebSocketFrame) {
+        guard !closeFrameSent else { return }
+        channel.write(frame, promise: nil)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute {
+            self.flushScheduled = false
+            self.channel.flush()
         }
     }
 
-    /// Ends the connection: queued messages are still written, then `finalEvent`, then the close frame.
-    func close(finalEvent: String?, reason: String) {
+    /// Ends the connection: `finalEvent` (if any), then a close frame with `code`; the connection is
+    /// cut when the client answers, or by the hub's sweeper after `closeGrace`.
+    func close(finalEvent: String?, reason: String, code: WebSocketErrorCode = .normalClosure) {
         let first = closeRequest.withLock { r -> Bool in
             guard r == nil else { return false }
-            r = CloseRequest(finalEvent: finalEvent, reason: reason, at: .now)
+            r = CloseRequest(finalEvent: finalEvent, reason: reason, code: code, at: .now)
             return true
         }
-        if first { outbox.finish() }
+        guard first else { return }
+        closing.store(true, ordering: .relaxed)
+        onLoop {
+            if let e = finalEvent { self.write(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: e))) }
+            self.sendCloseFrame(code: code, reason: reason)
+        }
     }
 
+    /// On the loop: the close frame (RFC 6455 §5.5.1: code, then a UTF-8 reason up to 123 bytes).
+    func sendCloseFrame(code: WebSocketErrorCode, reason: String) {
+        guard !closeFrameSent else { return }
+        var data = channel.allocator.buffer(capacity: 2 + min(reason.utf8.count, 123))
+        data.write(webSocketErrorCode: code)
+        data.writeBytes(reason.utf8.prefix(123))
+        write(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+        closeFrameSent = true
+    }
+
+    /// Sends a keepalive ping; the pong must arrive before the next one.
+    func ping(now: ContinuousClock.Instant) {
+        lastPing.store(millis(now), ordering: .relaxed)
+        awaitingPong.store(true, ordering: .relaxed)
+        onLoop { self.write(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())) }
+    }
+
+    /// Cuts the TCP connection without ceremony (a peer that ignores our close frame).
+    func forceClose() { channel.close(promise: nil) }
+
     var pendingClose: CloseRequest? { closeRequest.withLock { $0 } }
+    var isClosing: Bool { closing.load(ordering: .relaxed) }
 
     var isAuthenticated: Bool { authenticatedFlag.load(ordering: .relaxed) }
     func markAuthenticated() { authenticatedFlag.store(true, ordering: .relaxed) }
 
-    func touch() {
-        lastActivity.store(Int64((ContinuousClock.now - opened) / .milliseconds(1)), ordering: .relaxed)
-    }
+    private func millis(_ t: ContinuousClock.Instant) -> Int64 { Int64((t - opened) / .milliseconds(1)) }
+
+    func touch() { lastActivity.store(millis(.now), ordering: .relaxed) }
 
     /// Time since the last message received (or since opening).
     func idle(now: ContinuousClock.Instant) -> Duration {
         now - opened - .milliseconds(lastActivity.load(ordering: .relaxed))
+    }
+
+    /// Time since the last keepalive ping (or since opening).
+    func sincePing(now: ContinuousClock.Instant) -> Duration {
+        now - opened - .milliseconds(lastPing.load(ordering: .relaxed))
     }
 }

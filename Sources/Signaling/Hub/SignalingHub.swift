@@ -1,6 +1,7 @@
 import Auth
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 
 /// Rooms → peers, with one owner: every change happens under one lock, and delivery happens outside it
@@ -58,13 +59,14 @@ public final class SignalingHub: Sendable {
     // MARK: Connections
 
     /// Registers a new socket; nil when `maxConnections` are already open.
-    func open(remote: String, forceClose: @escaping @Sendable () -> Void) -> PeerConnection? {
+    func open(remote: String, channel: any Channel) -> PeerConnection? {
         let c = configuration
+        let stats = self.stats
         let conn = state.withLock { s -> PeerConnection? in
             guard c.maxConnections == 0 || s.connections.count < c.maxConnections else { return nil }
             let id = s.nextConnectionID
             s.nextConnectionID += 1
-            let conn = PeerConnection(id: id, remote: remote, queueLimit: c.outboundQueueLimit, forceClose: forceClose)
+            let conn = PeerConnection(id: id, remote: remote, channel: channel, stats: stats)
             s.connections[id] = conn
             return conn
         }
@@ -215,12 +217,19 @@ public final class SignalingHub: Sendable {
         for conn in all {
             if let closing = conn.pendingClose {
                 // Closing but still here: the peer ignores our close frame or stopped reading.
-                if now - closing.at > c.closeGrace + .seconds(3) { conn.forceClose() }
+                if now - closing.at > c.closeGrace { conn.forceClose() }
             } else if !conn.isAuthenticated, now - conn.opened >= c.authTimeout {
                 stats.authTimeouts.add(1, ordering: .relaxed)
                 conn.close(finalEvent: ServerEvents.unauthorized, reason: "authentication timeout")
             } else if c.idleTimeout > .zero, conn.idle(now: now) >= c.idleTimeout {
                 conn.close(finalEvent: nil, reason: "idle timeout")
+            } else if c.keepaliveInterval > .zero, conn.sincePing(now: now) >= c.keepaliveInterval {
+                // RFC 6455 §5.5.2 ping; the previous one unanswered means the peer is gone.
+                if conn.awaitingPong.load(ordering: .relaxed) {
+                    conn.close(finalEvent: nil, reason: "keepalive timeout", code: .goingAway)
+                } else {
+                    conn.ping(now: now)
+                }
             }
         }
     }

@@ -1,0 +1,97 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The child channel of the signaling port: HTTP/1.1 for Hummingbird's router, and the WebSocket upgrade
+/// of `GET /websocket/:room`, after which the connection is served by `SignalingFrameHandler` on plain
+/// SwiftNIO. (HummingbirdWebSocket's upgrade hands each connection to async tasks; on this path that cost
+/// two thread hops per message — see BENCHMARKS.md — so the upgrade is done here with NIO's upgrader.)
+struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
+    enum UpgradeResult: Sendable {
+        case webSocket
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let hub: SignalingHub
+    let http1: HTTP1Channel.Configuration
+
+    /// The room of `/websocket/<room>[?query]` if the name is valid; nil sends the request to the router
+    /// (which answers 400 for a bad name).
+    static func room(in uri: String, _ configuration: SignalingConfiguration) -> String? {
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
+        let prefix = "/websocket/"
+        guard path.hasPrefix(prefix) else { return nil }
+        let name = path.dropFirst(prefix.count)
+        return configuration.isValidRoomName(name) ? String(name) : nil
+    }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let hub = self.hub
+            let configuration = hub.configuration
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: max(1 << 20, 2 * configuration.maxMessageSize),
+                shouldUpgrade: { channel, head in
+                    channel.eventLoop.makeSucceededFuture(Self.room(in: head.uri, configuration) == nil ? nil : HTTPHeaders())
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        let room = Self.room(in: head.uri, configuration) ?? ""
+                        let host = IceServers.hostname(fromAuthority: head.headers.first(name: "host") ?? "localhost")
+                        try channel.pipeline.syncOperations.addHandler(
+                            SignalingFrameHandler(hub: hub, room: room, requestHost: host))
+                        return UpgradeResult.webSocket
+                    }
+                })
+            let http1 = self.http1
+            let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
+                        return UpgradeResult.notUpgraded(try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
+                    }
+                })
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: upgradeConfiguration)
+            pipeline.enablePipelining = false  // HTTP is pipelined by NIOAsyncChannel
+            pipeline.enableErrorHandling = false  // Hummingbird answers errors
+            pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .webSocket:
+                return  // the frame handler owns the connection from here
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            }
+        } catch {
+            logger.debug("signaling connection ended before a request", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with the signaling WebSocket upgrade.
+    static func signaling(hub: SignalingHub, http1: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+        .init { responder in SignalingChannel(responder: responder, hub: hub, http1: http1) }
+    }
+}

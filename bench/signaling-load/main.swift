@@ -1,0 +1,341 @@
+// signaling-load: a load client for the signaling half, in the spirit of nextcloud-spreed-signaling's
+// `client`. It opens N authenticated WebSocket connections in rooms of K peers, then sends M directed
+// messages per second in total for D seconds, and reports delivered messages/s, delivery latency
+// percentiles and the server's RSS per connection (read from /proc/PID/status).
+//
+// It is written on plain SwiftNIO channel handlers (no async per message) so that the client costs as
+// little CPU as possible on the machine it shares with the server.
+import ArgumentParser
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+@main
+struct SignalingLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "signaling-load",
+                                                    abstract: "Load client for webrtc-server's WebSocket signaling.")
+
+    @Option(help: "Server host.") var host = "127.0.0.1"
+    @Option(help: "Server signaling port.") var port = 8080
+    @Option(help: "Connections to open.") var connections = 1000
+    @Option(help: "Peers per room.") var roomSize = 10
+    @Option(help: "Directed messages per second, in total (0 = connect, measure memory, stop).") var rate = 0
+    @Option(help: "Seconds to send for.") var duration = 10
+    @Option(help: "Username to authenticate with (duplicates are allowed by default).") var user = "bench"
+    @Option(help: "Password.") var password = "bench"
+    @Option(help: "PID of the server, for its RSS.") var serverPid: Int?
+    @Option(help: "Event loop threads for the client.") var threads = 1
+    @Option(help: "Connections being set up at once.") var connectConcurrency = 256
+    @Option(help: "Seconds allowed for connecting everything.") var connectTimeout = 120
+
+    func run() throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        defer { try? group.syncShutdownGracefully() }
+        let loops = (0..<threads).map { _ in group.next() }
+        let states = loops.map { LoopState(loop: $0) }
+        let rssBefore = serverPid.flatMap(rssKiB)
+        print("server RSS before: \(rssBefore.map { "\($0) KiB" } ?? "n/a")")
+
+        // Phase 1: connect and authenticate, `connectConcurrency` at a time.
+        let started = Date()
+        let authenticated = NIOLockedValueBox(0)
+        let failed = NIOLockedValueBox(0)
+        let slots = DispatchSemaphore(value: connectConcurrency)
+        for i in 0..<connections {
+            slots.wait()
+            let state = states[i % threads]
+            let room = "load-\(i / roomSize)"
+            let done: @Sendable (Bool) -> Void = { ok in
+                if ok { authenticated.withLockedValue { $0 += 1 } } else { failed.withLockedValue { $0 += 1 } }
+                slots.signal()
+            }
+            connect(state: state, room: room, done: done)
+            if Date().timeIntervalSince(started) > Double(connectTimeout) { break }
+        }
+        for _ in 0..<connectConcurrency { slots.wait() }
+        for _ in 0..<connectConcurrency { slots.signal() }  // a semaphore must end at its initial value
+        let connectSeconds = Date().timeIntervalSince(started)
+        let ok = authenticated.withLockedValue { $0 }
+        print(String(format: "connected and authenticated: %d of %d in %.1f s (%d failed)", ok, connections, connectSeconds,
+                     failed.withLockedValue { $0 }))
+        Thread.sleep(forTimeInterval: 3)  // let the server settle (allocator, joined broadcasts) before reading RSS
+        if let pid = serverPid, let before = rssBefore, let after = rssKiB(pid), ok > 0 {
+            print(String(format: "server RSS after: %d KiB; per idle connection: %.1f KiB", after, Double(after - before) / Double(ok)))
+        }
+
+        // Phase 2: directed messages at `rate` per second in total.
+        if rate > 0 {
+            let serverCPU0 = serverPid.flatMap(cpuSeconds)
+            let clientCPU0 = ownCPUSeconds()
+            let perLoop = Double(rate) / Double(threads)
+            for s in states { try s.loop.submit { s.startSending(ratePerSecond: perLoop) }.wait() }
+            Thread.sleep(forTimeInterval: Double(duration))
+            for s in states { try s.loop.submit { s.stopSending() }.wait() }
+            let serverCPU = serverPid.flatMap(cpuSeconds).flatMap { now in serverCPU0.map { now - $0 } }
+            let clientCPU = ownCPUSeconds() - clientCPU0
+            Thread.sleep(forTimeInterval: 2)  // drain what is in flight
+            var sent = 0, delivered = 0, errors = 0
+            var latencies: [UInt32] = []
+            for s in states {
+                let (a, b, c, l) = try s.loop.submit { (s.sent, s.delivered, s.errors, s.latenciesMicros) }.wait()
+                sent += a
+                delivered += b
+                errors += c
+                latencies += l
+            }
+            latencies.sort()
+            func pct(_ p: Double) -> Double {
+                latencies.isEmpty ? .nan : Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000
+            }
+            print(String(format: "sent %d, delivered %d (%.2f%% lost), error events %d", sent, delivered,
+                         sent == 0 ? 0 : 100 * Double(sent - delivered) / Double(sent), errors))
+            print(String(format: "delivered/s: %.0f over %d s", Double(delivered) / Double(duration), duration))
+            print(String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", pct(0.5), pct(0.9), pct(0.99),
+                         latencies.last.map { Double($0) / 1000 } ?? .nan))
+            if let cpu = serverCPU {
+                print(String(format: "server CPU: %.2f s over %d s (%.0f%% of one core), %.1f µs per delivered message",
+                             cpu, duration, 100 * cpu / Double(duration), delivered == 0 ? 0 : 1e6 * cpu / Double(delivered)))
+            }
+            print(String(format: "client CPU: %.2f s (%.0f%% of one core)", clientCPU, 100 * clientCPU / Double(duration)))
+            if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
+        }
+        for s in states { try? s.loop.submit { s.closeAll() }.wait() }
+    }
+
+    func connect(state: LoopState, room: String, done: @escaping @Sendable (Bool) -> Void) {
+        let host = self.host, port = self.port
+        let auth = #"{"event":"authenticate","data":{"username":"\#(user)","password":"\#(password)"}}"#
+        let bootstrap = ClientBootstrap(group: state.loop)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                let request = UpgradeRequestHandler(host: host, port: port, path: "/websocket/\(room)")
+                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 20) { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            LoadConnection(state: state, authenticate: auth, onAuthenticated: done))
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(withClientUpgrade: (
+                        upgraders: [upgrader],
+                        completionHandler: { context in context.pipeline.removeHandler(name: "upgrade-request", promise: nil) }))
+                    try channel.pipeline.syncOperations.addHandler(request, name: "upgrade-request")
+                }
+            }
+        bootstrap.connect(host: host, port: port).whenFailure { _ in done(false) }
+    }
+}
+
+/// utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15, in clock ticks).
+func cpuSeconds(_ pid: Int) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+func rssKiB(_ pid: Int) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+    }
+    return nil
+}
+
+/// Per event loop: its connections, the send schedule, and the counters (touched on that loop only).
+final class LoopState: @unchecked Sendable {
+    let loop: EventLoop
+    var connections: [LoadConnection] = []
+    var sent = 0, delivered = 0, errors = 0
+    var latenciesMicros: [UInt32] = []
+    var timer: RepeatedTask?
+    var cursor = 0
+    var credit = 0.0
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func startSending(ratePerSecond: Double) {
+        latenciesMicros.reserveCapacity(Int(ratePerSecond * 60))
+        var last = NIODeadline.now()
+        timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(2), delay: .milliseconds(2)) { [self] _ in
+            // Credit by the time that really passed, so late ticks do not lower the rate.
+            let now = NIODeadline.now()
+            credit += ratePerSecond * Double((now - last).nanoseconds) / 1e9
+            last = now
+            let ready = connections.filter { $0.target != nil }
+            guard !ready.isEmpty else { return }
+            var touched: [LoadConnection] = []
+            while credit >= 1 {
+                credit -= 1
+                cursor = (cursor + 1) % ready.count
+                let c = ready[cursor]
+                c.sendDirected()
+                if !c.needsFlush { c.needsFlush = true; touched.append(c) }
+            }
+            for c in touched { c.flush() }
+        }
+    }
+
+    func stopSending() { timer?.cancel() }
+
+    func closeAll() { for c in connections { c.close() } }
+}
+
+/// Sends the upgrade GET once connected.
+final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundOut = HTTPClientRequestPart
+    let host: String, port: Int, path: String
+
+    init(host: String, port: Int, path: String) { self.host = host; self.port = port; self.path = path }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: "\(host):\(port)")
+        headers.add(name: "Content-Length", value: "0")
+        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}  // a non-101 answer: the connection fails
+}
+
+/// One upgraded WebSocket: authenticates, learns its room's peers, sends and times directed messages.
+final class LoadConnection: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    let state: LoopState
+    let authenticate: String
+    var onAuthenticated: (@Sendable (Bool) -> Void)?
+    var context: ChannelHandlerContext?
+    var members: [String] = []
+    var target: String?
+    var needsFlush = false
+    var rng = SystemRandomNumberGenerator()
+
+    init(state: LoopState, authenticate: String, onAuthenticated: @escaping @Sendable (Bool) -> Void) {
+        self.state = state
+        self.authenticate = authenticate
+        self.onAuthenticated = onAuthenticated
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        state.connections.append(self)
+        write(authenticate)
+        context.flush()
+    }
+
+    func write(_ text: String) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(using: &rng), data: buffer)
+        context.write(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func flush() {
+        needsFlush = false
+        context?.flush()
+    }
+
+    func sendDirected() {
+        guard let target else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        write(#"{"event":"m","to":"\#(target)","data":{"t":\#(now)}}"#)
+        state.sent += 1
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            let bytes = frame.unmaskedData.readableBytesView
+            received(Array(bytes))
+        case .ping:
+            var pong = frame.unmaskedData
+            let reply = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(using: &rng), data: pong.readSlice(length: pong.readableBytes)!)
+            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        case .connectionClose:
+            context.close(promise: nil)
+        default:
+            break
+        }
+    }
+
+    static let fromPrefix = Array(#"{"from":"#.utf8)
+    static let timeKey = Array(#""t":"#.utf8)
+
+    func received(_ bytes: [UInt8]) {
+        if bytes.starts(with: Self.fromPrefix) {
+            // A directed message: {"from":"…","event":"m","to":"…","data":{"t":NANOS}}
+            if let t = Self.number(after: Self.timeKey, in: bytes) {
+                let now = DispatchTime.now().uptimeNanoseconds
+                state.delivered += 1
+                state.latenciesMicros.append(UInt32(min(UInt64(UInt32.max), (now &- t) / 1000)))
+            }
+            return
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+              let event = json["event"] as? String else { return }
+        let data = json["data"] as? [String: Any]
+        switch event {
+        case "authenticated":
+            let peers = (data?["peers"] as? [[String: Any]]) ?? []
+            members = peers.compactMap { $0["peer_id"] as? String }
+            target = members.randomElement()
+            onAuthenticated?(true)
+            onAuthenticated = nil
+        case "joined":
+            if let id = data?["peer_id"] as? String {
+                members.append(id)
+                if target == nil { target = id }
+            }
+        case "left":
+            if let id = data?["peer_id"] as? String {
+                members.removeAll { $0 == id }
+                if target == id { target = members.randomElement() }
+            }
+        case "error", "unauthorized":
+            state.errors += 1
+            if onAuthenticated != nil { onAuthenticated?(false); onAuthenticated = nil }
+        default: break
+        }
+    }
+
+    static func number(after key: [UInt8], in bytes: [UInt8]) -> UInt64? {
+        guard bytes.count > key.count else { return nil }
+        var i = 0
+        while i + key.count <= bytes.count {
+            if bytes[i] == key[0], bytes[i..<(i + key.count)].elementsEqual(key) {
+                var j = i + key.count, v: UInt64 = 0
+                while j < bytes.count, bytes[j] >= 0x30, bytes[j] <= 0x39 { v = v * 10 + UInt64(bytes[j] - 0x30); j += 1 }
+                return v
+            }
+            i += 1
+        }
+        return nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if onAuthenticated != nil { onAuthenticated?(false); onAuthenticated = nil }
+        state.connections.removeAll { $0 === self }
+        self.context = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+
+    func close() { context?.close(promise: nil) }
+}
