@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 @testable import Signaling
 
@@ -7,17 +8,21 @@ import Testing
         let e = try JSONEnvelope(#" { "event" : "offer", "to":"p\u0031", "data": {"a":[1,{"b":null}]} } "#)
         #expect(e.event == "offer")
         #expect(e.to == "p1")
-        let out = e.forwarded(from: "me")
+        let out = String(buffer: e.forwarded(from: "me"))
         let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
         #expect(obj["from"] as? String == "me")
         #expect(out.contains(#""data": {"a":[1,{"b":null}]}"#))
     }
 
     @Test func existingFromIsReplaced() throws {
-        let out = try JSONEnvelope(#"{"from":"forged","to":"x"}"#).forwarded(from: "real\"id")
+        let out = String(buffer: try JSONEnvelope(#"{"from":"forged","to":"x"}"#).forwarded(from: "real\"id"))
         let obj = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
         #expect(obj["from"] as? String == "real\"id")
         #expect(obj.count == 2)
+        // An escaped spelling of the key is the same key.
+        let escaped = String(buffer: try JSONEnvelope(#"{"\u0066rom":"forged","\u0074o":"x"}"#).forwarded(from: "me"))
+        #expect(escaped == #"{"from":"me","\u0074o":"x"}"#)
+        #expect(try JSONEnvelope(#"{"\u0074o":"x"}"#).to == "x")
     }
 
     @Test(arguments: [
@@ -42,7 +47,7 @@ import Testing
         let docs = [#"{"a":1.5E+3,"b":-0,"c":"\ud83d\ude00","d":[],"e":{},"f":false}"#, #"{}"#, #"{"to":"x","to":"y"}"#]
         for d in docs {
             let e = try JSONEnvelope(d)
-            let parsed = try JSONSerialization.jsonObject(with: Data(e.forwarded(from: "z").utf8)) as! [String: Any]
+            let parsed = try JSONSerialization.jsonObject(with: Data(String(buffer: e.forwarded(from: "z")).utf8)) as! [String: Any]
             #expect(parsed["from"] as? String == "z")
         }
         #expect(try JSONEnvelope(#"{"to":"x","to":"y"}"#).to == "y")

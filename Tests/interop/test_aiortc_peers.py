@@ -116,3 +116,22 @@ def test_aiortc_data_channel_round_trip_relayed_through_our_turn(server):
         for host, port, kind in relay_candidates(sdp):
             assert kind == "relay", sdp
             assert host == "127.0.0.1" and RELAY_MIN <= int(port) <= RELAY_MAX, sdp
+
+
+def test_sigterm_tells_signaling_peers_shutdown(start_server):
+    """Stopping the server sends `shutdown` to every connected peer before their sockets close."""
+    import websockets
+
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw"))
+
+    async def scenario():
+        alice = await SignalingPeer.join(f"ws://127.0.0.1:{s.signaling_port}/websocket/bye", "alice")
+        s.proc.send_signal(15)
+        message = await alice.receive("shutdown")
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(alice.ws.recv(), 10)
+        return message
+
+    assert asyncio.run(scenario()) == {"event": "shutdown"}
+    assert s.proc.wait(15) == 0

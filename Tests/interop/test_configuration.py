@@ -43,6 +43,12 @@ def test_file_then_environment_then_flags(start_server, tmp_path):
     ([], {"WEBRTC_SERVER_TURN_MAX_LIFETIME": "-5"}, "turn.max_lifetime"),
     ([], {"WEBRTC_SERVER_NO_SUCH_KEY": "1"}, "WEBRTC_SERVER_NO_SUCH_KEY"),
     (["--log_level", "loud"], {}, "log_level"),
+    (["--signaling.duplicate_username", "maybe"], {}, "signaling.duplicate_username"),
+    (["--signaling.tls_cert", "/nonexistent.pem", "--signaling.tls_key", "/nonexistent.key"], {}, "signaling.tls_cert"),
+    (["--signaling.tls_cert", "/etc/hostname"], {}, "signaling.tls_key"),
+    (["--webhook.url", "ftp://example.org/"], {}, "webhook.url"),
+    ([], {"WEBRTC_SERVER_SIGNALING_AUTH_TIMEOUT": "soon"}, "signaling.auth_timeout"),
+    (["--signaling.static_dir", "/nonexistent"], {}, "signaling.static_dir"),
 ])
 def test_invalid_option_exits_nonzero_with_one_line_naming_it(args, env, key):
     done = run_binary(*args, env=env)

@@ -80,10 +80,7 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     private func append(_ frame: WebSocketFrame) {
         let max = hub.configuration.maxMessageSize
         size += frame.length
-        if size <= max, isText {
-            var data = frame.unmaskedData
-            buffer.append(contentsOf: data.readBytes(length: data.readableBytes) ?? [])
-        }
+        if size <= max, isText { buffer.append(contentsOf: frame.unmaskedData.readableBytesView) }
         guard frame.fin else { return }
         inMessage = false
         guard var session, !session.isClosing else { return }

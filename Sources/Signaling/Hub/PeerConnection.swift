@@ -53,14 +53,18 @@ public final class PeerConnection: @unchecked Sendable {
     /// Writes `text` as one text frame; false if the connection is closing or cannot keep up (then it
     /// is closed as a slow consumer).
     @discardableResult
-    func send(_ text: String) -> Bool {
+    func send(_ text: String) -> Bool { send(ByteBuffer(string: text)) }
+
+    /// Writes `payload` (UTF-8 JSON text) as one text frame.
+    @discardableResult
+    func send(_ payload: ByteBuffer) -> Bool {
         guard !closing.load(ordering: .relaxed) else { return false }
         guard channel.isWritable else {
             stats.slowConsumers.add(1, ordering: .relaxed)
             close(finalEvent: nil, reason: "slow consumer", code: .policyViolation)
             return false
         }
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
+        let frame = WebSocketFrame(fin: true, opcode: .text, data: payload)
         onLoop { self.write(frame) }
         return true
     }

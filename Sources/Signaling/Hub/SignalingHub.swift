@@ -141,7 +141,7 @@ public final class SignalingHub: Sendable {
     }
 
     /// Sends a client's message to `to` in the same room, or to everyone else in the room for `*`.
-    func deliver(_ text: String, from peerID: String, room: String, to: String) -> DeliveryResult {
+    func deliver(_ text: ByteBuffer, from peerID: String, room: String, to: String) -> DeliveryResult {
         if to == SignalingHub.broadcastAddress {
             let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
             var n = 0

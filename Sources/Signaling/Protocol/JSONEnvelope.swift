@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// A signaling frame `{event, data, to?, from?}` read without building a tree: one validating pass over
 /// the bytes records where each top-level member lies and decodes only the `event` and `to` strings.
@@ -15,8 +16,8 @@ public struct JSONEnvelope: Sendable {
     public static let maxDepth = 64
 
     public let bytes: [UInt8]
-    /// Byte ranges of each top-level member (`"key": value`) and its decoded key.
-    public private(set) var members: [(key: String, range: Range<Int>)] = []
+    /// Byte ranges of each top-level member (`"key": value`) and of its key's contents (undecoded).
+    private(set) var members: [(key: Range<Int>, range: Range<Int>)] = []
     public private(set) var event: String?
     public private(set) var to: String?
 
@@ -51,12 +52,12 @@ public struct JSONEnvelope: Sendable {
                 scanner.skipWhitespace()
                 let valueStart = scanner.index
                 try scanner.value(depth: 1)
-                let key = JSONScanner.decodeString(bytes, keyRange)
-                members.append((key, start..<scanner.index))
-                if key == "event" || key == "to" {
+                members.append((keyRange, start..<scanner.index))
+                let isEvent = Self.key(bytes, keyRange, is: "event"), isTo = !isEvent && Self.key(bytes, keyRange, is: "to")
+                if isEvent || isTo {
                     let decoded = bytes[valueStart] == UInt8(ascii: "\"")
                         ? JSONScanner.decodeString(bytes, (valueStart + 1)..<(scanner.index - 1)) : nil
-                    if key == "event" { event = decoded } else { to = decoded }
+                    if isEvent { event = decoded } else { to = decoded }
                 }
                 scanner.skipWhitespace()
                 if scanner.peek() == UInt8(ascii: ",") { scanner.index += 1; continue }
@@ -69,23 +70,32 @@ public struct JSONEnvelope: Sendable {
         guard scanner.atEnd else { throw .invalidJSON(scanner.error("trailing characters")) }
     }
 
-    /// The same object with `from` set to `peerID` (an existing `from` is replaced, never trusted).
-    public func forwarded(from peerID: String) -> String {
-        var out: [UInt8] = []
+    /// True when the key's contents are `name` (escaped keys are decoded first).
+    static func key(_ bytes: [UInt8], _ range: Range<Int>, is name: String) -> Bool {
+        if bytes[range].contains(UInt8(ascii: "\\")) { return JSONScanner.decodeString(bytes, range) == name }
+        return bytes[range].elementsEqual(name.utf8)
+    }
+
+    /// The same object with `from` set to `peerID` (an existing `from` is replaced, never trusted),
+    /// written once into the buffer the frame will carry.
+    public func forwarded(from peerID: String) -> ByteBuffer {
+        var out = ByteBuffer()
         out.reserveCapacity(bytes.count + peerID.utf8.count + 12)
-        out.append(contentsOf: Array("{\"from\":".utf8))
-        JSONText.appendString(peerID, to: &out)
-        for m in members where m.key != "from" {
-            out.append(UInt8(ascii: ","))
-            out.append(contentsOf: bytes[m.range])
+        out.writeStaticString("{\"from\":")
+        var quoted: [UInt8] = []
+        JSONText.appendString(peerID, to: &quoted)
+        out.writeBytes(quoted)
+        for m in members where !Self.key(bytes, m.key, is: "from") {
+            out.writeInteger(UInt8(ascii: ","))
+            out.writeBytes(bytes[m.range])
         }
-        out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        out.writeInteger(UInt8(ascii: "}"))
+        return out
     }
 
     /// The raw JSON text of member `key`'s value, if present.
     public func rawValue(of key: String) -> String? {
-        guard let m = members.last(where: { $0.key == key }) else { return nil }
+        guard let m = members.last(where: { Self.key(bytes, $0.key, is: key) }) else { return nil }
         var scanner = JSONScanner(bytes: Array(bytes[m.range]))
         _ = try? scanner.string()
         scanner.skipWhitespace()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Signaling load benchmark: builds release binaries, starts webrtc-server on loopback, then runs
+# bench/signaling-load once per rate against the same server (10 000 connections in rooms of 10 by
+# default). Figures go to BENCHMARKS.md. Usage: bash bench/signaling_bench.sh [connections] [rates...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+connections=${1:-10000}
+shift || true
+rates=("${@:-0 10000 20000 30000 50000}")
+swift build -c release --product webrtc-server >/dev/null
+swift build -c release --product signaling-load >/dev/null
+port=18080
+.build/release/webrtc-server --auth.users bench=bench --turn.port 0 --signaling.listen 127.0.0.1 \
+    --signaling.port $port --log_level warning &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+for rate in ${rates[@]}; do
+  echo "== $connections connections, rooms of 10, $rate directed messages/s for 10 s"
+  timeout 600 .build/release/signaling-load --port $port --connections "$connections" --room-size 10 \
+      --rate "$rate" --duration 10 --server-pid $server
+done
