@@ -1,4 +1,4 @@
-"""aiortc peers (PyPI) that speak our signaling protocol and relay through our TURN over UDP."""
+"""The signaling half against the real binary: aiortc peers relaying through our TURN, shutdown, wss."""
 import asyncio
 import json
 import re
@@ -135,3 +135,34 @@ def test_sigterm_tells_signaling_peers_shutdown(start_server):
 
     assert asyncio.run(scenario()) == {"event": "shutdown"}
     assert s.proc.wait(15) == 0
+
+
+def test_signaling_over_wss_with_configured_certificate(start_server, tmp_path):
+    """signaling.tls_cert/tls_key: the same protocol over wss:// (the test trusts its own certificate)."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", "--signaling.tls_cert", str(cert),
+                                       "--signaling.tls_key", str(key)))
+    assert "tls=true" in s.output
+
+    async def scenario():
+        import websockets
+
+        context = ssl.create_default_context(cafile=str(cert))
+        ws = await websockets.connect(f"wss://127.0.0.1:{s.signaling_port}/websocket/secure", ssl=context)
+        await ws.send(json.dumps({"event": "authenticate", "data": {"username": "alice", "password": "pw"}}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        await ws.send("ping")
+        pong = await asyncio.wait_for(ws.recv(), 10)
+        await ws.close()
+        return message, pong
+
+    message, pong = asyncio.run(scenario())
+    assert message["event"] == "authenticated" and message["data"]["peer_id"], message
+    assert pong == "pong"
