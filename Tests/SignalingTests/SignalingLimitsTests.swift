@@ -133,6 +133,28 @@ import Testing
         #expect(try channel.readOutbound(as: WebSocketFrame.self) == nil)
     }
 
+    @Test func keepaliveClosesAPeerThatDoesNotAnswerItsPing() throws {
+        var c = SignalingConfiguration()
+        c.keepaliveInterval = .seconds(30)
+        c.authTimeout = .seconds(3600)
+        let hub = SignalingHub(configuration: c, credentials: .init(.init()), logger: .init(label: "t"))
+        let channel = EmbeddedChannel()
+        let opened = hub.open(remote: "test", channel: channel)
+        let conn = try #require(opened)
+        let start = ContinuousClock.now
+        hub.sweep(now: start + .seconds(31))
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: WebSocketFrame.self)?.opcode == .ping)
+        #expect(conn.pendingClose == nil)
+        hub.sweep(now: start + .seconds(62))  // no pong came back
+        channel.embeddedEventLoop.run()
+        let close = try #require(try channel.readOutbound(as: WebSocketFrame.self))
+        #expect(close.opcode == .connectionClose)
+        var data = close.data
+        #expect(data.readWebSocketErrorCode() == .goingAway)
+        #expect(conn.pendingClose?.reason == "keepalive timeout")
+    }
+
     @Test func keepalivePingsKeepAnAnsweringPeerConnected() async throws {
         try await withSignaling(configure: { $0.keepaliveInterval = .milliseconds(200) }) { server, port in
             let a = WSTestPeer.connect(port: port)
