@@ -2,6 +2,7 @@ import Auth
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 #if canImport(Glibc)
 import Glibc
@@ -75,12 +76,55 @@ public final class TurnServer: Service, @unchecked Sendable {
             shared.logger.info("STUN/TURN listening", metadata: [
                 "transport": "udp", "address": "\(address)", "port": "\(port)", "sockets": "\(engines.count)",
             ])
+            if c.tcp {
+                let tcpPort = try await bindStream(address: address, port: port, tls: nil)
+                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tcp", "address": "\(address)", "port": "\(tcpPort)"])
+                bound.append(try SocketAddress(ipAddress: address, port: tcpPort))
+            }
+            if let tls = c.tls {
+                let tlsPort = try await bindStream(address: address, port: c.tlsPort, tls: tls)
+                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tls", "address": "\(address)", "port": "\(tlsPort)"])
+                bound.append(try SocketAddress(ipAddress: address, port: tlsPort))
+            }
+        }
+        if c.tls == nil {
+            shared.logger.info("TURN over TLS is off: set turn.tls_cert and turn.tls_key (PEM files) to serve it on port \(c.tlsPort)")
         }
         shared.logger.info("TURN relay", metadata: [
             "relayed-address": "\(shared.relayedIP)",
             "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
         ])
         onListening?(bound)
+        return bound
+    }
+
+    /// One TCP (or TLS) listener per engine on `address:port` (SO_REUSEPORT spreads connections over the
+    /// engines' loops; a plain-bind probe first, as for UDP). Returns the bound port.
+    private func bindStream(address: String, port: Int, tls: ReloadableTLSContext?) async throws -> Int {
+        let probe = try await ServerBootstrap(group: group).bind(host: address, port: port).get()
+        let bound = probe.localAddress?.port ?? port
+        try await probe.close()
+        let timeout = shared.configuration.streamIncompleteTimeout
+        let logger = shared.logger
+        for engine in engines {
+            let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
+            let channel = try await ServerBootstrap(group: engine.eventLoop, childGroup: engine.eventLoop)
+                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
+                .serverChannelOption(.backlog, value: 1024)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let ops = channel.pipeline.syncOperations
+                        if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls.current)) }
+                        try ops.addHandler(StunStreamFramer(incompleteTimeout: timeout) { error in
+                            logger.debug("stream framing error; closing", metadata: ["error": "\(error)"])
+                        })
+                        try ops.addHandler(StreamConnectionHandler(engine: engine, transport: transport))
+                    }
+                }
+                .bind(host: address, port: bound).get()
+            channels.append(channel)
+        }
         return bound
     }
 

@@ -74,6 +74,21 @@ struct ServerSettings {
         let threads = try r.int("turn.threads", 0...256)
         turn.threads = threads == 0 ? TurnConfiguration.defaultThreads : threads
         turn.udpGSO = try r.bool("turn.udp_gso")
+        turn.tcp = try r.bool("turn.tcp")
+        turn.tlsPort = try r.int("turn.tls_port", 0...65535)
+        let turnCert = try r.string("turn.tls_cert"), turnKey = try r.string("turn.tls_key")
+        guard turnCert.isEmpty == turnKey.isEmpty else {
+            throw ConfigError(key: turnCert.isEmpty ? "turn.tls_cert" : "turn.tls_key", problem: "turn.tls_cert and turn.tls_key go together")
+        }
+        if !turnCert.isEmpty {
+            do {
+                turn.tls = try ReloadableTLSContext(certificatePath: turnCert, keyPath: turnKey)
+            } catch {
+                throw ConfigError(key: "turn.tls_cert", problem: "cannot use '\(turnCert)' with '\(turnKey)': \(error)")
+            }
+        }
+        let streamTimeout = try r.seconds("turn.stream_timeout", 0.1...3600)
+        turn.streamIncompleteTimeout = .milliseconds(Int64(streamTimeout / .milliseconds(1)))
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
         try readSignaling(r)
@@ -121,6 +136,8 @@ extension ServerSettings {
         let iceHost = try r.string("signaling.ice_host")
         s.iceServers.host = iceHost.isEmpty ? turn.externalAddress.map { "\($0)" } : iceHost
         s.iceServers.stunPort = turn.port
+        s.iceServers.turnTCP = turn.tcp
+        s.iceServers.turnsPort = turn.tls == nil ? nil : turn.tlsPort
         s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
         s.apiToken = try r.string("api.token")
         let hook = try r.string("webhook.url")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Auth
+import Dispatch
 import Foundation
 import Logging
 import NIOPosix
@@ -51,11 +52,22 @@ struct WebRTCServer: AsyncParsableCommand {
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
         if loaded.signalingEnabled {
             let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
+            let tlsConfigured = loaded.turn.tls != nil
             turn.onListening = { addresses in
+                // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
                 if let port = addresses.first?.port { hub.iceServers.stunPort = port }
+                if tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
             }
             running.append(.init(service: SignalingServer(hub: hub, logger: logger)))
         }
+        // SIGHUP: re-read the TLS certificate and key (existing connections keep theirs).
+        let reload = DispatchSource.makeSignalSource(signal: SIGHUP)
+        signal(SIGHUP, SIG_IGN)
+        reload.setEventHandler {
+            logger.info("SIGHUP: reloading")
+            loaded.turn.tls?.reload(logger: logger)
+        }
+        reload.resume()
         // Listeners are bound inside the services' run(), after ServiceGroup has taken over SIGTERM/SIGINT,
         // so a signal that arrives as soon as the "listening" line is printed still ends the process cleanly.
         let services = ServiceGroup(configuration: .init(

@@ -67,7 +67,10 @@ extension TurnEngine {
             return
         }
         let payload = envelope.data
-        guard case .datagram(let clientChannel, let clientAddress) = allocation.clientPath else { return }
+        guard case .datagram(let clientChannel, let clientAddress) = allocation.clientPath else {
+            relayFromPeerOverStream(allocation, peer: peer, payload: payload, now: now)
+            return
+        }
         let client = allocation.fiveTuple.client
         if let number = allocation.channels.channel(for: peer, now: now) {
             allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, channel: clientChannel) {
@@ -83,6 +86,24 @@ extension TurnEngine {
         stats.add(stats.bytesToClient, payload.readableBytes)
     }
 
+    /// The same for a client on TCP/TLS: ChannelData padded to four bytes (§12.5) or a Data indication,
+    /// written on the connection and flushed with the other clients' writes at the end of the tick.
+    func relayFromPeerOverStream(_ allocation: Allocation, peer: TransportAddress, payload: ByteBuffer, now: NIODeadline) {
+        let channel = allocation.clientPath.channel
+        var out: ByteBuffer
+        if let number = allocation.channels.channel(for: peer, now: now) {
+            out = channel.allocator.buffer(capacity: 4 + payload.readableBytes + 3)
+            ChannelData.write(channel: number, payload: payload, into: &out, padded: true)
+        } else {
+            out = channel.allocator.buffer(capacity: DataIndication.length(peer: peer, payloadLength: payload.readableBytes))
+            DataIndication.write(peer: peer, payload: payload, into: &out)
+        }
+        channel.write(out, promise: nil)
+        scheduleClientFlush(channel)
+        stats.add(stats.packetsToClient)
+        stats.add(stats.bytesToClient, payload.readableBytes)
+    }
+
     /// End of a relay socket's read batch: write what was queued for the client. The listener socket
     /// is flushed once after every socket that was readable in this event-loop tick has been read, so
     /// packets relayed from many allocations leave in one `sendmmsg`.
@@ -91,6 +112,12 @@ extension TurnEngine {
         guard !allocation.toClient.isEmpty else { return }
         let channel = allocation.clientPath.channel
         allocation.toClient.emit(channel)
+        scheduleClientFlush(channel)
+    }
+
+    /// Flushes `channel` once, after every socket readable in this event-loop tick has been read.
+    @inline(__always)
+    func scheduleClientFlush(_ channel: Channel) {
         if !dirtyClientChannels.contains(where: { $0 === channel }) { dirtyClientChannels.append(channel) }
         if !clientFlushScheduled {
             clientFlushScheduled = true

@@ -30,6 +30,13 @@ public struct TurnConfiguration: Sendable {
     public var channelNumbers: ClosedRange<UInt16> = ChannelData.legacyChannelRange
     /// Batch same-sized datagrams to one destination into one UDP GSO write where the kernel supports it.
     public var udpGSO: Bool = true
+    /// STUN/TURN over TCP on `port` (RFC 8656 §3.1).
+    public var tcp: Bool = true
+    /// STUN/TURN over TLS (TLS 1.2/1.3) on `tlsPort`; off while `tls` is nil.
+    public var tlsPort: Int = 5349
+    public var tls: ReloadableTLSContext?
+    /// A TCP/TLS client whose message stays incomplete this long is disconnected.
+    public var streamIncompleteTimeout: TimeAmount = .seconds(10)
     /// UDP listener sockets per address (SO_REUSEPORT), each served by its own event loop.
     public var threads: Int = TurnConfiguration.defaultThreads
 

@@ -205,6 +205,11 @@ final class TurnEngine: @unchecked Sendable {
         }
     }
 
+    /// RFC 8656 §5: an allocation made over TCP or TLS ends with its connection.
+    func streamClosed(_ fiveTuple: FiveTuple) {
+        if let a = allocations[fiveTuple] { delete(a, reason: "connection closed") }
+    }
+
     /// Deletes the allocations made with `username`; returns how many.
     func release(username: String, reason: String) -> Int {
         let matching = allocations.values.filter { $0.credential.username == username }

@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plain blocking TCP connection to 127.0.0.1 for tests.
+public final class TCPTestSocket {
+    public let fd: Int32
+
+    public init?(port: UInt16, timeoutMilliseconds: Int = 2000) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0 else { close(fd); return nil }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// Exactly `count` bytes, or nil on timeout or close.
+    public func receive(count: Int) -> [UInt8]? {
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while out.count < count {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, count - out.count), 0) }
+            guard n > 0 else { return nil }
+            out += chunk[0..<n]
+        }
+        return out
+    }
+
+    /// One STUN message (20-byte header, then its length).
+    public func receiveStun() -> [UInt8]? {
+        guard let header = receive(count: 20) else { return nil }
+        let length = Int(header[2]) << 8 | Int(header[3])
+        guard let body = receive(count: length) else { return nil }
+        return header + body
+    }
+
+    /// True once the server has closed the connection (a read returns 0).
+    public func isClosedByPeer() -> Bool {
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+
+    public func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+}
