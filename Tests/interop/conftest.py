@@ -128,3 +128,12 @@ def turn_peer():
 def turn_server_args(port: int, *extra: str) -> list[str]:
     return ["--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "46000",
             "--turn.relay_port_max", "47999", *extra]
+
+
+def make_certificate(directory, name="127.0.0.1"):
+    """A self-signed certificate for 127.0.0.1 (the test trusts it, or does not verify, explicitly)."""
+    cert, key = directory / f"{name}-cert.pem", directory / f"{name}-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key

@@ -5,16 +5,24 @@ import re
 
 import pytest
 
-from conftest import free_port, turn_server_args
+import os
+import socket
+
+from conftest import free_port, make_certificate, turn_server_args
 
 RELAY_MIN, RELAY_MAX = 46000, 47999
 
 
 @pytest.fixture
-def server(start_server):
-    port = free_port()
-    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1"))
-    s.turn_port = port
+def server(start_server, tmp_path, monkeypatch):
+    port, tls_port = free_port(), free_port(socket.SOCK_STREAM)
+    cert, key = make_certificate(tmp_path)
+    # aiortc verifies turns: against the default trust store; this test trusts its own certificate.
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1",
+                                       "--turn.tls_port", str(tls_port), "--turn.tls_cert", str(cert),
+                                       "--turn.tls_key", str(key)))
+    s.turn_port, s.tls_port = port, tls_port
     return s
 
 
@@ -44,11 +52,17 @@ class SignalingPeer:
             if message["event"] == event:
                 return message
 
-    def configuration(self):
+    def configuration(self, scheme_transport):
+        """Relay-only through the one TURN URL of `ice_servers` that matches, e.g. ("turn", "tcp")."""
         from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 
-        servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-                   for s in self.ice_servers]
+        scheme, transport = scheme_transport
+        servers = []
+        for s in self.ice_servers:
+            urls = [u for u in s["urls"] if u.startswith(scheme + ":") and u.endswith("transport=" + transport)]
+            if urls:
+                servers.append(RTCIceServer(urls=urls, username=s.get("username"), credential=s.get("credential")))
+        assert len(servers) == 1, self.ice_servers
         return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
 
 
@@ -58,7 +72,7 @@ def relay_candidates(sdp):
     return found
 
 
-async def exchange(url):
+async def exchange(url, scheme_transport):
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     alice = await SignalingPeer.join(url, "alice")
@@ -67,8 +81,8 @@ async def exchange(url):
     joined = await alice.receive("joined")
     assert joined["data"]["peer_id"] == bob.peer_id
 
-    answerer = RTCPeerConnection(alice.configuration())
-    offerer = RTCPeerConnection(bob.configuration())
+    answerer = RTCPeerConnection(alice.configuration(scheme_transport))
+    offerer = RTCPeerConnection(bob.configuration(scheme_transport))
     got = asyncio.get_running_loop().create_future()
     try:
         @answerer.on("datachannel")
@@ -108,9 +122,11 @@ async def exchange(url):
         await bob.ws.close()
 
 
-def test_aiortc_data_channel_round_trip_relayed_through_our_turn(server):
+@pytest.mark.parametrize("scheme_transport", [("turn", "udp"), ("turn", "tcp"), ("turns", "tcp")],
+                         ids=["turn-udp", "turn-tcp", "turns"])
+def test_aiortc_data_channel_round_trip_relayed_through_our_turn(server, scheme_transport):
     url = f"ws://127.0.0.1:{server.signaling_port}/websocket/aiortc"
-    reply, sdps = asyncio.run(exchange(url))
+    reply, sdps = asyncio.run(exchange(url, scheme_transport))
     assert reply == "echo:hello through our TURN"
     for sdp in sdps:
         for host, port, kind in relay_candidates(sdp):
