@@ -12,6 +12,8 @@ missing=()
 command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null || missing+=(coturn)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v iptables >/dev/null || missing+=(iptables)  # firewall.sh's test, inside its own network namespace
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"

@@ -101,6 +101,17 @@ struct ServerSettings {
 }
 
 extension ServerSettings {
+    /// What a firewall must let in for this configuration: (tcp|udp, port or first:last, purpose).
+    var listeningPorts: [(proto: String, port: String, purpose: String)] {
+        var out: [(String, String, String)] = []
+        if signalingEnabled { out.append(("tcp", "\(signaling.port)", "signaling")) }
+        out.append(("udp", "\(turn.port)", "stun-turn"))
+        if turn.tcp { out.append(("tcp", "\(turn.port)", "stun-turn")) }
+        if turn.tls != nil { out.append(("tcp", "\(turn.tlsPort)", "stun-turn-tls")) }
+        out.append(("udp", "\(turn.relayPorts.lowerBound):\(turn.relayPorts.upperBound)", "relay"))
+        return out
+    }
+
     fileprivate mutating func readSignaling(_ r: RawReader) throws {
         signalingEnabled = try r.bool("signaling.enabled")
         var s = SignalingConfiguration()

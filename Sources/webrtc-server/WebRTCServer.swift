@@ -25,6 +25,10 @@ struct WebRTCServer: AsyncParsableCommand {
     @Option(name: .long, help: "YAML configuration file.")
     var config: String?
 
+    @Flag(name: .customLong("print-ports"),
+          help: "Print the ports this configuration listens on (protocol, port or range, purpose) and exit; firewall.sh reads this.")
+    var printPorts = false
+
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var settings: [String] = []
 
@@ -35,6 +39,10 @@ struct WebRTCServer: AsyncParsableCommand {
         } catch let error as ConfigError {
             FileHandle.standardError.write(Data("webrtc-server: invalid configuration: \(error)\n".utf8))
             throw ExitCode(2)
+        }
+        if printPorts {
+            print(loaded.listeningPorts.map { "\($0.proto) \($0.port) \($0.purpose)" }.joined(separator: "\n"))
+            return
         }
         let level = loaded.logLevel
         LoggingSystem.bootstrap { label in
