@@ -20,7 +20,8 @@ public final class TurnServer: Service, @unchecked Sendable {
 
     public init(configuration: TurnConfiguration, credentials: CredentialStore, group: EventLoopGroup, logger: Logger) {
         let relayedIP = TurnServer.relayedIP(for: configuration)
-        shared = TurnShared(configuration: configuration, credentials: credentials, relayedIP: relayedIP, logger: logger)
+        shared = TurnShared(configuration: configuration, credentials: credentials, relayedIP: relayedIP,
+                            relayedIP6: TurnServer.relayedIP6(for: configuration), logger: logger)
         self.group = group
     }
 
@@ -40,6 +41,28 @@ public final class TurnServer: Service, @unchecked Sendable {
         return IPAddress(ipv4: 0x7F00_0001)
     }
 
+    /// The IP put in XOR-RELAYED-ADDRESS for IPv6 relays (RFC 6156): the external IPv6 address if
+    /// configured, else the IPv6 relay bind or listen address when specific, else the first global
+    /// (not loopback, not link-local) IPv6 interface address; nil when the host has none.
+    static func relayedIP6(for c: TurnConfiguration) -> IPAddress? {
+        guard c.ipv6Relays else { return nil }
+        if let e = c.externalAddress6 { return e }
+        let unspecified = IPAddress("::")!
+        if let r = IPAddress(c.relayBindAddress6), r.isIPv6, r != unspecified { return r }
+        for l in c.listenAddresses {
+            if let ip = IPAddress(l), ip.isIPv6, ip != unspecified { return ip }
+        }
+        if let devices = try? System.enumerateDevices() {
+            for d in devices {
+                guard let a = d.address.flatMap(TransportAddress.init), a.ip.isIPv6 else { continue }
+                let b = a.ip.bytes
+                let linkLocal = b[0] == 0xFE && (b[1] & 0xC0) == 0x80
+                if !linkLocal, a.ip != IPAddress("::1")! { return a.ip }
+            }
+        }
+        return nil
+    }
+
     /// Binds every listener; returns the bound addresses (useful with port 0).
     @discardableResult
     public func start() async throws -> [SocketAddress] {
@@ -53,11 +76,17 @@ public final class TurnServer: Service, @unchecked Sendable {
         for address in c.listenAddresses {
             // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
             // bind first so "address in use" is an error here as it is for any server.
-            let probe = try await DatagramBootstrap(group: group).bind(host: address, port: c.port).get()
+            let probe: Channel
+            do {
+                probe = try await Self.datagram(group, v6: address.contains(":")).bind(host: address, port: c.port).get()
+            } catch where c.optionalListenAddresses.contains(address) {
+                shared.logger.warning("not listening on \(address): \(error) (this host has no such address family?)")
+                continue
+            }
             let port = probe.localAddress?.port ?? c.port
             try await probe.close()
             for engine in engines {
-                let channel = try await DatagramBootstrap(group: engine.eventLoop)
+                let channel = try await Self.datagram(engine.eventLoop, v6: address.contains(":"))
                     .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
                     .channelOption(.datagramVectorReadMessageCount, value: 32)
                     .channelOption(.maxMessagesPerRead, value: 1)
@@ -92,23 +121,39 @@ public final class TurnServer: Service, @unchecked Sendable {
         }
         shared.logger.info("TURN relay", metadata: [
             "relayed-address": "\(shared.relayedIP)",
+            "relayed-address6": "\(shared.relayedIP6.map { "\($0)" } ?? "none (IPv6 relays refused with 440)")",
             "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
         ])
         onListening?(bound)
         return bound
     }
 
+    /// IPv6 listeners take IPv6 only (IPV6_V6ONLY), so `0.0.0.0` and `::` can both be bound on one
+    /// port. The option exists on IPv6 sockets only.
+    static let v6Only = ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IPV6)), name: .init(rawValue: CInt(IPV6_V6ONLY)))
+
+    static func datagram(_ group: EventLoopGroup, v6: Bool) -> DatagramBootstrap {
+        let b = DatagramBootstrap(group: group)
+        return v6 ? b.channelOption(v6Only, value: 1) : b
+    }
+
+    static func server(_ group: EventLoopGroup, _ childGroup: EventLoopGroup, v6: Bool) -> ServerBootstrap {
+        let b = ServerBootstrap(group: group, childGroup: childGroup)
+        return v6 ? b.serverChannelOption(v6Only, value: 1) : b
+    }
+
     /// One TCP (or TLS) listener per engine on `address:port` (SO_REUSEPORT spreads connections over the
     /// engines' loops; a plain-bind probe first, as for UDP). Returns the bound port.
     private func bindStream(address: String, port: Int, tls: ReloadableTLSContext?) async throws -> Int {
-        let probe = try await ServerBootstrap(group: group).bind(host: address, port: port).get()
+        let v6 = address.contains(":")
+        let probe = try await Self.server(group, group, v6: v6).bind(host: address, port: port).get()
         let bound = probe.localAddress?.port ?? port
         try await probe.close()
         let timeout = shared.configuration.streamIncompleteTimeout
         let logger = shared.logger
         for engine in engines {
             let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
-            let channel = try await ServerBootstrap(group: engine.eventLoop, childGroup: engine.eventLoop)
+            let channel = try await Self.server(engine.eventLoop, engine.eventLoop, v6: v6)
                 .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
                 .serverChannelOption(.backlog, value: 1024)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

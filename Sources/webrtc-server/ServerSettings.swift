@@ -40,6 +40,9 @@ struct ServerSettings {
         for a in turn.listenAddresses where IPAddress(a) == nil {
             throw ConfigError(key: "turn.listen", problem: "'\(a)' is not an IP address")
         }
+        if raw["turn.listen"] == (try ConfigKeys.byName["turn.listen"]!.rawFromString(ConfigKeys.byName["turn.listen"]!.defaultValue)) {
+            turn.optionalListenAddresses = ["::"]  // the default's IPv6 half is skipped where IPv6 is missing
+        }
         turn.port = try r.int("turn.port", 0...65535)
         turn.relayBindAddress = try r.string("turn.relay_address")
         guard IPAddress(turn.relayBindAddress) != nil else {
@@ -51,6 +54,18 @@ struct ServerSettings {
                 throw ConfigError(key: "turn.external_ip", problem: "'\(external)' is not an IP address")
             }
             turn.externalAddress = ip
+        }
+        turn.ipv6Relays = try r.bool("turn.ipv6_relays")
+        turn.relayBindAddress6 = try r.string("turn.relay_address6")
+        guard let relay6 = IPAddress(turn.relayBindAddress6), relay6.isIPv6 else {
+            throw ConfigError(key: "turn.relay_address6", problem: "'\(turn.relayBindAddress6)' is not an IPv6 address")
+        }
+        let external6 = try r.string("turn.external_ip6")
+        if !external6.isEmpty {
+            guard let ip = IPAddress(external6), ip.isIPv6 else {
+                throw ConfigError(key: "turn.external_ip6", problem: "'\(external6)' is not an IPv6 address")
+            }
+            turn.externalAddress6 = ip
         }
         let minPort = try r.int("turn.relay_port_min", 1...65535)
         let maxPort = try r.int("turn.relay_port_max", 1...65535)

@@ -176,8 +176,46 @@ import Testing
         }
     }
 
-    @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
+    @Test func ipv6RelayWhenAskedForWithREQUESTEDADDRESSFAMILY() async throws {
+        try await withTurnServer(configure: {
+            $0.externalAddress6 = IPAddress("::1")
+            $0.peerPolicy = PeerAddressPolicy(allow: [CIDR("127.0.0.0/8")!, CIDR("::1/128")!])
+        }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            var v6 = TurnTestClient.allocateRequest()
+            v6.append(AttributeType.requestedAddressFamily, [2, 0, 0, 0])
+            let r = try #require(c.request(v6))
+            #expect(r.messageClass == .successResponse)
+            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.ip == IPAddress("::1"))
+            #expect(r.xorAddress(AttributeType.xorMappedAddress)?.ip == IPAddress("127.0.0.1"))
+            // The relay's family decides the peers' (RFC 6156 §4.3 / RFC 8656 443).
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("127.0.0.1")!, port: 9))?.errorCode?.code == 443)
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("::1")!, port: 9))?.messageClass == .successResponse)
+        }
+    }
+
+    @Test func additionalAddressFamilyGetsTheIPv4RelayAndAnAddressErrorCodeForIPv6() async throws {
         try await withTurnServer { _, port in
+            let c = TurnTestClient(serverPort: port)
+            var both = TurnTestClient.allocateRequest()
+            both.append(AttributeType.requestedAddressFamily, [1, 0, 0, 0])
+            both.append(AttributeType.additionalAddressFamily, [2, 0, 0, 0])
+            #expect(c.request(both)?.errorCode?.code == 400)
+            var v4Additional = TurnTestClient.allocateRequest()
+            v4Additional.append(AttributeType.additionalAddressFamily, [1, 0, 0, 0])
+            #expect(c.request(v4Additional)?.errorCode?.code == 400)
+            var dual = TurnTestClient.allocateRequest()
+            dual.append(AttributeType.additionalAddressFamily, [2, 0, 0, 0])
+            let r = try #require(c.request(dual))
+            #expect(r.messageClass == .successResponse)
+            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.ip.isIPv6 == false)
+            let addressError = try #require(r.attribute(AttributeType.addressErrorCode)?.value)
+            #expect(Array(addressError.prefix(4)) == [2, 0, 4, 40])
+        }
+    }
+
+    @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
+        try await withTurnServer(configure: { $0.ipv6Relays = false }) { _, port in
             let c = TurnTestClient(serverPort: port)
             #expect(c.request(TurnTestClient.allocateRequest(transport: 6))?.errorCode?.code == 442)
             #expect(c.request(StunMessage(method: .allocate, messageClass: .request))?.errorCode?.code == 400)

@@ -38,7 +38,7 @@ def free_port(kind=socket.SOCK_DGRAM) -> int:
 class Server:
     """A running webrtc-server; waits for its listener log lines instead of sleeping."""
 
-    def __init__(self, args, env=None, wait_for=("STUN/TURN listening", "signaling listening"), timeout=30,
+    def __init__(self, args, env=None, wait_for=("TURN relay", "signaling listening"), timeout=30,
                  embedded_defaults=False):
         if not BINARY.exists():
             pytest.fail(f"{BINARY} is missing: build it first (scripts/test.sh does)", pytrace=False)

@@ -114,3 +114,41 @@ def test_sighup_rereads_the_certificate_without_dropping_connections(start_serve
     wait_for_log(s, "TLS certificate not reloaded")
     assert served_certificate(tls_connect(tls_port)) == der(second_cert)
     binding_over(old)
+
+
+@pytest.fixture
+def ipv6_peer():
+    """coturn's turnutils_peer on ::1, ready once it echoes a probe."""
+    import subprocess
+    from conftest import require_tool
+
+    tool = require_tool("turnutils_peer")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([tool, "-L", "::1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while True:
+            s.sendto(b"probe", ("::1", port))
+            try:
+                if s.recvfrom(100)[0] == b"probe":
+                    break
+            except socket.timeout:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "turnutils_peer did not start on ::1"
+    yield port
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.mark.parametrize("transport", [[], ["-t"]], ids=["udp", "tcp"])
+def test_uclient_over_ipv6_with_an_ipv6_relay_and_peer_loses_nothing(start_server, ipv6_peer, transport):
+    port = free_port(socket.SOCK_STREAM)
+    s = start_server("--turn.listen", "127.0.0.1,::1", "--turn.port", str(port), "--turn.relay_port_min", "46000",
+                     "--turn.relay_port_max", "47999", "--auth.users", "alice=wonderland", "--turn.allow_peers", "::1")
+    assert "address=::1" in s.output and "relayed-address6=::1" in s.output, s.output
+    out = run_uclient(*transport, "-x", "-u", "alice", "-w", "wonderland", "-e", "::1", "-r", str(ipv6_peer),
+                      "-p", str(port), "-m", str(CLIENTS), "-n", str(MESSAGES), "::1")
+    assert_no_loss(out)

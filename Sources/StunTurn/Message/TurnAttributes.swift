@@ -31,6 +31,20 @@ extension StunMessage {
         return .some(AddressFamily(rawValue: v[0]))
     }
 
+    /// RFC 8656 §18.11 ADDITIONAL-ADDRESS-FAMILY (same layout as REQUESTED-ADDRESS-FAMILY).
+    public var additionalAddressFamily: AddressFamily?? {
+        guard let v = attribute(AttributeType.additionalAddressFamily)?.value else { return nil }
+        guard v.count == 4 else { return .some(nil) }
+        return .some(AddressFamily(rawValue: v[0]))
+    }
+
+    /// RFC 8656 §18.12 ADDRESS-ERROR-CODE: the family that could not be allocated, then an error code
+    /// laid out as in ERROR-CODE, then its reason phrase.
+    public mutating func appendAddressErrorCode(family: AddressFamily, code: Int, reason: String) {
+        append(AttributeType.addressErrorCode,
+               [family.rawValue, 0, UInt8(code / 100), UInt8(code % 100)] + Array(reason.utf8))
+    }
+
     /// §18.7: the R bit asks the server to reserve the next-higher port.
     public var evenPort: (present: Bool, reserveNext: Bool) {
         guard let v = attribute(AttributeType.evenPort)?.value, v.count >= 1 else { return (false, false) }

@@ -37,12 +37,31 @@ extension TurnEngine {
             respond(to: m, context, error: .badRequest, integrity: integrity)
             return
         }
-        // RFC 6156 §4.2 / RFC 8656 §7.2 step 4: the relayed address family.
-        if let family = m.requestedAddressFamily {
-            guard family == .ipv4 else {
+        // RFC 6156 §4.2 / RFC 8656 §7.2 step 4: the relayed address family, IPv4 unless asked otherwise;
+        // IPv6 only where this host has an IPv6 relay address (else 440).
+        var family = AddressFamily.ipv4
+        if let requested = m.requestedAddressFamily {
+            guard let requested else {
                 respond(to: m, context, error: .addressFamilyNotSupported, integrity: integrity)
                 return
             }
+            if requested == .ipv6, shared.relayedIP6 == nil {
+                respond(to: m, context, error: .addressFamilyNotSupported, integrity: integrity)
+                return
+            }
+            family = requested
+        }
+        // RFC 8656 §7.2: ADDITIONAL-ADDRESS-FAMILY asks for a second (IPv6) relay next to the IPv4 one. It
+        // may not come with REQUESTED-ADDRESS-FAMILY, and only IPv6 is a valid value (400 otherwise).
+        // Dual allocations are not offered: the IPv4 allocation is made and ADDRESS-ERROR-CODE 440 says the
+        // IPv6 part was not (§18.12), which the RFC allows.
+        var refusedAdditional = false
+        if let additional = m.additionalAddressFamily {
+            guard m.requestedAddressFamily == nil, additional == .ipv6 else {
+                respond(to: m, context, error: .badRequest, integrity: integrity)
+                return
+            }
+            refusedAdditional = true
         }
         // Steps 8-9: quotas.
         if let quotaError = shared.quota.acquire(user: credential.username) {
@@ -60,6 +79,8 @@ extension TurnEngine {
                 return
             }
             port = p
+            // The reserved port belongs to the family of the allocation that reserved it.
+            if shared.ipv6Reservations.remove(t) { family = .ipv6 }
         } else {
             guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext) else {
                 shared.quota.release(user: credential.username)
@@ -74,7 +95,7 @@ extension TurnEngine {
         // A port reserved under a token (or redeemed from one) is the port the client must get: no
         // second try on another port then, or the token would point at the wrong one.
         let attempts = reservedToken == nil && !m.has(AttributeType.reservationToken) ? 8 : 1
-        bindRelay(port: port, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
+        bindRelay(port: port, family: family, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
             [self] result in
             pendingAllocations.remove(ft)
             switch result {
@@ -88,10 +109,11 @@ extension TurnEngine {
             case .success(let (channel, boundPort)):
                 let allocation = Allocation(
                     fiveTuple: ft, credential: credential,
-                    relayedAddress: TransportAddress(ip: shared.relayedIP, port: boundPort),
+                    relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: boundPort),
                     relayPort: boundPort, relayChannel: channel, clientPath: context.path,
                     expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
                 allocation.reservedToken = reservedToken
+                if let reservedToken, family == .ipv6 { shared.ipv6Reservations.insert(reservedToken) }
                 try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
                 allocations[ft] = allocation
                 stats.add(stats.allocationsCreated)
@@ -100,6 +122,7 @@ extension TurnEngine {
                 r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
                 r.appendLifetime(lifetime)
                 if let reservedToken { r.appendReservationToken(reservedToken) }
+                if refusedAdditional { r.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported") }
                 r.appendXorAddress(AttributeType.xorMappedAddress, context.client)
                 allocation.allocateResponse = send(r, for: m, context, integrity: integrity, flush: true)
                 logger.debug("allocation created", metadata: [
@@ -111,7 +134,7 @@ extension TurnEngine {
 
     /// Binds a relay socket on this event loop. A port the OS refuses (taken by another process) is
     /// given back and another one tried, so a port in use is never handed out.
-    func bindRelay(port: UInt16, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
+    func bindRelay(port: UInt16, family: AddressFamily, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
                    completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
         let engine = self
         DatagramBootstrap(group: eventLoop)
@@ -123,7 +146,7 @@ extension TurnEngine {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
                 }
             }
-            .bind(host: configuration.relayBindAddress, port: Int(port))
+            .bind(host: family == .ipv6 ? configuration.relayBindAddress6 : configuration.relayBindAddress, port: Int(port))
             .hop(to: eventLoop)
             .assumeIsolated()  // the callback runs on this engine's loop, so it may use non-Sendable state
             .whenComplete { [self] result in
@@ -131,10 +154,12 @@ extension TurnEngine {
                 case .success(let channel):
                     if dontFragment {
                         // RFC 8656 §7.2 step 3 / §14: DONT-FRAGMENT → set DF on relayed datagrams.
-                        _ = channel.setOption(
-                            ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
-                                                              name: .init(rawValue: CInt(IP_MTU_DISCOVER))),
-                            value: Int(IP_PMTUDISC_DO))
+                        let option = family == .ipv6
+                            ? ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IPV6)),
+                                                                name: .init(rawValue: CInt(IPV6_MTU_DISCOVER)))
+                            : ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(IPPROTO_IP)),
+                                                                name: .init(rawValue: CInt(IP_MTU_DISCOVER)))
+                        _ = channel.setOption(option, value: Int(IP_PMTUDISC_DO))
                     }
                     completion(.success((channel, port)))
                 case .failure(let error):
@@ -145,7 +170,7 @@ extension TurnEngine {
                         completion(.failure(error))
                         return
                     }
-                    bindRelay(port: next.port, attemptsLeft: attemptsLeft - 1, refused: refused, even: even,
+                    bindRelay(port: next.port, family: family, attemptsLeft: attemptsLeft - 1, refused: refused, even: even,
                               dontFragment: dontFragment, completion: completion)
                 }
             }

@@ -30,6 +30,16 @@ public struct TurnConfiguration: Sendable {
     public var channelNumbers: ClosedRange<UInt16> = ChannelData.legacyChannelRange
     /// Batch same-sized datagrams to one destination into one UDP GSO write where the kernel supports it.
     public var udpGSO: Bool = true
+    /// Offer IPv6 relays (REQUESTED-ADDRESS-FAMILY IPv6) when the host has an IPv6 relay address.
+    public var ipv6Relays: Bool = true
+    /// Local address IPv6 relay sockets bind to (RFC 6156).
+    public var relayBindAddress6: String = "::"
+    /// IPv6 address told to clients for IPv6 relays; nil = the IPv6 relay or listen address when
+    /// specific, else the first global IPv6 interface address; no such address = IPv6 relays refused (440).
+    public var externalAddress6: IPAddress?
+    /// Listen addresses that may be skipped, with a log line, when the host cannot bind them (the
+    /// default `::` on a host without IPv6).
+    public var optionalListenAddresses: Set<String> = []
     /// STUN/TURN over TCP on `port` (RFC 8656 §3.1).
     public var tcp: Bool = true
     /// STUN/TURN over TLS (TLS 1.2/1.3) on `tlsPort`; off while `tls` is nil.
