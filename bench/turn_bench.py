@@ -6,7 +6,7 @@ For each server and load it prints: server CPU seconds per 1000 relayed packets 
 /proc/PID/stat), lost packets % (as turnutils_uclient reports it), and peak RSS (VmHWM).
 Relayed packets = messages the clients sent to the peer + messages they got back (each crosses the relay).
 
-Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced] [--binary PATH] [--ours-args "--turn.threads 1"]
+Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced,tcp,tls] [--binary PATH] [--ours-args "--turn.threads 1"]
 Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server.
 """
 import argparse
@@ -17,6 +17,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +27,12 @@ USER, PASSWORD, REALM = "bench", "bench-password", "bench.realm"
 LOADS = {
     "flood": ["-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
     "paced": ["-m", "20", "-n", "20000", "-l", "120", "-z", "2", "-c"],
+    # The flood load over TCP and over TLS (client to server; the relay to the peer is UDP as always).
+    "tcp": ["-t", "-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
+    "tls": ["-t", "-S", "-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
 }
+CERT_DIR = Path(tempfile.mkdtemp(prefix="turn-bench-"))
+CERT, KEY = CERT_DIR / "cert.pem", CERT_DIR / "key.pem"
 
 
 def free_port() -> int:
@@ -61,20 +67,33 @@ def wait_for_stun(port: int, timeout: float = 20.0):
     raise RuntimeError(f"no STUN answer on port {port}")
 
 
-def start_coturn(port: int) -> subprocess.Popen:
+def wait_for_tcp(port: int, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing accepts TCP on port {port}")
+
+
+def start_coturn(port: int, tls_port: int) -> subprocess.Popen:
     return subprocess.Popen([
         "turnserver", "-n", "--listening-ip", "127.0.0.1", "--listening-port", str(port), "--relay-ip", "127.0.0.1",
+        "--tls-listening-port", str(tls_port), "--cert", str(CERT), "--pkey", str(KEY),
         "--min-port", "50000", "--max-port", "59999", "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}",
-        "--realm", REALM, "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli", "--no-stdout-log",
+        "--realm", REALM, "--allow-loopback-peers", "--no-dtls", "--no-cli", "--no-stdout-log",
         "--log-file", "/dev/null", "--simple-log", "--no-software-attribute"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_ours(binary: str, port: int, extra: list[str]) -> subprocess.Popen:
+def start_ours(binary: str, port: int, tls_port: int, extra: list[str]) -> subprocess.Popen:
     return subprocess.Popen([
         binary, "--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "50000",
         "--turn.relay_port_max", "59999", "--auth.users", f"{USER}={PASSWORD}", "--realm", REALM,
-        "--turn.allow_peers", "127.0.0.1", "--log_level", "warning", *extra],
+        "--turn.tls_port", str(tls_port), "--turn.tls_cert", str(CERT), "--turn.tls_key", str(KEY),
+        "--signaling.enabled", "false", "--turn.allow_peers", "127.0.0.1", "--log_level", "warning", *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -91,13 +110,15 @@ def run_load(server_port: int, peer_port: int, load: list[str]) -> dict:
 
 
 def measure(name: str, start, load: list[str], peer_port: int) -> dict:
-    port = free_port()
-    proc = start(port)
+    port, tls_port = free_port(), free_port()
+    proc = start(port, tls_port)
     try:
         wait_for_stun(port)
+        wait_for_tcp(port)
+        wait_for_tcp(tls_port)
         before = cpu_seconds(proc.pid)
         t0 = time.monotonic()
-        result = run_load(port, peer_port, load)
+        result = run_load(tls_port if "-S" in load else port, peer_port, load)
         result["wall"] = time.monotonic() - t0
         result["cpu"] = cpu_seconds(proc.pid) - before
         result["rss_kib"] = peak_rss_kib(proc.pid)
@@ -121,6 +142,8 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
     ap.add_argument("--ours-args", default="", help="extra flags for webrtc-server, e.g. '--turn.threads 1'")
     args = ap.parse_args()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(KEY), "-out", str(CERT)], check=True, capture_output=True)
     peer_port = free_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -131,7 +154,8 @@ def main():
             rows = {"coturn": [], "webrtc-server": []}
             for _ in range(args.repeat):
                 rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port))
-                rows["webrtc-server"].append(measure("webrtc-server", lambda p: start_ours(args.binary, p, args.ours_args.split()), LOADS[load_name], peer_port))
+                rows["webrtc-server"].append(measure(
+                    "webrtc-server", lambda p, t: start_ours(args.binary, p, t, args.ours_args.split()), LOADS[load_name], peer_port))
             summary = {}
             for name, results in rows.items():
                 for r in results:

@@ -53,3 +53,96 @@ import TurnTestSupport
         }
     }
 }
+
+/// RFC 6062 TCP allocations against the real server, with a TCP peer of the test's own.
+@Suite(.serialized) struct TCPAllocationTests {
+    /// A client on one TCP control connection, signing with `signer`'s learned realm and nonce.
+    final class StreamClient {
+        let signer: TurnTestClient
+        let socket: TCPTestSocket
+
+        init?(port: UInt16) {
+            signer = TurnTestClient(serverPort: port)
+            guard let s = TCPTestSocket(port: port) else { return nil }
+            socket = s
+        }
+
+        func request(_ m: StunMessage) throws -> StunMessage {
+            if signer.realm.isEmpty {
+                socket.send(m.encode())
+                let challenge = try StunMessage(decoding: try #require(socket.receiveStun()))
+                signer.learn(challenge)
+            }
+            var again = m
+            again.transactionID = .random()
+            socket.send(signer.signed(again))
+            return try StunMessage(decoding: try #require(socket.receiveStun()))
+        }
+    }
+
+    static func connect(_ peer: UInt16) -> StunMessage {
+        var m = StunMessage(method: .connect, messageClass: .request)
+        m.appendXorAddress(AttributeType.xorPeerAddress, TransportAddress(ip: IPAddress("127.0.0.1")!, port: peer))
+        return m
+    }
+
+    @Test func tcpAllocationIsOnlyForStreamClients() async throws {
+        try await withTurnServer { _, port in
+            let udp = TurnTestClient(serverPort: port)
+            #expect(udp.request(TurnTestClient.allocateRequest(transport: 6))?.errorCode?.code == 400)
+            #expect(udp.request(TurnTestClient.allocateRequest(transport: 99))?.errorCode?.code == 442)
+        }
+    }
+
+    @Test func connectThenConnectionBindMakesAPipeToThePeer() async throws {
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { _, port in
+            let peerListener = try #require(TCPTestListener())
+            let control = try #require(StreamClient(port: port))
+            #expect(try control.request(TurnTestClient.allocateRequest(transport: 6)).messageClass == .successResponse)
+            let connected = try control.request(Self.connect(peerListener.port))
+            #expect(connected.messageClass == .successResponse)
+            let id = try #require(connected.connectionID)
+            let peer = try #require(peerListener.accept())
+            // §5.2: one connection per peer → 446 for a second Connect.
+            #expect(try control.request(Self.connect(peerListener.port)).errorCode?.code == 446)
+
+            // The peer may speak first: its bytes wait for the data connection.
+            peer.send(Array("early".utf8))
+            let data = try #require(StreamClient(port: port))
+            var bind = StunMessage(method: .connectionBind, messageClass: .request)
+            bind.appendConnectionID(id)
+            #expect(try data.request(bind).messageClass == .successResponse)
+            #expect(data.socket.receive(count: 5) == Array("early".utf8))
+            data.socket.send(Array("hello peer".utf8))
+            #expect(peer.receive(count: 10) == Array("hello peer".utf8))
+            peer.send(Array("hello client".utf8))
+            #expect(data.socket.receive(count: 12) == Array("hello client".utf8))
+
+            // A second ConnectionBind for the same id, and an unknown id: 400.
+            let again = try #require(StreamClient(port: port))
+            #expect(try again.request(bind).errorCode?.code == 400)
+            var unknown = StunMessage(method: .connectionBind, messageClass: .request)
+            unknown.appendConnectionID(id &+ 1)
+            let other = try #require(StreamClient(port: port))
+            #expect(try other.request(unknown).errorCode?.code == 400)
+
+            // Closing the data connection closes the peer's.
+            data.socket.shutdown()
+            #expect(peer.isClosedByPeer())
+        }
+    }
+
+    @Test func connectToAForbiddenOrUnreachablePeerFails() async throws {
+        try await withTurnServer { _, port in
+            let control = try #require(StreamClient(port: port))
+            #expect(try control.request(TurnTestClient.allocateRequest(transport: 6)).messageClass == .successResponse)
+            #expect(try control.request(Self.connect(9)).errorCode?.code == 403)  // loopback, denied by default
+        }
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { _, port in
+            let control = try #require(StreamClient(port: port))
+            #expect(try control.request(TurnTestClient.allocateRequest(transport: 6)).messageClass == .successResponse)
+            let closedPort = UInt16(try #require(TCPTestListener()).port)  // listener gone when this line ends
+            #expect(try control.request(Self.connect(closedPort)).errorCode?.code == 447)
+        }
+    }
+}

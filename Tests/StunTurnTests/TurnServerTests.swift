@@ -217,7 +217,7 @@ import Testing
     @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
         try await withTurnServer(configure: { $0.ipv6Relays = false }) { _, port in
             let c = TurnTestClient(serverPort: port)
-            #expect(c.request(TurnTestClient.allocateRequest(transport: 6))?.errorCode?.code == 442)
+            #expect(c.request(TurnTestClient.allocateRequest(transport: 99))?.errorCode?.code == 442)
             #expect(c.request(StunMessage(method: .allocate, messageClass: .request))?.errorCode?.code == 400)
             var v6 = TurnTestClient.allocateRequest()
             v6.append(AttributeType.requestedAddressFamily, [2, 0, 0, 0])

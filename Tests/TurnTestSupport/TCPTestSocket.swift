@@ -22,6 +22,8 @@ public final class TCPTestSocket {
         self.fd = fd
     }
 
+    init(fd: Int32) { self.fd = fd }
+
     deinit { close(fd) }
 
     public func send(_ bytes: [UInt8]) {
@@ -55,4 +57,51 @@ public final class TCPTestSocket {
     }
 
     public func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+}
+
+/// A listening TCP socket on 127.0.0.1 (a test's TCP peer); `accept` waits up to the timeout.
+public final class TCPTestListener {
+    public let fd: Int32
+    public let port: UInt16
+
+    public init?(timeoutMilliseconds: Int = 3000) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard ok == 0, listen(fd, 8) == 0 else { close(fd); return nil }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        self.fd = fd
+        self.port = UInt16(bigEndian: bound.sin_port)
+    }
+
+    deinit { close(fd) }
+
+    /// The next connection as a socket with the same timeout, or nil.
+    public func accept() -> TCPTestSocket? {
+        let client = Glibc.accept(fd, nil, nil)
+        guard client >= 0 else { return nil }
+        var tv = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        return TCPTestSocket(adopting: client)
+    }
+}
+
+extension TCPTestSocket {
+    /// Wraps an already connected descriptor.
+    public convenience init(adopting fd: Int32) {
+        self.init(fd: fd)
+    }
 }

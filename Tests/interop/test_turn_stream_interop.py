@@ -152,3 +152,11 @@ def test_uclient_over_ipv6_with_an_ipv6_relay_and_peer_loses_nothing(start_serve
     out = run_uclient(*transport, "-x", "-u", "alice", "-w", "wonderland", "-e", "::1", "-r", str(ipv6_peer),
                       "-p", str(port), "-m", str(CLIENTS), "-n", str(MESSAGES), "::1")
     assert_no_loss(out)
+
+
+def test_uclient_rfc6062_tcp_relay_loses_nothing(server):
+    """-T: TCP allocations (RFC 6062) in client-to-client mode: Connect from one relay to the other,
+    ConnectionAttempt on the other side, ConnectionBind data connections on both."""
+    out = run_uclient("-T", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1", "-p", str(server.port),
+                      "-m", str(CLIENTS), "-n", str(MESSAGES), "127.0.0.1")
+    assert_no_loss(out)

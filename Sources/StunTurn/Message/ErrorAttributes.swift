@@ -18,6 +18,9 @@ public struct StunError: Equatable, Sendable, Error {
     public static let wrongCredentials = StunError(441, "Wrong Credentials")
     public static let unsupportedTransport = StunError(442, "Unsupported Transport Protocol")
     public static let peerAddressFamilyMismatch = StunError(443, "Peer Address Family Mismatch")
+    /// RFC 6062 §6.3.
+    public static let connectionAlreadyExists = StunError(446, "Connection Already Exists")
+    public static let connectionTimeoutOrFailure = StunError(447, "Connection Timeout or Failure")
     public static let allocationQuotaReached = StunError(486, "Allocation Quota Reached")
     public static let serverError = StunError(500, "Server Error")
     public static let insufficientCapacity = StunError(508, "Insufficient Capacity")

@@ -86,7 +86,7 @@ public enum AttributeType {
         mappedAddress, username, messageIntegrity, errorCode, unknownAttributes, channelNumber, lifetime,
         xorPeerAddress, data, realm, nonce, xorRelayedAddress, requestedAddressFamily, evenPort,
         requestedTransport, dontFragment, messageIntegritySHA256, passwordAlgorithm, userhash,
-        xorMappedAddress, reservationToken, priority, useCandidate,
+        xorMappedAddress, reservationToken, priority, useCandidate, connectionID,
     ]
 
     public static func isComprehensionRequired(_ type: UInt16) -> Bool { type < 0x8000 }

@@ -31,6 +31,14 @@ extension StunMessage {
         return .some(AddressFamily(rawValue: v[0]))
     }
 
+    /// RFC 6062 §6.2.1 CONNECTION-ID: 32 bits naming a peer TCP connection of a TCP allocation.
+    public var connectionID: UInt32? {
+        guard let v = attribute(AttributeType.connectionID)?.value, v.count == 4 else { return nil }
+        return UInt32(v)
+    }
+
+    public mutating func appendConnectionID(_ id: UInt32) { append(AttributeType.connectionID, id.bigEndianBytes) }
+
     /// RFC 8656 §18.11 ADDITIONAL-ADDRESS-FAMILY (same layout as REQUESTED-ADDRESS-FAMILY).
     public var additionalAddressFamily: AddressFamily?? {
         guard let v = attribute(AttributeType.additionalAddressFamily)?.value else { return nil }

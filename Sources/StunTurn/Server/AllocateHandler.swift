@@ -25,8 +25,14 @@ extension TurnEngine {
             respond(to: m, context, error: .badRequest, integrity: integrity)
             return
         }
-        guard transport == 17 else {
+        // RFC 6062 §5.1: TCP relaying is asked for over TCP/TLS only, and without the UDP-only attributes.
+        let tcpRelay = transport == 6
+        guard transport == 17 || tcpRelay else {
             respond(to: m, context, error: .unsupportedTransport, integrity: integrity)
+            return
+        }
+        if tcpRelay, !context.path.isStream || m.dontFragment || m.has(AttributeType.evenPort) || m.has(AttributeType.reservationToken) {
+            respond(to: m, context, error: .badRequest, integrity: integrity)
             return
         }
         // Step 5: EVEN-PORT and RESERVATION-TOKEN together are a bad request; so is
@@ -95,6 +101,29 @@ extension TurnEngine {
         // A port reserved under a token (or redeemed from one) is the port the client must get: no
         // second try on another port then, or the token would point at the wrong one.
         let attempts = reservedToken == nil && !m.has(AttributeType.reservationToken) ? 8 : 1
+        if tcpRelay {
+            let listener = TCPRelayListener()
+            bindTCPRelay(port: port, family: family, box: listener) { [self] result in
+                pendingAllocations.remove(ft)
+                switch result {
+                case .failure(let error):
+                    logger.warning("no TCP relay port could be bound", metadata: ["error": "\(error)"])
+                    shared.portPool.release(port)
+                    shared.quota.release(user: credential.username)
+                    respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
+                case .success(let channel):
+                    let allocation = Allocation(
+                        fiveTuple: ft, credential: credential,
+                        relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: port),
+                        relayPort: port, relayChannel: channel, clientPath: context.path,
+                        expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
+                    allocation.tcpListener = listener
+                    listener.allocation = allocation
+                    registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime)
+                }
+            }
+            return
+        }
         bindRelay(port: port, family: family, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
             [self] result in
             pendingAllocations.remove(ft)
@@ -115,21 +144,30 @@ extension TurnEngine {
                 allocation.reservedToken = reservedToken
                 if let reservedToken, family == .ipv6 { shared.ipv6Reservations.insert(reservedToken) }
                 try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
-                allocations[ft] = allocation
-                stats.add(stats.allocationsCreated)
-                stats.add(stats.allocationsActive)
-                var r = makeResponse(to: m, error: nil)
-                r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
-                r.appendLifetime(lifetime)
-                if let reservedToken { r.appendReservationToken(reservedToken) }
-                if refusedAdditional { r.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported") }
-                r.appendXorAddress(AttributeType.xorMappedAddress, context.client)
-                allocation.allocateResponse = send(r, for: m, context, integrity: integrity, flush: true)
-                logger.debug("allocation created", metadata: [
-                    "five-tuple": "\(ft)", "relayed": "\(allocation.relayedAddress)", "user": "\(credential.username)",
-                ])
+                registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,
+                                   reservedToken: reservedToken, refusedAdditional: refusedAdditional)
             }
         }
+    }
+
+    /// The allocation exists: keep it, count it, and answer with its addresses (§7.2 step 8).
+    func registerAllocation(_ allocation: Allocation, request m: StunMessage, _ context: RequestContext,
+                            integrity: ResponseIntegrity, lifetime: UInt32, reservedToken: UInt64? = nil,
+                            refusedAdditional: Bool = false) {
+        allocations[allocation.fiveTuple] = allocation
+        stats.add(stats.allocationsCreated)
+        stats.add(stats.allocationsActive)
+        var r = makeResponse(to: m, error: nil)
+        r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
+        r.appendLifetime(lifetime)
+        if let reservedToken { r.appendReservationToken(reservedToken) }
+        if refusedAdditional { r.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported") }
+        r.appendXorAddress(AttributeType.xorMappedAddress, context.client)
+        allocation.allocateResponse = send(r, for: m, context, integrity: integrity, flush: true)
+        logger.debug("allocation created", metadata: [
+            "five-tuple": "\(allocation.fiveTuple)", "relayed": "\(allocation.relayedAddress)",
+            "user": "\(allocation.credential.username)", "transport": "\(allocation.tcpListener == nil ? "udp" : "tcp")",
+        ])
     }
 
     /// Binds a relay socket on this event loop. A port the OS refuses (taken by another process) is

@@ -26,6 +26,8 @@ final class Allocation {
     /// A retransmitted Allocate (same transaction id) gets this same answer again (§7.2).
     let allocateTransaction: TransactionID
     var allocateResponse: [UInt8] = []
+    /// RFC 6062: set for a TCP allocation, whose relay channel is a listening socket.
+    var tcpListener: TCPRelayListener?
     /// The port held under a RESERVATION-TOKEN for this allocation's EVEN-PORT request, if any.
     var reservedToken: UInt64?
     /// True when the relay socket has unflushed writes (flushed once per read batch).

@@ -12,6 +12,11 @@ extension TurnEngine {
             respond(to: m, context, error: .allocationMismatch, integrity: integrity)
             return
         }
+        // Channels are for UDP relaying; a TCP allocation (RFC 6062) has none.
+        guard allocation.tcpListener == nil else {
+            respond(to: m, context, error: .badRequest, integrity: integrity)
+            return
+        }
         guard let number = m.channelNumber, configuration.channelNumbers.contains(number),
               let peers = m.xorPeerAddresses, peers.count == 1
         else {

@@ -47,6 +47,11 @@ extension TurnEngine {
 
     @inline(__always)
     func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: TransportAddress, _ address: SocketAddress) {
+        // RFC 6062: a TCP allocation relays over its peer connections only; Send and ChannelData are dropped.
+        guard allocation.tcpListener == nil else {
+            stats.add(stats.unroutableDropped)
+            return
+        }
         stats.add(stats.packetsToPeer)
         stats.add(stats.bytesToPeer, payload.readableBytes)
         allocation.toPeer.add(payload, to: peer, address, gso: gso, channel: allocation.relayChannel)

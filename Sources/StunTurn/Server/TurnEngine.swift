@@ -16,6 +16,8 @@ public struct TurnShared: Sendable {
     public let relayedIP6: IPAddress?
     /// RESERVATION-TOKENs handed out with an IPv6 relay: the reserved port is redeemed in the same family.
     let ipv6Reservations = TokenSet()
+    /// RFC 6062 peer connections by CONNECTION-ID, across engines.
+    let tcpConnections = TCPConnectionRegistry()
     public let logger: Logger
 
     public init(configuration: TurnConfiguration, credentials: CredentialStore, relayedIP: IPAddress,
@@ -118,6 +120,8 @@ final class TurnEngine: @unchecked Sendable {
             case .refresh: handleRefresh(m, context)
             case .createPermission: handleCreatePermission(m, context)
             case .channelBind: handleChannelBind(m, context)
+            case .connect: handleConnect(m, context)
+            case .connectionBind: handleConnectionBind(m, context)
             default:
                 // RFC 8489 §6.3.1: an unknown method in a request → 400.
                 respond(to: m, context, error: .badRequest, integrity: nil)
@@ -234,6 +238,13 @@ final class TurnEngine: @unchecked Sendable {
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
         a.relayChannel.close(promise: nil)
+        if let listener = a.tcpListener {
+            for c in listener.connections.values {
+                shared.tcpConnections.remove(c.id)
+                c.peerChannel?.eventLoop.execute { c.closeBoth() }
+            }
+            listener.connections = [:]
+        }
         shared.portPool.release(a.relayPort)
         if let t = a.reservedToken { _ = shared.ipv6Reservations.remove(t) }
         shared.quota.release(user: a.credential.username)

@@ -9,7 +9,7 @@ import NIOCore
 /// multiple of four) closes the connection; so does a message left incomplete for longer than
 /// `incompleteTimeout` (a client that starts a message and never finishes it does not hold a
 /// connection and its buffer forever).
-final class StunStreamFramer: ChannelInboundHandler {
+final class StunStreamFramer: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 

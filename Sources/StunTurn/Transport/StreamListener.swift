@@ -3,7 +3,7 @@ import NIOCore
 /// One TCP or TLS client connection (RFC 8656 §3.1): framed messages go to the engine with this
 /// connection as their path back; when the connection closes, the allocation made over it is released
 /// (§5: a TCP/TLS allocation lives as long as its connection).
-final class StreamConnectionHandler: ChannelInboundHandler {
+final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
     let engine: TurnEngine
