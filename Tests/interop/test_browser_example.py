@@ -4,12 +4,14 @@ import time
 
 import pytest
 
-from conftest import free_port, turn_server_args
+import socket
+
+from conftest import free_port, make_certificate, turn_server_args
 
 RELAY_MIN, RELAY_MAX = 46000, 47999
 
 
-def chrome():
+def chrome(ignore_certificate_errors=False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -22,6 +24,8 @@ def chrome():
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--use-fake-device-for-media-stream",
                  "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required", "--mute-audio"):
         options.add_argument(flag)
+    if ignore_certificate_errors:
+        options.add_argument("--ignore-certificate-errors")  # the test's own TURN certificate
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
@@ -31,24 +35,31 @@ def summaries(driver):
 
 
 @pytest.fixture
-def server(start_server):
-    port = free_port()
+def server(start_server, tmp_path):
+    port, tls_port = free_port(), free_port(socket.SOCK_STREAM)
+    cert, key = make_certificate(tmp_path)
     s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw,carol=pw",
                                        # Both browsers relay on this host, so their peers are 127.0.0.1.
-                                       "--turn.allow_peers", "127.0.0.1"))
-    s.turn_port = port
+                                       "--turn.allow_peers", "127.0.0.1", "--turn.tls_port", str(tls_port),
+                                       "--turn.tls_cert", str(cert), "--turn.tls_key", str(key)))
+    s.turn_port, s.tls_port = port, tls_port
     return s
 
 
-@pytest.mark.parametrize("users", [("alice", "bob"), ("alice", "bob", "carol")], ids=["two", "mesh-of-three"])
-def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, users):
+@pytest.mark.parametrize("users,ice,protocol", [
+    (("alice", "bob"), "udp", "udp"),
+    (("alice", "bob", "carol"), "udp", "udp"),
+    (("alice", "bob"), "turns", "tls"),
+], ids=["two-over-udp", "mesh-of-three", "two-over-turns"])
+def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, users, ice, protocol):
     browsers = []
     others = len(users) - 1
     try:
         for user in users:
-            b = chrome()
+            b = chrome(ignore_certificate_errors=protocol == "tls")
             browsers.append(b)
-            b.get(f"http://127.0.0.1:{server.signaling_port}/room/browser-test?user={user}&password=pw&relay=1&autojoin=1")
+            b.get(f"http://127.0.0.1:{server.signaling_port}/room/browser-test?user={user}&password=pw&relay=1"
+                  f"&ice={ice}&autojoin=1")
         deadline = time.monotonic() + 60
         state = []
         while time.monotonic() < deadline:
@@ -64,11 +75,13 @@ def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, 
                 assert peer["connectionState"] == "connected", state
                 assert peer["framesDecoded"] > 10, state
                 assert peer["localCandidateType"] == "relay", state
-                assert peer["relayProtocol"] == "udp", state
+                assert peer["relayProtocol"] == protocol, state
                 host, port = peer["localAddress"].rsplit(":", 1)
                 assert host == "127.0.0.1" and RELAY_MIN <= int(port) <= RELAY_MAX, f"not our relay: {state}"
             urls = [u for entry in s["iceServers"] for u in entry["urls"]]
-            assert f"turn:127.0.0.1:{server.turn_port}?transport=udp" in urls, s["iceServers"]
+            expected = (f"turn:127.0.0.1:{server.turn_port}?transport=udp" if ice == "udp"
+                        else f"turns:127.0.0.1:{server.tls_port}?transport=tcp")
+            assert urls == [expected], s["iceServers"]
     except Exception:
         for b in browsers:
             for entry in b.get_log("browser")[-30:]:

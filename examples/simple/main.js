@@ -35,6 +35,15 @@ function videoFor(peerId, username) {
   return figure;
 }
 
+// `?ice=udp|tcp|turns` keeps only that kind of TURN URL (to try one transport, e.g. behind a firewall).
+function onlyTransport(servers, kind) {
+  if (!kind) return servers;
+  const keep = (url) => (kind === 'turns' ? url.startsWith('turns:') : url.startsWith('turn:') && url.endsWith(`transport=${kind}`));
+  return servers
+    .map((s) => ({ ...s, urls: [].concat(s.urls).filter(keep) }))
+    .filter((s) => s.urls.length > 0);
+}
+
 function createPeer(peerId, username) {
   const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' });
   // Politeness must differ between the two ends; comparing ids gives both the same answer.
@@ -105,7 +114,7 @@ function render() {
 const handlers = {
   authenticated(data) {
     myId = data.peer_id;
-    iceServers = data.ice_servers || [];
+    iceServers = onlyTransport(data.ice_servers || [], params.get('ice'));
     // Peers already in the room: connect to each; negotiationneeded starts the offers.
     for (const p of data.peers || []) createPeer(p.peer_id, p.username);
     render();
