@@ -75,7 +75,8 @@ apply_family() {
 }
 
 if [ "$remove" -eq 0 ]; then
-  ports=$("$binary" --print-ports "${server_args[@]}")
+  # The variable naming the binary is ours, not a server setting (WEBRTC_SERVER_* are its settings).
+  ports=$(env -u WEBRTC_SERVER_BINARY "$binary" --print-ports "${server_args[@]}")
 fi
 for tool in iptables ip6tables; do
   if [ "$dry_run" -eq 0 ] && ! command -v "$tool" >/dev/null; then

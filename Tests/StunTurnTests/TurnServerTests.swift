@@ -194,8 +194,11 @@ import Testing
         }
     }
 
-    @Test func additionalAddressFamilyGetsTheIPv4RelayAndAnAddressErrorCodeForIPv6() async throws {
-        try await withTurnServer { _, port in
+    @Test func additionalAddressFamilyMakesADualAllocation() async throws {
+        try await withTurnServer(configure: {
+            $0.externalAddress6 = IPAddress("::1")
+            $0.peerPolicy = PeerAddressPolicy(allow: [CIDR("127.0.0.0/8")!, CIDR("::1/128")!])
+        }) { server, port in
             let c = TurnTestClient(serverPort: port)
             var both = TurnTestClient.allocateRequest()
             both.append(AttributeType.requestedAddressFamily, [1, 0, 0, 0])
@@ -204,6 +207,36 @@ import Testing
             var v4Additional = TurnTestClient.allocateRequest()
             v4Additional.append(AttributeType.additionalAddressFamily, [1, 0, 0, 0])
             #expect(c.request(v4Additional)?.errorCode?.code == 400)
+
+            var dual = TurnTestClient.allocateRequest()
+            dual.append(AttributeType.additionalAddressFamily, [2, 0, 0, 0])
+            let r = try #require(c.request(dual))
+            #expect(r.messageClass == .successResponse)
+            let relayed = r.attributes.filter { $0.type == AttributeType.xorRelayedAddress }
+                .compactMap { AddressAttribute.decodeXor($0.value, transactionID: r.transactionID) }
+            #expect(relayed.map(\.ip.isIPv6) == [false, true])
+            #expect(relayed.last?.ip == IPAddress("::1"))
+            #expect(!r.has(AttributeType.addressErrorCode))
+            // Peers of both families, and relaying to the IPv4 one through the IPv4 relay.
+            let peer = UDPTestSocket()
+            #expect(c.createPermission(peer.address)?.messageClass == .successResponse)
+            #expect(c.createPermission(TransportAddress(ip: IPAddress("::1")!, port: 9))?.messageClass == .successResponse)
+            var send = StunMessage(method: .send, messageClass: .indication)
+            send.appendXorAddress(AttributeType.xorPeerAddress, peer.address)
+            send.append(AttributeType.data, Array("dual".utf8))
+            c.socket.send(send.encode(), to: port)
+            let got = try #require(peer.receive())
+            #expect(got.bytes == Array("dual".utf8))
+            #expect(got.fromPort == relayed[0].port)
+            // Deleting the allocation releases both relay ports.
+            #expect(c.refresh(lifetime: 0)?.messageClass == .successResponse)
+            #expect(server.shared.stats.allocationsActive.load(ordering: .relaxed) == 0)
+        }
+    }
+
+    @Test func additionalAddressFamilyWithoutIPv6GetsTheIPv4RelayAndAddressErrorCode440() async throws {
+        try await withTurnServer(configure: { $0.ipv6Relays = false }) { _, port in
+            let c = TurnTestClient(serverPort: port)
             var dual = TurnTestClient.allocateRequest()
             dual.append(AttributeType.additionalAddressFamily, [2, 0, 0, 0])
             let r = try #require(c.request(dual))

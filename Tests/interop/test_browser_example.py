@@ -54,6 +54,7 @@ def server(start_server, tmp_path):
 def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, users, ice, protocol):
     browsers = []
     others = len(users) - 1
+    state = []
     try:
         for user in users:
             b = chrome(ignore_certificate_errors=protocol == "tls")
@@ -61,7 +62,6 @@ def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, 
             b.get(f"http://127.0.0.1:{server.signaling_port}/room/browser-test?user={user}&password=pw&relay=1"
                   f"&ice={ice}&autojoin=1")
         deadline = time.monotonic() + 60
-        state = []
         while time.monotonic() < deadline:
             state = [summaries(b) for b in browsers]
             if all(len(s["peers"]) == others and all(p["framesDecoded"] > 10 and p["localCandidateType"] for p in s["peers"])
@@ -83,6 +83,10 @@ def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, 
                         else f"turns:127.0.0.1:{server.tls_port}?transport=tcp")
             assert urls == [expected], s["iceServers"]
     except Exception:
+        for s in state:
+            print("state:", s["myId"], s.get("received"),
+                  [(p["peer"], p["connectionState"], p.get("signalingState"), p.get("iceGatheringState"), p["framesDecoded"])
+                   for p in s["peers"]])
         for b in browsers:
             for entry in b.get_log("browser")[-30:]:
                 print("browser:", entry["message"])

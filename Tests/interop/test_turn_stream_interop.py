@@ -160,3 +160,19 @@ def test_uclient_rfc6062_tcp_relay_loses_nothing(server):
     out = run_uclient("-T", "-u", "alice", "-w", "wonderland", "-e", "127.0.0.1", "-p", str(server.port),
                       "-m", str(CLIENTS), "-n", str(MESSAGES), "127.0.0.1")
     assert_no_loss(out)
+
+
+def test_tls_below_1_2_is_refused(server):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        context.set_ciphers("DEFAULT@SECLEVEL=0")  # let the client offer TLS 1.0/1.1 at all
+    except ssl.SSLError:
+        pass
+    with socket.create_connection(("127.0.0.1", server.tls_port), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+    assert tls_connect(server.tls_port).version() in ("TLSv1.2", "TLSv1.3")

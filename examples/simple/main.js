@@ -15,6 +15,8 @@ let myId = null;
 let iceServers = [];
 let relayOnly = false;
 let localStream = null;
+const received = {};  // messages by event, for webrtcSummary()
+const pendingNames = new Map();  // roster names, until those peers' offers arrive
 
 const setStatus = (text) => { document.getElementById('status').textContent = text; };
 
@@ -75,7 +77,7 @@ function createPeer(peerId, username) {
 }
 
 async function onDescription(from, description) {
-  const peer = peers.get(from) || createPeer(from);
+  const peer = peers.get(from) || createPeer(from, pendingNames.get(from));
   const { pc } = peer;
   const collision = description.type === 'offer' && (peer.makingOffer || pc.signalingState !== 'stable');
   peer.ignoreOffer = !peer.polite && collision;
@@ -115,8 +117,10 @@ const handlers = {
   authenticated(data) {
     myId = data.peer_id;
     iceServers = onlyTransport(data.ice_servers || [], params.get('ice'));
-    // Peers already in the room: connect to each; negotiationneeded starts the offers.
-    for (const p of data.peers || []) createPeer(p.peer_id, p.username);
+    // The peers already in the room heard `joined` and start the connections to us; their offers
+    // create ours (one per message, so a newcomer in a big room does not start them all at once).
+    // Perfect negotiation still settles any offers that cross.
+    for (const p of data.peers || []) pendingNames.set(p.peer_id, p.username);
     render();
   },
   joined(data) {
@@ -141,6 +145,7 @@ async function join(username, password) {
   socket.onmessage = async ({ data }) => {
     if (data === 'pong') return;
     const message = JSON.parse(data);
+    received[message.event] = (received[message.event] || 0) + 1;
     const handler = handlers[message.event];
     if (!handler) return console.log('unhandled', message);
     try {
@@ -175,6 +180,8 @@ window.webrtcSummary = async () => {
     out.push({
       peer: id,
       connectionState: peer.pc.connectionState,
+      signalingState: peer.pc.signalingState,
+      iceGatheringState: peer.pc.iceGatheringState,
       framesDecoded,
       localCandidateType: local ? local.candidateType : null,
       remoteCandidateType: remote ? remote.candidateType : null,
@@ -182,7 +189,7 @@ window.webrtcSummary = async () => {
       localAddress: local ? `${local.address}:${local.port}` : null,
     });
   }
-  return { myId, relayOnly, iceServers, peers: out };
+  return { myId, relayOnly, iceServers, peers: out, received };
 };
 
 document.getElementById('username').value = params.get('user') || '';

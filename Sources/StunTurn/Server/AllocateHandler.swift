@@ -57,17 +57,18 @@ extension TurnEngine {
             }
             family = requested
         }
-        // RFC 8656 §7.2: ADDITIONAL-ADDRESS-FAMILY asks for a second (IPv6) relay next to the IPv4 one. It
-        // may not come with REQUESTED-ADDRESS-FAMILY, and only IPv6 is a valid value (400 otherwise).
-        // Dual allocations are not offered: the IPv4 allocation is made and ADDRESS-ERROR-CODE 440 says the
-        // IPv6 part was not (§18.12), which the RFC allows.
+        // RFC 8656 §7.2: ADDITIONAL-ADDRESS-FAMILY asks for a second (IPv6) relay next to the IPv4 one: a
+        // dual allocation. It may not come with REQUESTED-ADDRESS-FAMILY, and only IPv6 is a valid value
+        // (400 otherwise). Where the IPv6 half cannot be had (no IPv6 relay address, a TCP allocation) the
+        // IPv4 allocation is still made and ADDRESS-ERROR-CODE 440 says so (§18.12).
+        var wantsAdditional = false
         var refusedAdditional = false
         if let additional = m.additionalAddressFamily {
             guard m.requestedAddressFamily == nil, additional == .ipv6 else {
                 respond(to: m, context, error: .badRequest, integrity: integrity)
                 return
             }
-            refusedAdditional = true
+            if shared.relayedIP6 == nil || m.requestedTransport == 6 { refusedAdditional = true } else { wantsAdditional = true }
         }
         // Steps 8-9: quotas.
         if let quotaError = shared.quota.acquire(user: credential.username) {
@@ -144,8 +145,16 @@ extension TurnEngine {
                 allocation.reservedToken = reservedToken
                 if let reservedToken, family == .ipv6 { shared.ipv6Reservations.insert(reservedToken) }
                 try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
-                registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,
-                                   reservedToken: reservedToken, refusedAdditional: refusedAdditional)
+                guard wantsAdditional else {
+                    registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,
+                                       reservedToken: reservedToken, refusedAdditional: refusedAdditional)
+                    return
+                }
+                addIPv6Relay(to: allocation) { [self] added in
+                    // Without the IPv6 half (no port, bind failed) the IPv4 allocation still stands (§7.2).
+                    registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,
+                                       reservedToken: reservedToken, additionalError: added ? nil : 508)
+                }
             }
         }
     }
@@ -153,21 +162,49 @@ extension TurnEngine {
     /// The allocation exists: keep it, count it, and answer with its addresses (§7.2 step 8).
     func registerAllocation(_ allocation: Allocation, request m: StunMessage, _ context: RequestContext,
                             integrity: ResponseIntegrity, lifetime: UInt32, reservedToken: UInt64? = nil,
-                            refusedAdditional: Bool = false) {
+                            refusedAdditional: Bool = false, additionalError: Int? = nil) {
         allocations[allocation.fiveTuple] = allocation
         stats.add(stats.allocationsCreated)
         stats.add(stats.allocationsActive)
         var r = makeResponse(to: m, error: nil)
         r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
+        if let additional = allocation.additional {
+            r.appendXorAddress(AttributeType.xorRelayedAddress, additional.relayedAddress)
+        }
         r.appendLifetime(lifetime)
         if let reservedToken { r.appendReservationToken(reservedToken) }
         if refusedAdditional { r.appendAddressErrorCode(family: .ipv6, code: 440, reason: "Address Family not Supported") }
+        if additionalError == 508 { r.appendAddressErrorCode(family: .ipv6, code: 508, reason: "Insufficient Capacity") }
         r.appendXorAddress(AttributeType.xorMappedAddress, context.client)
         allocation.allocateResponse = send(r, for: m, context, integrity: integrity, flush: true)
         logger.debug("allocation created", metadata: [
             "five-tuple": "\(allocation.fiveTuple)", "relayed": "\(allocation.relayedAddress)",
             "user": "\(allocation.credential.username)", "transport": "\(allocation.tcpListener == nil ? "udp" : "tcp")",
         ])
+    }
+
+    /// The IPv6 half of a dual allocation: another port, an IPv6 relay socket. Reports whether it worked.
+    func addIPv6Relay(to allocation: Allocation, completion: @escaping (Bool) -> Void) {
+        guard let ip6 = shared.relayedIP6, let p = shared.portPool.acquire(even: false, reserveNext: false) else {
+            completion(false)
+            return
+        }
+        bindRelay(port: p.port, family: .ipv6, attemptsLeft: 8, refused: [], even: false, dontFragment: false) { [self] result in
+            switch result {
+            case .failure:
+                completion(false)
+            case .success(let (channel, port)):
+                guard allocations[allocation.fiveTuple] == nil else {
+                    channel.close(promise: nil)
+                    shared.portPool.release(port)
+                    completion(false)
+                    return
+                }
+                try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
+                allocation.additional = AdditionalRelay(channel: channel, relayedAddress: TransportAddress(ip: ip6, port: port), port: port)
+                completion(true)
+            }
+        }
     }
 
     /// Binds a relay socket on this event loop. A port the OS refuses (taken by another process) is

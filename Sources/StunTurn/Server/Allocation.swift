@@ -9,6 +9,20 @@ struct SessionCredential {
     let algorithm: PasswordAlgorithm
 }
 
+/// The IPv6 half of a dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): its own relay socket
+/// and relayed address; permissions and channel bindings are the allocation's, whatever the family.
+final class AdditionalRelay {
+    let channel: Channel
+    let relayedAddress: TransportAddress
+    let port: UInt16
+
+    init(channel: Channel, relayedAddress: TransportAddress, port: UInt16) {
+        self.channel = channel
+        self.relayedAddress = relayedAddress
+        self.port = port
+    }
+}
+
 /// One allocation (RFC 8656 §5): the relayed transport address, its relay socket, permissions and
 /// channel bindings. Confined to the event loop of the listener that created it.
 final class Allocation {
@@ -26,6 +40,8 @@ final class Allocation {
     /// A retransmitted Allocate (same transaction id) gets this same answer again (§7.2).
     let allocateTransaction: TransactionID
     var allocateResponse: [UInt8] = []
+    /// The second relayed address of a dual allocation, if any.
+    var additional: AdditionalRelay?
     /// RFC 6062: set for a TCP allocation, whose relay channel is a listening socket.
     var tcpListener: TCPRelayListener?
     /// The port held under a RESERVATION-TOKEN for this allocation's EVEN-PORT request, if any.
@@ -35,6 +51,11 @@ final class Allocation {
     /// Datagrams to peers, and to the client, waiting for the end of the read batch (GSO batching).
     var toPeer = DatagramCoalescer()
     var toClient = DatagramCoalescer()
+
+    /// True when the allocation has a relayed address of `ip`'s family.
+    func relays(familyOf ip: IPAddress) -> Bool {
+        ip.isIPv6 == relayedAddress.ip.isIPv6 || (additional.map { ip.isIPv6 == $0.relayedAddress.ip.isIPv6 } ?? false)
+    }
 
     init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relayPort: UInt16,
          relayChannel: Channel, clientPath: ClientPath, expires: NIODeadline,

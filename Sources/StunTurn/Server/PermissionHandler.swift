@@ -37,7 +37,7 @@ extension TurnEngine {
             logger.info("peer address refused by policy", metadata: ["peer": "\(ip)", "user": "\(allocation.credential.username)"])
             return .forbidden
         }
-        for ip in ips where ip.isIPv6 != allocation.relayedAddress.ip.isIPv6 {
+        for ip in ips where !allocation.relays(familyOf: ip) {
             return .peerAddressFamilyMismatch
         }
         return nil

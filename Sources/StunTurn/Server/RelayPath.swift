@@ -54,6 +54,12 @@ extension TurnEngine {
         }
         stats.add(stats.packetsToPeer)
         stats.add(stats.bytesToPeer, payload.readableBytes)
+        // A dual allocation sends to a peer of the other family from its second relay socket.
+        if let additional = allocation.additional, peer.ip.isIPv6 == additional.relayedAddress.ip.isIPv6 {
+            additional.channel.write(AddressedEnvelope(remoteAddress: address, data: payload), promise: nil)
+            scheduleClientFlush(additional.channel)
+            return
+        }
         allocation.toPeer.add(payload, to: peer, address, gso: gso, channel: allocation.relayChannel)
         if !allocation.relayNeedsFlush {
             allocation.relayNeedsFlush = true

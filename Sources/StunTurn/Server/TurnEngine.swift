@@ -238,6 +238,10 @@ final class TurnEngine: @unchecked Sendable {
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
         a.relayChannel.close(promise: nil)
+        if let additional = a.additional {
+            additional.channel.close(promise: nil)
+            shared.portPool.release(additional.port)
+        }
         if let listener = a.tcpListener {
             for c in listener.connections.values {
                 shared.tcpConnections.remove(c.id)
