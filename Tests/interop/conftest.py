@@ -101,17 +101,18 @@ def start_server():
         assert code == 0, f"server exited with {code} on SIGTERM:\n{s.output}"
 
 
-@pytest.fixture
-def turn_peer():
-    """coturn's turnutils_peer (a UDP echo peer) on 127.0.0.1, ready once it echoes a probe."""
+def echo_peer(host: str, family=socket.AF_INET):
+    """coturn's turnutils_peer (a UDP echo peer) on `host`; yields its port once it echoes a probe."""
     tool = require_tool("turnutils_peer")
-    port = free_port()
-    proc = subprocess.Popen([tool, "-L", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([tool, "-L", host, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
         while True:
-            s.sendto(b"probe", ("127.0.0.1", port))
+            s.sendto(b"probe", (host, port))
             try:
                 if s.recvfrom(100)[0] == b"probe":
                     break
@@ -119,10 +120,20 @@ def turn_peer():
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                pytest.fail("turnutils_peer did not start", pytrace=False)
+                pytest.fail(f"turnutils_peer did not start on {host}", pytrace=False)
     yield port
     proc.terminate()
     proc.wait(5)
+
+
+@pytest.fixture
+def turn_peer():
+    yield from echo_peer("127.0.0.1")
+
+
+@pytest.fixture
+def ipv6_peer():
+    yield from echo_peer("::1", socket.AF_INET6)
 
 
 def turn_server_args(port: int, *extra: str) -> list[str]:

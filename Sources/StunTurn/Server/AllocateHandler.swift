@@ -113,11 +113,7 @@ extension TurnEngine {
                     shared.quota.release(user: credential.username)
                     respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
                 case .success(let channel):
-                    let allocation = Allocation(
-                        fiveTuple: ft, credential: credential,
-                        relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: port),
-                        relayPort: port, relayChannel: channel, clientPath: context.path,
-                        expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
+                    let allocation = newAllocation(m, context, credential, family: family, port: port, channel: channel, lifetime: lifetime)
                     allocation.tcpListener = listener
                     listener.allocation = allocation
                     registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime)
@@ -137,11 +133,7 @@ extension TurnEngine {
                 shared.quota.release(user: credential.username)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
             case .success(let (channel, boundPort)):
-                let allocation = Allocation(
-                    fiveTuple: ft, credential: credential,
-                    relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: boundPort),
-                    relayPort: boundPort, relayChannel: channel, clientPath: context.path,
-                    expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
+                let allocation = newAllocation(m, context, credential, family: family, port: boundPort, channel: channel, lifetime: lifetime)
                 allocation.reservedToken = reservedToken
                 if let reservedToken, family == .ipv6 { shared.ipv6Reservations.insert(reservedToken) }
                 try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
@@ -157,6 +149,14 @@ extension TurnEngine {
                 }
             }
         }
+    }
+
+    func newAllocation(_ m: StunMessage, _ context: RequestContext, _ credential: SessionCredential, family: AddressFamily,
+                       port: UInt16, channel: Channel, lifetime: UInt32) -> Allocation {
+        Allocation(fiveTuple: context.fiveTuple, credential: credential,
+                   relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: port),
+                   relayPort: port, relayChannel: channel, clientPath: context.path,
+                   expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
     }
 
     /// The allocation exists: keep it, count it, and answer with its addresses (§7.2 step 8).
