@@ -132,6 +132,25 @@ import TurnTestSupport
         }
     }
 
+    @Test func aPeerThatDoesNotReadSlowsTheClientDownInsteadOfFillingServerMemory() async throws {
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { _, port in
+            let peerListener = try #require(TCPTestListener())
+            let control = try #require(StreamClient(port: port))
+            #expect(try control.request(TurnTestClient.allocateRequest(transport: 6)).messageClass == .successResponse)
+            let id = try #require(try control.request(Self.connect(peerListener.port)).connectionID)
+            let peer = try #require(peerListener.accept())  // and never reads
+            let data = try #require(StreamClient(port: port))
+            var bind = StunMessage(method: .connectionBind, messageClass: .request)
+            bind.appendConnectionID(id)
+            #expect(try data.request(bind).messageClass == .successResponse)
+            // Socket buffers on the way hold some megabytes; without backpressure the server would take all 96.
+            let pushed = data.socket.push(total: 96 << 20, timeoutMilliseconds: 1000)
+            #expect(pushed > 0)
+            #expect(pushed < 48 << 20, "the server kept reading from the client: \(pushed >> 20) MiB")
+            _ = peer
+        }
+    }
+
     @Test func connectToAForbiddenOrUnreachablePeerFails() async throws {
         try await withTurnServer { _, port in
             let control = try #require(StreamClient(port: port))

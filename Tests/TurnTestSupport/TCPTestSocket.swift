@@ -30,6 +30,21 @@ public final class TCPTestSocket {
         _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
+    /// Sends up to `total` bytes in 64 KiB writes until one blocks for `timeoutMilliseconds`; returns how
+    /// many were sent (how much the other side let in).
+    public func push(total: Int, timeoutMilliseconds: Int) -> Int {
+        var tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let chunk = [UInt8](repeating: 0x5A, count: 65536)
+        var sent = 0
+        while sent < total {
+            let n = chunk.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { break }
+            sent += n
+        }
+        return sent
+    }
+
     /// Exactly `count` bytes, or nil on timeout or close.
     public func receive(count: Int) -> [UInt8]? {
         var out: [UInt8] = []

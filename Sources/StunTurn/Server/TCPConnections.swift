@@ -42,10 +42,17 @@ final class PeerTCPConnection: @unchecked Sendable {
         }
     }
 
-    /// On the peer loop: bytes from the peer go to the data connection, or wait for it.
+    /// On the peer loop: bytes from the peer go to the data connection, or wait for it. When the client
+    /// reads slower than the peer sends, reading from the peer pauses until the client catches up.
     func fromPeer(_ bytes: ByteBuffer) {
         if let dataChannel {
             dataChannel.writeAndFlush(bytes, promise: nil)
+            if !dataChannel.isWritable, let peerChannel {
+                // Pause, then look again: writability may have come back while pausing.
+                peerChannel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in
+                    if dataChannel.isWritable { peerChannel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+                }
+            }
             return
         }
         pendingBytes += bytes.readableBytes
@@ -65,6 +72,15 @@ final class PeerTCPConnection: @unchecked Sendable {
         pending = []
         pendingBytes = 0
     }
+
+    /// The client side can take more again: resume reading from the peer.
+    func dataWritable() { peerChannel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+
+    /// The peer side can take more again: resume reading from the client.
+    func peerWritable() { dataChannelForBackpressure?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+
+    /// The data channel, for the peer loop's writability callback (read on that loop only).
+    var dataChannelForBackpressure: Channel? { dataChannel }
 
     /// Either side closed: close the other.
     func closeBoth() {

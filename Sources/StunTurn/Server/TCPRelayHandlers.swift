@@ -200,6 +200,12 @@ final class PeerTCPHandler: ChannelInboundHandler {
         connection?.fromPeer(unwrapInboundIn(data))
     }
 
+    /// Backpressure: this peer can take more of the client's bytes again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connection?.peerWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         if let connection { engine.peerClosed(connection) }
         context.fireChannelInactive()
@@ -224,7 +230,21 @@ final class ClientDataHandler: ChannelInboundHandler {
         let bytes = unwrapInboundIn(data)
         engine.stats.add(engine.stats.packetsToPeer)
         engine.stats.add(engine.stats.bytesToPeer, bytes.readableBytes)
-        connection.peerChannel?.writeAndFlush(bytes, promise: nil)
+        guard let peer = connection.peerChannel else { return }
+        peer.writeAndFlush(bytes, promise: nil)
+        // The peer reads slower than the client sends: stop reading the client until it catches up.
+        if !peer.isWritable {
+            let channel = context.channel
+            channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in
+                if peer.isWritable { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+            }
+        }
+    }
+
+    /// Backpressure: the client can take more of the peer's bytes again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connection.dataWritable() }
+        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
