@@ -2,6 +2,7 @@
 # Signaling load benchmark: builds release binaries, starts webrtc-server on loopback, then runs
 # bench/signaling-load once per rate against the same server (10 000 connections in rooms of 10 by
 # default). Figures go to BENCHMARKS.md. Usage: bash bench/signaling_bench.sh [connections] [rates...]
+# Extra server flags come from SERVER_ARGS, e.g. SERVER_ARGS="--signaling.threads 1".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=${1:-10000}
@@ -11,7 +12,7 @@ swift build -c release --product webrtc-server >/dev/null
 swift build -c release --product signaling-load >/dev/null
 port=18080
 .build/release/webrtc-server --auth.users bench=bench --turn.port 0 --signaling.listen 127.0.0.1 \
-    --signaling.port $port --log_level warning &
+    --signaling.port $port --log_level warning ${SERVER_ARGS:-} &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done

@@ -4,6 +4,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOPosix
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
@@ -63,6 +64,19 @@ public final class SignalingServer: Service, Sendable {
         return try .tls(plain, tlsConfiguration: tls)
     }
 
+    /// The signaling port's event loops: the process-wide group, or its own when `threads` is set.
+    var eventLoopGroupProvider: EventLoopGroupProvider {
+        let n = hub.configuration.threads
+        return n > 0 ? .shared(Self.groups.withLock { g in
+            if let existing = g[n] { return existing }
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: n)
+            g[n] = group
+            return group
+        }) : .singleton
+    }
+
+    private static let groups = Mutex<[Int: MultiThreadedEventLoopGroup]>([:])
+
     public func run() async throws {
         let c = hub.configuration
         let app = Application(
@@ -82,6 +96,7 @@ public final class SignalingServer: Service, Sendable {
                     "websocket": "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM",
                 ])
             },
+            eventLoopGroupProvider: eventLoopGroupProvider,
             logger: logger)
         let hub = self.hub
         try await withThrowingTaskGroup(of: Void.self) { group in

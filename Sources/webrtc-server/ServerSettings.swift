@@ -135,6 +135,7 @@ extension ServerSettings {
             throw ConfigError(key: "signaling.listen", problem: "'\(s.listenAddress)' is not an IP address")
         }
         s.port = try r.int("signaling.port", 0...65535)
+        s.threads = try r.int("signaling.threads", 0...256)
         let cert = try r.string("signaling.tls_cert"), key = try r.string("signaling.tls_key")
         guard cert.isEmpty == key.isEmpty else {
             throw ConfigError(key: cert.isEmpty ? "signaling.tls_cert" : "signaling.tls_key",
