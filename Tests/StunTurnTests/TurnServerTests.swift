@@ -247,6 +247,21 @@ import Testing
         }
     }
 
+    @Test func evenPortReservationMovesOnWhenAnotherSocketHoldsThePort() async throws {
+        // 43000 is held by another socket; the only other even pair is 43002/43003.
+        let squatter = UDPTestSocket(ip: "0.0.0.0", port: 43000)
+        #expect(squatter.port == 43000)
+        try await withTurnServer(configure: { $0.relayPorts = 43000...43003 }) { _, port in
+            let c = TurnTestClient(serverPort: port)
+            var m = TurnTestClient.allocateRequest()
+            m.append(AttributeType.evenPort, [0x80])
+            let r = try #require(c.request(m))
+            #expect(r.messageClass == .successResponse)
+            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.port == 43002)
+            #expect(r.attribute(AttributeType.reservationToken) != nil)
+        }
+    }
+
     @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
         try await withTurnServer(configure: { $0.ipv6Relays = false }) { _, port in
             let c = TurnTestClient(serverPort: port)

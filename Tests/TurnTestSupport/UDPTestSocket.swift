@@ -10,7 +10,7 @@ public final class UDPTestSocket {
 
     public let ip: String
 
-    public init(ip: String = "127.0.0.1", timeoutMilliseconds: Int = 2000) {
+    public init(ip: String = "127.0.0.1", port requestedPort: UInt16 = 0, timeoutMilliseconds: Int = 2000) {
         self.ip = ip
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         precondition(fd >= 0)
@@ -18,7 +18,7 @@ public final class UDPTestSocket {
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr(ip)
-        addr.sin_port = 0
+        addr.sin_port = requestedPort.bigEndian
         _ = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }

@@ -2,8 +2,10 @@ import NIOCore
 import NIOPosix
 
 extension TurnEngine {
-    /// RFC 8656 §7.2, receiving an Allocate request.
-    func handleAllocate(_ m: StunMessage, _ context: RequestContext) {
+    /// RFC 8656 §7.2, receiving an Allocate request. `retriesLeft`: when the port pair reserved for an
+    /// EVEN-PORT request cannot be bound (another socket holds a port of the range), the request is
+    /// handled again with a fresh pair and token — the client has not seen the first token.
+    func handleAllocate(_ m: StunMessage, _ context: RequestContext, retriesLeft: Int = 4, avoiding: Set<UInt16> = []) {
         let ft = context.fiveTuple
         let existing = allocations[ft]
         // A retransmission that arrives while the relay socket is still being bound: the answer is on its way.
@@ -89,7 +91,7 @@ extension TurnEngine {
             // The reserved port belongs to the family of the allocation that reserved it.
             if shared.ipv6Reservations.remove(t) { family = .ipv6 }
         } else {
-            guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext) else {
+            guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext, excluding: avoiding) else {
                 shared.quota.release(user: credential.username)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
                 return
@@ -131,6 +133,10 @@ extension TurnEngine {
                     shared.portPool.release(reserved)
                 }
                 shared.quota.release(user: credential.username)
+                if reservedToken != nil, retriesLeft > 0 {
+                    handleAllocate(m, context, retriesLeft: retriesLeft - 1, avoiding: avoiding.union([port, port &+ 1]))
+                    return
+                }
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
             case .success(let (channel, boundPort)):
                 let allocation = newAllocation(m, context, credential, family: family, port: boundPort, channel: channel, lifetime: lifetime)
@@ -212,7 +218,7 @@ extension TurnEngine {
     func bindRelay(port: UInt16, family: AddressFamily, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
                    completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
         let engine = self
-        DatagramBootstrap(group: eventLoop)
+        TurnServer.datagram(eventLoop, v6: family == .ipv6)  // IPv6 relays take IPv6 only
             .channelOption(.datagramVectorReadMessageCount, value: 8)
             .channelOption(.maxMessagesPerRead, value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
