@@ -11,7 +11,7 @@ public struct SignalingConfiguration: Sendable {
     }
 
     public var listenAddress = "0.0.0.0"
-    /// Event loop threads of the signaling port; 0 = the process-wide group (one per core).
+    /// Event loop threads of the signaling port; 0 = half the cores, at least one.
     public var threads = 0
     public var port = 8080
     /// PEM files; both set = wss:// and https:// on `port`.
