@@ -87,10 +87,16 @@ public final class SignalingHub: Sendable {
             return (m, others)
         }
         guard let member else { return }
-        let text = ServerEvents.left(member.info)
+        announceLeave(member.info, room: member.room, to: others)
+    }
+
+    /// A peer is gone from its room: the others hear `left`, the TURN credentials minted for its session
+    /// are revoked (which releases its allocations), then the hooks run.
+    private func announceLeave(_ peer: PeerInfo, room: String, to others: [Member]) {
+        let text = ServerEvents.left(peer)
         for o in others { o.connection.send(text) }
-        credentials.sessions.revoke(session: member.info.peerID)
-        hooks.post(.init(kind: .left, room: member.room, peer: member.info, others: others.map(\.info)))
+        credentials.sessions.revoke(session: peer.peerID)
+        hooks.post(.init(kind: .left, room: room, peer: peer, others: others.map(\.info)))
     }
 
     /// Joins an authenticated socket to `room`; returns the peers already there (the roster).
@@ -119,13 +125,10 @@ public final class SignalingHub: Sendable {
         }
         let (others, replaced) = try result.get()
         for r in replaced {
-            // Treated as leaving: the others hear `left`, its credentials go, then it is closed.
-            let text = ServerEvents.left(r.info)
-            for o in others { o.connection.send(text) }
-            credentials.sessions.revoke(session: r.info.peerID)
+            // Treated as leaving, then closed.
+            announceLeave(r.info, room: room, to: others)
             r.connection.close(finalEvent: ServerEvents.error(.replaced, "a newer session logged in as \(username)"),
                                reason: "replaced")
-            hooks.post(.init(kind: .left, room: room, peer: r.info, others: others.map(\.info)))
         }
         let text = ServerEvents.joined(info)
         for o in others { o.connection.send(text) }

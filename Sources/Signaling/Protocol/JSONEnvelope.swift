@@ -36,36 +36,20 @@ public struct JSONEnvelope: Sendable {
             guard scanner.atEnd else { throw .invalidJSON(scanner.error("trailing characters")) }
             throw .notAnObject
         }
-        scanner.index += 1
-        scanner.skipWhitespace()
-        if scanner.peek() == UInt8(ascii: "}") {
-            scanner.index += 1
-        } else {
-            while true {
-                scanner.skipWhitespace()
-                let start = scanner.index
-                guard scanner.peek() == UInt8(ascii: "\"") else { throw .invalidJSON(scanner.error("expected a member name")) }
-                let keyRange = try scanner.string()
-                scanner.skipWhitespace()
-                guard scanner.peek() == UInt8(ascii: ":") else { throw .invalidJSON(scanner.error("expected ':'")) }
-                scanner.index += 1
-                scanner.skipWhitespace()
-                let valueStart = scanner.index
-                try scanner.value(depth: 1)
-                members.append((keyRange, start..<scanner.index))
-                let isEvent = Self.key(bytes, keyRange, is: "event"), isTo = !isEvent && Self.key(bytes, keyRange, is: "to")
-                if isEvent || isTo {
-                    let decoded = bytes[valueStart] == UInt8(ascii: "\"")
-                        ? JSONScanner.decodeString(bytes, (valueStart + 1)..<(scanner.index - 1)) : nil
-                    if isEvent { event = decoded } else { to = decoded }
-                }
-                scanner.skipWhitespace()
-                if scanner.peek() == UInt8(ascii: ",") { scanner.index += 1; continue }
-                guard scanner.peek() == UInt8(ascii: "}") else { throw .invalidJSON(scanner.error("expected ',' or '}'")) }
-                scanner.index += 1
-                break
+        var members: [(key: Range<Int>, range: Range<Int>)] = []
+        var event: String?, to: String?
+        try scanner.object(depth: 0) { key, member, value in
+            members.append((key, member))
+            let isEvent = Self.key(bytes, key, is: "event"), isTo = !isEvent && Self.key(bytes, key, is: "to")
+            if isEvent || isTo {
+                let decoded = bytes[value.lowerBound] == UInt8(ascii: "\"")
+                    ? JSONScanner.decodeString(bytes, (value.lowerBound + 1)..<(value.upperBound - 1)) : nil
+                if isEvent { event = decoded } else { to = decoded }
             }
         }
+        self.members = members
+        self.event = event
+        self.to = to
         scanner.skipWhitespace()
         guard scanner.atEnd else { throw .invalidJSON(scanner.error("trailing characters")) }
     }
@@ -130,25 +114,7 @@ struct JSONScanner {
         guard let c = peek() else { throw .invalidJSON(error("unexpected end")) }
         switch c {
         case UInt8(ascii: "\""): _ = try string()
-        case UInt8(ascii: "{"):
-            index += 1
-            skipWhitespace()
-            if peek() == UInt8(ascii: "}") { index += 1; return }
-            while true {
-                skipWhitespace()
-                guard peek() == UInt8(ascii: "\"") else { throw .invalidJSON(error("expected a member name")) }
-                _ = try string()
-                skipWhitespace()
-                guard peek() == UInt8(ascii: ":") else { throw .invalidJSON(error("expected ':'")) }
-                index += 1
-                skipWhitespace()
-                try value(depth: depth + 1)
-                skipWhitespace()
-                if peek() == UInt8(ascii: ",") { index += 1; continue }
-                guard peek() == UInt8(ascii: "}") else { throw .invalidJSON(error("expected ',' or '}'")) }
-                index += 1
-                return
-            }
+        case UInt8(ascii: "{"): try object(depth: depth) { _, _, _ in }
         case UInt8(ascii: "["):
             index += 1
             skipWhitespace()
@@ -167,6 +133,31 @@ struct JSONScanner {
         case UInt8(ascii: "n"): try literal("null")
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try number()
         default: throw .invalidJSON(error("unexpected character"))
+        }
+    }
+
+    /// An object starting at `{`; `member(key contents, whole member, value)` is called for each member.
+    mutating func object(depth: Int, member: (Range<Int>, Range<Int>, Range<Int>) -> Void) throws(JSONEnvelope.ParseError) {
+        index += 1
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") { index += 1; return }
+        while true {
+            skipWhitespace()
+            let start = index
+            guard peek() == UInt8(ascii: "\"") else { throw .invalidJSON(error("expected a member name")) }
+            let key = try string()
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { throw .invalidJSON(error("expected ':'")) }
+            index += 1
+            skipWhitespace()
+            let valueStart = index
+            try value(depth: depth + 1)
+            member(key, start..<index, valueStart..<index)
+            skipWhitespace()
+            if peek() == UInt8(ascii: ",") { index += 1; continue }
+            guard peek() == UInt8(ascii: "}") else { throw .invalidJSON(error("expected ',' or '}'")) }
+            index += 1
+            return
         }
     }
 

@@ -82,16 +82,17 @@ extension TurnEngine {
         var reservedToken: UInt64?
         if m.has(AttributeType.reservationToken) {
             // Step 6: a token that is not valid → 508.
-            guard let t = token, let p = shared.portPool.redeem(token: t) else {
+            guard let t = token, let reserved = shared.portPool.redeemReservation(token: t) else {
                 shared.quota.release(user: credential.username)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
                 return
             }
-            port = p
+            port = reserved.port
             // The reserved port belongs to the family of the allocation that reserved it.
-            if shared.ipv6Reservations.remove(t) { family = .ipv6 }
+            if reserved.ipv6 { family = .ipv6 }
         } else {
-            guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext, excluding: avoiding) else {
+            guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext, excluding: avoiding,
+                                                  ipv6: family == .ipv6) else {
                 shared.quota.release(user: credential.username)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
                 return
@@ -141,7 +142,6 @@ extension TurnEngine {
             case .success(let (channel, boundPort)):
                 let allocation = newAllocation(m, context, credential, family: family, port: boundPort, channel: channel, lifetime: lifetime)
                 allocation.reservedToken = reservedToken
-                if let reservedToken, family == .ipv6 { shared.ipv6Reservations.insert(reservedToken) }
                 try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
                 guard wantsAdditional else {
                     registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,

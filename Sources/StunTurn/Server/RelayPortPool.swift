@@ -9,7 +9,9 @@ public final class RelayPortPool: Sendable {
 
     private struct State {
         var inUse = Set<UInt16>()
-        var reservations: [UInt64: (port: UInt16, expires: Int64)] = [:]
+        /// Reserved port, expiry, and whether it was reserved for an IPv6 relay (RFC 6156: the token
+        /// keeps the family of the allocation that reserved it).
+        var reservations: [UInt64: (port: UInt16, expires: Int64, ipv6: Bool)] = [:]
     }
 
     private let state = Mutex(State())
@@ -24,7 +26,7 @@ public final class RelayPortPool: Sendable {
 
     /// Takes a free port, optionally even, optionally reserving the next one too. nil when exhausted.
     /// `excluding` lets a caller skip ports the OS refused to bind.
-    public func acquire(even: Bool = false, reserveNext: Bool = false, excluding: Set<UInt16> = [])
+    public func acquire(even: Bool = false, reserveNext: Bool = false, excluding: Set<UInt16> = [], ipv6: Bool = false)
         -> (port: UInt16, token: UInt64?)?
     {
         let now = clock()
@@ -45,7 +47,7 @@ public final class RelayPortPool: Sendable {
                         s.inUse.insert(UInt16(p + 1))
                         var token: UInt64 = 0
                         repeat { token = UInt64.random(in: 1...UInt64.max) } while s.reservations[token] != nil
-                        s.reservations[token] = (UInt16(p + 1), now + Self.reservationSeconds)
+                        s.reservations[token] = (UInt16(p + 1), now + Self.reservationSeconds, ipv6)
                         return (port, token)
                     }
                 }
@@ -57,11 +59,14 @@ public final class RelayPortPool: Sendable {
     }
 
     /// Redeems a RESERVATION-TOKEN: the reserved port, which stays marked in use. nil if unknown or expired.
-    public func redeem(token: UInt64) -> UInt16? {
+    public func redeem(token: UInt64) -> UInt16? { redeemReservation(token: token)?.port }
+
+    /// The reserved port and the family it was reserved for.
+    public func redeemReservation(token: UInt64) -> (port: UInt16, ipv6: Bool)? {
         let now = clock()
         return state.withLock { s in
             Self.expireReservations(&s, now: now)
-            return s.reservations.removeValue(forKey: token)?.port
+            return s.reservations.removeValue(forKey: token).map { ($0.port, $0.ipv6) }
         }
     }
 

@@ -77,10 +77,7 @@ final class PeerTCPConnection: @unchecked Sendable {
     func dataWritable() { peerChannel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
 
     /// The peer side can take more again: resume reading from the client.
-    func peerWritable() { dataChannelForBackpressure?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
-
-    /// The data channel, for the peer loop's writability callback (read on that loop only).
-    var dataChannelForBackpressure: Channel? { dataChannel }
+    func peerWritable() { dataChannel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
 
     /// Either side closed: close the other.
     func closeBoth() {

@@ -46,11 +46,10 @@ extension TurnEngine {
             return
         }
         // §5.2: a connection (or connection attempt) to this peer already exists → 446.
-        guard !listener.peers.contains(peer) else {
+        guard !listener.hasConnection(to: peer) else {
             respond(to: m, context, error: .connectionAlreadyExists, integrity: integrity)
             return
         }
-        listener.peers.insert(peer)
         let connection = shared.tcpConnections.register {
             PeerTCPConnection(id: $0, peer: peer, username: allocation.credential.username, allocation: allocation.fiveTuple)
         }
@@ -86,7 +85,6 @@ extension TurnEngine {
                     r.appendConnectionID(connection.id)
                     _ = send(r, for: m, context, integrity: integrity, flush: true)
                 case .failure(let error):
-                    listener.peers.remove(peer)
                     listener.connections.removeValue(forKey: connection.id)
                     shared.tcpConnections.remove(connection.id)
                     logger.debug("Connect failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
@@ -101,12 +99,11 @@ extension TurnEngine {
         guard let allocation = listener.allocation, allocations[allocation.fiveTuple] === allocation,
               let peer = channel.remoteAddress.flatMap(TransportAddress.init),
               allocation.permissions.permits(peer.ip, now: .now()),
-              !listener.peers.contains(peer)
+              !listener.hasConnection(to: peer)
         else {
             stats.add(stats.unroutableDropped)
             return nil
         }
-        listener.peers.insert(peer)
         let connection = shared.tcpConnections.register {
             PeerTCPConnection(id: $0, peer: peer, username: allocation.credential.username, allocation: allocation.fiveTuple)
         }
@@ -125,7 +122,6 @@ extension TurnEngine {
     func peerClosed(_ connection: PeerTCPConnection) {
         shared.tcpConnections.remove(connection.id)
         if let listener = allocations[connection.allocationFiveTuple]?.tcpListener {
-            listener.peers.remove(connection.peer)
             listener.connections.removeValue(forKey: connection.id)
         }
         connection.closeBoth()
@@ -163,10 +159,11 @@ extension TurnEngine {
 /// The listening relay socket of a TCP allocation, shared with its accepted connections.
 final class TCPRelayListener: @unchecked Sendable {
     weak var allocation: Allocation?
-    /// Peers with a connection or connection attempt (§5.2: 446 for a second one).
-    var peers: Set<TransportAddress> = []
-    /// Its peer connections, closed with the allocation.
+    /// Its peer connections (and Connect attempts in progress), closed with the allocation.
     var connections: [UInt32: PeerTCPConnection] = [:]
+
+    /// §5.2: one connection per peer address (a second Connect is 446).
+    func hasConnection(to peer: TransportAddress) -> Bool { connections.values.contains { $0.peer == peer } }
 }
 
 /// A peer's side of a TCP relay connection: accepted on the relayed address, or opened by Connect.

@@ -1,7 +1,6 @@
 import Auth
 import Logging
 import NIOCore
-import Synchronization
 
 /// What every event loop's engine shares: configuration and the few cross-loop structures, all
 /// Sendable and touched only when allocations come and go.
@@ -14,8 +13,6 @@ public struct TurnShared: Sendable {
     public let relayedIP: IPAddress
     /// The address of IPv6 relays; nil when this host offers none (REQUESTED-ADDRESS-FAMILY IPv6 → 440).
     public let relayedIP6: IPAddress?
-    /// RESERVATION-TOKENs handed out with an IPv6 relay: the reserved port is redeemed in the same family.
-    let ipv6Reservations = TokenSet()
     /// RFC 6062 peer connections by CONNECTION-ID, across engines.
     let tcpConnections = TCPConnectionRegistry()
     public let logger: Logger
@@ -31,14 +28,6 @@ public struct TurnShared: Sendable {
         self.relayedIP6 = relayedIP6
         self.logger = logger
     }
-}
-
-/// A set of RESERVATION-TOKENs shared by the engines.
-final class TokenSet: Sendable {
-    private let tokens = Mutex<Set<UInt64>>([])
-    func insert(_ t: UInt64) { tokens.withLock { _ = $0.insert(t) } }
-    /// True if `t` was in the set.
-    func remove(_ t: UInt64) -> Bool { tokens.withLock { $0.remove(t) != nil } }
 }
 
 /// The STUN/TURN server state of one event loop: its allocations and the dispatch from method to
@@ -250,7 +239,6 @@ final class TurnEngine: @unchecked Sendable {
             listener.connections = [:]
         }
         shared.portPool.release(a.relayPort)
-        if let t = a.reservedToken { _ = shared.ipv6Reservations.remove(t) }
         shared.quota.release(user: a.credential.username)
         stats.allocationsActive.subtract(1, ordering: .relaxed)
         logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
