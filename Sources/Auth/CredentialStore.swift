@@ -36,11 +36,14 @@ public final class CredentialStore: Sendable {
     private let clock: @Sendable () -> Date
     /// Credentials minted per signaling session; looked up before users and secrets.
     public let sessions: SessionCredentials
+    /// Failed authentications per source address, for both halves (signaling login, TURN 401/441).
+    public let throttle: AuthThrottle
 
     public init(_ settings: Settings, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.settings = Mutex(settings)
         self.clock = clock
         self.sessions = SessionCredentials(clock: clock)
+        self.throttle = AuthThrottle(clock: { clock().timeIntervalSince1970 })
     }
 
     /// Replaces users and secrets (configuration reload). Credentials already checked stay valid

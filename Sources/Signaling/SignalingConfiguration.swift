@@ -40,8 +40,20 @@ public struct SignalingConfiguration: Sendable {
     public var closeGrace: Duration = .seconds(2)
     /// Room names: 1 to this many characters from `A-Z a-z 0-9 - _ .`.
     public var maxRoomNameLength = 64
-    /// Bearer token for `/api/`; empty = every API request is refused with 401.
+    /// Bearer token for `/api/`; empty = every API request is refused with 401. It also opens the admin
+    /// endpoints from any address.
     public var apiToken = ""
+    /// Client addresses (4 or 16 bytes) the admin endpoints (/metrics, /api/stats, /api/v1/log_level,
+    /// /dashboard) answer without the token; loopback by default. A request that came through a proxy
+    /// (Forwarded or X-Forwarded-For header) never counts as from an allowed address.
+    public var adminAllowed: @Sendable ([UInt8]) -> Bool = SignalingConfiguration.isLoopback
+
+    public static let isLoopback: @Sendable ([UInt8]) -> Bool = { b in
+        if b.count == 4 { return b[0] == 127 }
+        guard b.count == 16 else { return false }
+        if b[0..<15].allSatisfy({ $0 == 0 }), b[15] == 1 { return true }
+        return b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF && b[12] == 127
+    }
     /// Folder with `index.html` served at `/` and `/room/:name`; nil = not served.
     public var staticDirectory: String?
     public var iceServers = IceServerSettings()

@@ -13,11 +13,13 @@ import Synchronization
 /// example pages), the hook dispatcher and the once-a-second sweeper, started and stopped together.
 public final class SignalingServer: Service, Sendable {
     public let hub: SignalingHub
+    let admin: (any AdminBackend)?
     let logger: Logger
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
 
-    public init(hub: SignalingHub, logger: Logger) {
+    public init(hub: SignalingHub, admin: (any AdminBackend)? = nil, logger: Logger) {
         self.hub = hub
+        self.admin = admin
         self.logger = logger
     }
 
@@ -47,7 +49,7 @@ public final class SignalingServer: Service, Sendable {
             }
             throw HTTPError(.upgradeRequired, message: "this endpoint speaks WebSocket only")
         }
-        http.get("healthz") { _, _ in "ok\n" }
+        AdminRoutes.add(to: http, hub: hub, backend: admin) { [self] in self.bound.withLock { $0.port != nil } }
         ServerAPIRoutes.add(to: http, hub: hub)
         if let dir = c.staticDirectory { StaticPages.add(to: http, directory: dir) }
         return http
@@ -113,7 +115,7 @@ public final class SignalingServer: Service, Sendable {
             try await withGracefulShutdownHandler {
                 try await app.run()
             } onGracefulShutdown: {
-                hub.closeAll(finalEvent: ServerEvents.shutdown, reason: "server shutting down")
+                hub.shutdown()
             }
             hub.hooks.finish()
             group.cancelAll()

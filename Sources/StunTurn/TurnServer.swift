@@ -15,6 +15,8 @@ public final class TurnServer: Service, @unchecked Sendable {
     private let group: EventLoopGroup
     private var engines: [TurnEngine] = []
     private var channels: [Channel] = []
+    /// The TCP/TLS listening sockets (closed first when draining).
+    private var streamServers: [Channel] = []
     /// Called once every listener is bound, with the bound addresses (set before `run`).
     public var onListening: (@Sendable ([SocketAddress]) -> Void)?
 
@@ -168,7 +170,7 @@ public final class TurnServer: Service, @unchecked Sendable {
                     }
                 }
                 .bind(host: address, port: bound).get()
-            channels.append(channel)
+            streamServers.append(channel)
         }
         return bound
     }
@@ -192,7 +194,35 @@ public final class TurnServer: Service, @unchecked Sendable {
         }
     }
 
+    /// The allocations of every event loop, for the dashboard and the admin API.
+    public func allocations() async -> [AllocationInfo] {
+        var out: [AllocationInfo] = []
+        for e in engines {
+            out += (try? await e.eventLoop.submit { e.allocationInfos() }.get()) ?? []
+        }
+        return out
+    }
+
+    /// Graceful shutdown: TCP/TLS stop accepting, new allocations are refused (508), and existing ones
+    /// keep relaying until they are all gone or `drainGracePeriod` has passed.
+    public func drain() async {
+        shared.draining.set()
+        for ch in streamServers { try? await ch.close() }
+        streamServers.removeAll()
+        let grace = shared.configuration.drainGracePeriod
+        let active = shared.stats.allocationsActive.value
+        guard active > 0, grace > .zero else { return }
+        shared.logger.info("draining: \(active) allocation(s) keep relaying for up to \(grace.nanoseconds / 1_000_000_000) s")
+        let deadline = NIODeadline.now() + grace
+        while shared.stats.allocationsActive.value > 0, NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        shared.logger.info("drained", metadata: ["allocations-left": "\(shared.stats.allocationsActive.value)"])
+    }
+
     public func stop() async {
+        for ch in streamServers { try? await ch.close() }
+        streamServers.removeAll()
         for ch in channels { try? await ch.close() }
         channels.removeAll()
         for e in engines {
@@ -203,6 +233,7 @@ public final class TurnServer: Service, @unchecked Sendable {
     public func run() async throws {
         if channels.isEmpty { try await start() }
         try? await gracefulShutdown()
+        await drain()
         await stop()
     }
 }

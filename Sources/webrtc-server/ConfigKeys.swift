@@ -76,6 +76,12 @@ enum ConfigKeys {
                   help: "seconds a TCP/TLS client may leave a message incomplete before it is disconnected"),
         ConfigKey(name: "turn.strict_channel_numbers", kind: .scalar, defaultValue: "false",
                   help: "accept only RFC 8656 channel numbers 0x4000-0x4FFF in ChannelBind; false also accepts RFC 5766's 0x5000-0x7FFF (coturn's clients use them)"),
+        ConfigKey(name: "turn.bandwidth_limit", kind: .scalar, defaultValue: "0",
+                  help: "bytes per second one allocation may relay (both directions together); excess is dropped and counted; 0 = no cap. Not applied to RFC 6062 TCP relays"),
+        ConfigKey(name: "turn.unauthenticated_rate", kind: .scalar, defaultValue: "100",
+                  help: "STUN/TURN requests without MESSAGE-INTEGRITY (Binding, the first Allocate) per second per source address (IPv6 by /64); excess is dropped and counted; 0 = no limit"),
+        ConfigKey(name: "turn.unauthenticated_burst", kind: .scalar, defaultValue: "200",
+                  help: "bursts allowed above turn.unauthenticated_rate"),
         ConfigKey(name: "turn.allow_peers", kind: .list, defaultValue: "",
                   help: "CIDRs peers may be in even if denied (takes precedence over deny_peers and the built-in list)"),
         ConfigKey(name: "turn.deny_peers", kind: .list, defaultValue: "", help: "CIDRs refused in addition to the built-in private/loopback ranges"),
@@ -113,6 +119,8 @@ enum ConfigKeys {
                   help: "seconds the TURN credentials minted per session stay valid (they are also revoked when the session ends)"),
         ConfigKey(name: "api.token", kind: .scalar, defaultValue: "",
                   help: "bearer token for the /api/ server API; empty = the API refuses every request (401)"),
+        ConfigKey(name: "admin.allow", kind: .list, defaultValue: "127.0.0.0/8,::1",
+                  help: "addresses or CIDRs the admin endpoints (/metrics, /api/stats, /api/v1/log_level, /dashboard) answer without the API token; a request with Forwarded/X-Forwarded-For never counts as from them"),
         ConfigKey(name: "webhook.url", kind: .scalar, defaultValue: "", help: "http(s) URL POSTed on every join and leave; empty = off"),
         ConfigKey(name: "webhook.secret", kind: .scalar, defaultValue: "",
                   help: "key of the X-Webrtc-Signature: sha256=HEX header (HMAC-SHA256 of the body); empty = unsigned"),
@@ -120,7 +128,34 @@ enum ConfigKeys {
         ConfigKey(name: "auth.users", kind: .map, defaultValue: "", help: "static users: name → password"),
         ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
                   help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify"),
+        ConfigKey(name: "auth.throttle_free_failures", kind: .scalar, defaultValue: "5",
+                  help: "failed logins (signaling, TURN 401/441) per source address (IPv6 by /64) answered at once within auth.throttle_window; later ones are answered after a growing delay; 0 = no delay"),
+        ConfigKey(name: "auth.throttle_window", kind: .scalar, defaultValue: "300",
+                  help: "seconds after the last failure before a source's failures are forgotten"),
+        ConfigKey(name: "auth.throttle_base_delay", kind: .scalar, defaultValue: "0.25",
+                  help: "seconds of delay for the first throttled failure; doubles with each further one"),
+        ConfigKey(name: "auth.throttle_max_delay", kind: .scalar, defaultValue: "4", help: "cap on the delay, in seconds"),
+        ConfigKey(name: "auth.block_after", kind: .scalar, defaultValue: "20",
+                  help: "failures within the window after which the source is refused without a password check; 0 = never"),
+        ConfigKey(name: "auth.block_duration", kind: .scalar, defaultValue: "600", help: "seconds a blocked source stays blocked"),
+        ConfigKey(name: "shutdown.grace_period", kind: .scalar, defaultValue: "30",
+                  help: "seconds TURN allocations keep relaying after SIGTERM (signaling peers get shutdown at once; new allocations are refused); the process exits earlier when the last allocation is gone"),
     ]
+
+    /// Keys a SIGHUP reload applies; a change to any other key is logged as needing a restart.
+    static let reloadable: Set<String> = [
+        "log_level", "turn.max_allocations", "turn.max_allocations_per_user", "turn.max_permissions_per_allocation",
+        "turn.bandwidth_limit", "turn.unauthenticated_rate", "turn.unauthenticated_burst", "turn.allow_peers", "turn.deny_peers",
+        "turn.tls_cert", "turn.tls_key",
+        "signaling.auth_timeout", "signaling.max_message_size", "signaling.max_peers_per_room", "signaling.max_connections",
+        "signaling.keepalive_interval", "signaling.idle_timeout", "signaling.duplicate_username", "signaling.outbound_buffer",
+        "signaling.abuse_limit", "signaling.abuse_window", "signaling.ice_credential_lifetime", "api.token", "admin.allow",
+        "auth.users", "auth.secrets", "auth.throttle_free_failures", "auth.throttle_window", "auth.throttle_base_delay",
+        "auth.throttle_max_delay", "auth.block_after", "auth.block_duration",
+    ]
+
+    /// Keys whose values are secrets: masked by check-config.
+    static let secret: Set<String> = ["auth.users", "auth.secrets", "api.token", "webhook.secret", "turn.nonce_secret"]
 
     static let byName: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 }

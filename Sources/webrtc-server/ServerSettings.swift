@@ -11,12 +11,21 @@ struct ServerSettings {
     var credentials = CredentialStore.Settings()
     var signalingEnabled = true
     var signaling = SignalingConfiguration()
+    var throttle = AuthThrottle.Settings()
+    /// The merged raw values every setting above was read from (for check-config and reload).
+    var raw: [String: RawValue] = [:]
 
     /// Merges the layers (defaults < file < environment < flags) and validates every key.
     static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
         var raw: [String: RawValue] = [:]
         for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
-        if let file { raw.merge(try ConfigSources.file(at: file)) { $1 } }
+        if let file {
+            let fromFile = try ConfigSources.file(at: file)
+            for k in fromFile.keys where ConfigKeys.byName[k] == nil {
+                throw ConfigError(key: k, problem: "unknown setting in \(file) (see docs/configuration.md)")
+            }
+            raw.merge(fromFile) { $1 }
+        }
         raw.merge(try ConfigSources.environment(environment)) { $1 }
         raw.merge(try ConfigSources.flags(flags)) { $1 }
         return try ServerSettings(raw)
@@ -25,6 +34,7 @@ struct ServerSettings {
     init() {}
 
     init(_ raw: [String: RawValue]) throws {
+        self.raw = raw
         let r = RawReader(raw)
         guard let level = Logger.Level(rawValue: try r.string("log_level")) else {
             throw ConfigError(key: "log_level", problem: "expected one of trace, debug, info, notice, warning, error, critical")
@@ -106,6 +116,17 @@ struct ServerSettings {
         turn.streamIncompleteTimeout = .milliseconds(Int64(streamTimeout / .milliseconds(1)))
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
+        turn.limits.bandwidthLimit = try r.int("turn.bandwidth_limit", 0...(1 << 40))
+        turn.limits.unauthenticatedRate = try r.int("turn.unauthenticated_rate", 0...10_000_000)
+        turn.limits.unauthenticatedBurst = try r.int("turn.unauthenticated_burst", 1...10_000_000)
+        let grace = try r.seconds("shutdown.grace_period", 0...86400)
+        turn.drainGracePeriod = .milliseconds(Int64(grace / .milliseconds(1)))
+        throttle.freeFailures = try r.int("auth.throttle_free_failures", 0...1_000_000)
+        throttle.window = try r.seconds("auth.throttle_window", 1...86400).timeInterval
+        throttle.baseDelay = try r.seconds("auth.throttle_base_delay", 0...60).timeInterval
+        throttle.maxDelay = try r.seconds("auth.throttle_max_delay", 0...60).timeInterval
+        throttle.blockAfter = try r.int("auth.block_after", 0...1_000_000)
+        throttle.blockDuration = try r.seconds("auth.block_duration", 1...(30 * 86400)).timeInterval
         try readSignaling(r)
         credentials.users = try r.map("auth.users")
         credentials.sharedSecrets = try r.list("auth.secrets")
@@ -167,6 +188,8 @@ extension ServerSettings {
         s.iceServers.turnsPort = turn.tls == nil ? nil : turn.tlsPort
         s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
         s.apiToken = try r.string("api.token")
+        let admin = try r.cidrs("admin.allow")
+        s.adminAllowed = { bytes in IPAddress(bytes: bytes).map { ip in admin.contains { $0.contains(ip) } } ?? false }
         let hook = try r.string("webhook.url")
         if !hook.isEmpty {
             guard let url = URL(string: hook), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
@@ -193,6 +216,10 @@ extension ServerSettings {
             .deletingLastPathComponent().appendingPathComponent("examples/simple").path
         return ["examples/simple", checkout].first { fm.fileExists(atPath: $0 + "/index.html") }
     }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// Typed reads of raw values, each failure naming its key.

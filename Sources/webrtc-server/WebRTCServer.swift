@@ -20,7 +20,11 @@ struct WebRTCServer: AsyncParsableCommand {
             auth.users as name=password pairs).
 
             """ + ConfigKeys.all.map { "  --\($0.name) (\($0.environmentName), default '\($0.defaultValue)'): \($0.help)" }
-            .joined(separator: "\n"))
+            .joined(separator: "\n"),
+        version: WebRTCServer.version,
+        subcommands: [CheckConfig.self])
+
+    static let version = "0.5.0"
 
     @Option(name: .long, help: "YAML configuration file.")
     var config: String?
@@ -29,53 +33,59 @@ struct WebRTCServer: AsyncParsableCommand {
           help: "Print the ports this configuration listens on (protocol, port or range, purpose) and exit; firewall.sh reads this.")
     var printPorts = false
 
+    @Flag(name: .customLong("print-example-config"), help: .hidden)
+    var printExampleConfig = false
+
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var settings: [String] = []
 
     func run() async throws {
-        let loaded: ServerSettings
-        do {
-            loaded = try ServerSettings.load(file: config, environment: ProcessInfo.processInfo.environment, flags: settings)
-        } catch let error as ConfigError {
-            FileHandle.standardError.write(Data("webrtc-server: invalid configuration: \(error)\n".utf8))
-            throw ExitCode(2)
+        if printExampleConfig {
+            print(ExampleConfiguration.yaml, terminator: "")
+            return
         }
+        let loaded = try Self.load(file: config, flags: settings)
         if printPorts {
             print(loaded.listeningPorts.map { "\($0.proto) \($0.port) \($0.purpose)" }.joined(separator: "\n"))
             return
         }
-        let level = loaded.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let logLevel = LogLevelControl(loaded.logLevel)
+        logLevel.bootstrap()
         let logger = Logger(label: "webrtc-server")
         let credentials = CredentialStore(loaded.credentials)
+        credentials.throttle.update(loaded.throttle)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
         // One lifecycle for a peer: when its signaling session ends, the TURN credentials minted for it
         // are revoked and its allocations released.
         turn.releaseAllocationsWhenRevoked(credentials.sessions)
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
-        if loaded.signalingEnabled {
-            let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
-            let tlsConfigured = loaded.turn.tls != nil
-            turn.onListening = { addresses in
-                // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
-                if let port = addresses.first?.port { hub.iceServers.stunPort = port }
-                if tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
-            }
-            running.append(.init(service: SignalingServer(hub: hub, logger: logger)))
+        let hub = loaded.signalingEnabled ? SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger) : nil
+        let exporter = PrometheusExporter(turn: turn, hub: hub, credentials: credentials)
+        let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel)
+        let tlsConfigured = loaded.turn.tls != nil
+        turn.onListening = { addresses in
+            // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
+            if let hub, let port = addresses.first?.port { hub.iceServers.stunPort = port }
+            if let hub, tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
+            backend.markTurnReady()
         }
-        // SIGHUP: re-read the TLS certificate and key (existing connections keep theirs).
+        if let hub { running.append(.init(service: SignalingServer(hub: hub, admin: backend, logger: logger))) }
+        // SIGHUP: re-read the configuration and apply what can change while running.
+        let reloader = ConfigurationReloader(file: config, flags: settings, credentials: credentials, turn: turn, hub: hub,
+                                             logLevel: logLevel, logger: logger, current: LockedSettings(loaded))
         let reload = DispatchSource.makeSignalSource(signal: SIGHUP)
         signal(SIGHUP, SIG_IGN)
         reload.setEventHandler {
             logger.info("SIGHUP: reloading")
-            loaded.turn.tls?.reload(logger: logger)
+            reloader.reload()
         }
         reload.resume()
+        // Forget idle throttle entries once a minute.
+        let throttleSweep = DispatchSource.makeTimerSource()
+        throttleSweep.schedule(deadline: .now() + 60, repeating: 60)
+        throttleSweep.setEventHandler { credentials.throttle.sweep() }
+        throttleSweep.resume()
         // Listeners are bound inside the services' run(), after ServiceGroup has taken over SIGTERM/SIGINT,
         // so a signal that arrives as soon as the "listening" line is printed still ends the process cleanly.
         let services = ServiceGroup(configuration: .init(
@@ -89,5 +99,37 @@ struct WebRTCServer: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("stopped")
+    }
+
+    /// The layered configuration, or exit 2 with one line naming the bad setting.
+    static func load(file: String?, flags: [String]) throws -> ServerSettings {
+        do {
+            return try ServerSettings.load(file: file, environment: ProcessInfo.processInfo.environment, flags: flags)
+        } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("webrtc-server: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// `webrtc-server check-config [--config FILE] [--KEY VALUE…]`: validates the configuration as the server
+/// would read it and prints the effective value of every key, secrets masked. Exit 0 valid, 2 invalid.
+struct CheckConfig: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate the configuration and print the effective settings (secrets masked).")
+
+    @Option(name: .long, help: "YAML configuration file.")
+    var config: String?
+
+    @Argument(parsing: .allUnrecognized, help: .hidden)
+    var settings: [String] = []
+
+    func run() async throws {
+        let loaded = try WebRTCServer.load(file: config, flags: settings)
+        print("# configuration is valid; effective settings (defaults < file < environment < flags):")
+        for key in ConfigKeys.all {
+            print("\(key.name): \(ExampleConfiguration.render(loaded.raw[key.name], masked: ConfigKeys.secret.contains(key.name)))")
+        }
     }
 }

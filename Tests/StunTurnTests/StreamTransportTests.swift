@@ -30,14 +30,14 @@ import TurnTestSupport
             tcp.send(signer.signed(allocate))
             let r = try StunMessage(decoding: try #require(tcp.receiveStun()))
             #expect(r.messageClass == .successResponse)
-            #expect(server.shared.stats.allocationsActive.load(ordering: .relaxed) == 1)
+            #expect(server.shared.stats.allocationsActive.value == 1)
 
             tcp = try #require(TCPTestSocket(port: port))  // the first connection is closed here
             let deadline = ContinuousClock.now + .seconds(1)
-            while server.shared.stats.allocationsActive.load(ordering: .relaxed) != 0, ContinuousClock.now < deadline {
+            while server.shared.stats.allocationsActive.value != 0, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))  // the server's own count, read until it changes
             }
-            #expect(server.shared.stats.allocationsActive.load(ordering: .relaxed) == 0)
+            #expect(server.shared.stats.allocationsActive.value == 0)
         }
     }
 

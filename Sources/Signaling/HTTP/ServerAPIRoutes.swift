@@ -11,7 +11,7 @@ enum ServerAPIRoutes {
     static let maxBody = 64 * 1024
 
     static func add(to router: Router<SignalingRequestContext>, hub: SignalingHub) {
-        let api = router.group("api").add(middleware: BearerTokenMiddleware(token: hub.configuration.apiToken))
+        let api = router.group("api").add(middleware: BearerTokenMiddleware { hub.configuration.apiToken })
         api.get("rooms/:room/peers") { _, context -> Response in
             let room = try context.parameters.require("room")
             let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }
@@ -61,9 +61,11 @@ enum ServerAPIRoutes {
 /// 401 unless `Authorization: Bearer <token>` matches (compared in constant time). An empty configured
 /// token refuses everything: the API is off until a token is set.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    let token: String
+    /// Read per request: the token can be changed by a configuration reload.
+    let currentToken: @Sendable () -> String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let token = currentToken()
         let header = request.headers[.authorization] ?? ""
         let prefix = "Bearer "
         guard !token.isEmpty, header.hasPrefix(prefix),

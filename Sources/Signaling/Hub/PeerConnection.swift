@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import NIOCore
 import NIOWebSocket
@@ -45,6 +46,9 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     private var loop: any EventLoop { channel.eventLoop }
+
+    /// The client's address as the auth throttle counts it (nil for a non-IP socket).
+    var source: SourceKey? { channel.remoteAddress?.addressBytes.flatMap(SourceKey.init(addressBytes:)) }
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
         if loop.inEventLoop { body() } else { loop.execute(body) }
@@ -135,5 +139,16 @@ public final class PeerConnection: @unchecked Sendable {
     /// Time since the last keepalive ping (or since opening).
     func sincePing(now: ContinuousClock.Instant) -> Duration {
         now - opened - .milliseconds(lastPing.load(ordering: .relaxed))
+    }
+}
+
+extension SocketAddress {
+    /// The IP address as 4 or 16 bytes; nil for a Unix socket.
+    var addressBytes: [UInt8]? {
+        switch self {
+        case .v4(let a): withUnsafeBytes(of: a.address.sin_addr) { Array($0) }
+        case .v6(let a): withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket: nil
+        }
     }
 }

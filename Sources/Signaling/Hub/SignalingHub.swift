@@ -29,8 +29,14 @@ public final class SignalingHub: Sendable {
         var nextConnectionID: UInt64 = 1
     }
 
-    public let configuration: SignalingConfiguration
+    private let settings: Mutex<SignalingConfiguration>
+    /// The configuration in force; limits, timeouts and the API token can be replaced while running
+    /// (`updateLimits`), the rest is fixed at start.
+    public var configuration: SignalingConfiguration { settings.withLock { $0 } }
     public let credentials: CredentialStore
+    /// Set on shutdown: sessions closing then keep their TURN credentials, so calls relaying through
+    /// this process's TURN server run on for its drain period.
+    private let draining = Atomic<Bool>(false)
     public let stats = SignalingStats()
     let hooks: HookDispatcher
     let logger: Logger
@@ -45,7 +51,7 @@ public final class SignalingHub: Sendable {
 
     public init(configuration: SignalingConfiguration, credentials: CredentialStore,
                 hooks: [any SignalingHooks] = [], logger: Logger) {
-        self.configuration = configuration
+        self.settings = Mutex(configuration)
         self.credentials = credentials
         self.logger = logger
         self.iceServerSettings = Mutex(configuration.iceServers)
@@ -94,8 +100,8 @@ public final class SignalingHub: Sendable {
     /// are revoked (which releases its allocations), then the hooks run.
     private func announceLeave(_ peer: PeerInfo, room: String, to others: [Member]) {
         let text = ServerEvents.left(peer)
-        for o in others { o.connection.send(text) }
-        credentials.sessions.revoke(session: peer.peerID)
+        for o in others where o.connection.send(text) { stats.sent(.left) }
+        if !draining.load(ordering: .relaxed) { credentials.sessions.revoke(session: peer.peerID) }
         hooks.post(.init(kind: .left, room: room, peer: peer, others: others.map(\.info)))
     }
 
@@ -117,7 +123,7 @@ public final class SignalingHub: Sendable {
                 s.peers.removeValue(forKey: r.info.peerID)
             }
             let others = Array(roomPeers.values)
-            connection.send(welcome(others.map(\.info)))
+            if connection.send(welcome(others.map(\.info))) { stats.sent(.authenticated) }
             roomPeers[peerID] = member
             s.rooms[room] = roomPeers
             s.peers[peerID] = member
@@ -131,7 +137,7 @@ public final class SignalingHub: Sendable {
                                reason: "replaced")
         }
         let text = ServerEvents.joined(info)
-        for o in others { o.connection.send(text) }
+        for o in others where o.connection.send(text) { stats.sent(.joined) }
         hooks.post(.init(kind: .joined, room: room, peer: info, others: others.map(\.info)))
         return others.map(\.info)
     }
@@ -149,12 +155,12 @@ public final class SignalingHub: Sendable {
             let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
             var n = 0
             for t in targets where t.info.peerID != peerID && t.connection.send(text) { n += 1 }
-            stats.messagesOut.add(n, ordering: .relaxed)
+            stats.sent(.forwarded, n)
             return .delivered(n)
         }
         guard let target = state.withLock({ s in s.peers[to] }), target.room == room else { return .unknownPeer }
         let ok = target.connection.send(text)
-        if ok { stats.messagesOut.add(1, ordering: .relaxed) }
+        if ok { stats.sent(.forwarded) }
         return .delivered(ok ? 1 : 0)
     }
 
@@ -180,7 +186,7 @@ public final class SignalingHub: Sendable {
         let text = ServerEvents.fromServer(event: event, dataJSON: dataJSON)
         let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
         let n = targets.reduce(0) { $0 + ($1.connection.send(text) ? 1 : 0) }
-        stats.messagesOut.add(n, ordering: .relaxed)
+        stats.sent(.api, n)
         return n
     }
 
@@ -189,7 +195,7 @@ public final class SignalingHub: Sendable {
     public func send(to peerID: String, event: String, dataJSON: String?) -> Bool {
         guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
         let ok = target.connection.send(ServerEvents.fromServer(event: event, dataJSON: dataJSON))
-        if ok { stats.messagesOut.add(1, ordering: .relaxed) }
+        if ok { stats.sent(.api) }
         return ok
     }
 
@@ -208,8 +214,39 @@ public final class SignalingHub: Sendable {
         for c in all { c.close(finalEvent: finalEvent, reason: reason) }
     }
 
+    /// Graceful shutdown: every socket is told `shutdown` and closed; the sessions' TURN credentials
+    /// stay valid (not revoked) so relayed calls continue while the TURN half drains.
+    public func shutdown() {
+        draining.store(true, ordering: .relaxed)
+        let n = connectionCount
+        closeAll(finalEvent: ServerEvents.shutdown, reason: "server shutting down")
+        stats.sent(.shutdown, n)
+    }
+
+    /// Applies the reloadable part of `new` (configuration reload): limits, timeouts, keepalive, the
+    /// duplicate-username policy, the API token and the ICE credential lifetime.
+    public func updateLimits(from new: SignalingConfiguration) {
+        settings.withLock { c in
+            c.authTimeout = new.authTimeout
+            c.maxMessageSize = new.maxMessageSize
+            c.maxPeersPerRoom = new.maxPeersPerRoom
+            c.maxConnections = new.maxConnections
+            c.keepaliveInterval = new.keepaliveInterval
+            c.idleTimeout = new.idleTimeout
+            c.duplicateUsername = new.duplicateUsername
+            c.outboundBufferLimit = new.outboundBufferLimit
+            c.abuseLimit = new.abuseLimit
+            c.abuseWindow = new.abuseWindow
+            c.apiToken = new.apiToken
+            c.adminAllowed = new.adminAllowed
+        }
+        iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }
+    }
+
     public var connectionCount: Int { state.withLock { $0.connections.count } }
     public var peerCount: Int { state.withLock { $0.peers.count } }
+    public var roomCount: Int { state.withLock { $0.rooms.count } }
+    public var isShuttingDown: Bool { draining.load(ordering: .relaxed) }
 
     // MARK: Timers
 
@@ -223,6 +260,7 @@ public final class SignalingHub: Sendable {
                 if now - closing.at > c.closeGrace { conn.forceClose() }
             } else if !conn.isAuthenticated, now - conn.opened >= c.authTimeout {
                 stats.authTimeouts.add(1, ordering: .relaxed)
+                stats.sent(.unauthorized)
                 conn.close(finalEvent: ServerEvents.unauthorized, reason: "authentication timeout")
             } else if c.idleTimeout > .zero, conn.idle(now: now) >= c.idleTimeout {
                 conn.close(finalEvent: nil, reason: "idle timeout")

@@ -1,10 +1,25 @@
+import Auth
 import Synchronization
 
-/// Counters of the signaling half (read by tests, the benchmark and, later, /metrics).
+/// Counters of the signaling half (read by tests, the benchmark, /metrics, /api/stats and the dashboard).
 public final class SignalingStats: Sendable {
+    /// What a client sent, by kind (the protocol's own events; app events count as directed or broadcast).
+    public enum Inbound: String, CaseIterable, Sendable {
+        case authenticate, ping, directed, broadcast, invalid
+    }
+
+    /// What the server sent, by kind: forwarded app messages, server API messages, and its own events.
+    public enum Outbound: String, CaseIterable, Sendable {
+        case forwarded, api, authenticated, unauthorized, joined, left, pong, error, shutdown
+    }
+
     public let messagesIn = Atomic<Int>(0)
     public let messagesOut = Atomic<Int>(0)
+    public let inbound = LabeledCounters<Inbound>()
+    public let outbound = LabeledCounters<Outbound>()
     public let authFailures = Atomic<Int>(0)
+    /// Logins refused without a password check because their source is blocked (auth throttle).
+    public let authBlocked = Atomic<Int>(0)
     public let authTimeouts = Atomic<Int>(0)
     public let rejectedConnections = Atomic<Int>(0)
     /// Bad input answered with an `error` or `invalid_message` event.
@@ -15,4 +30,13 @@ public final class SignalingStats: Sendable {
     public let webhookDeliveries = Atomic<Int>(0)
 
     public init() {}
+
+    @inline(__always)
+    func received(_ kind: Inbound) { inbound.add(kind) }
+
+    @inline(__always)
+    func sent(_ kind: Outbound, _ n: Int = 1) {
+        messagesOut.add(n, ordering: .relaxed)
+        outbound.add(kind, n)
+    }
 }

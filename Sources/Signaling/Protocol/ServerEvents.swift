@@ -6,6 +6,11 @@ public enum ServerEvents {
     public static let invalidMessage = #"{"event":"invalid_message"}"#
     public static let shutdown = #"{"event":"shutdown"}"#
 
+    /// `unauthorized` with why (additive: old clients read only `event`).
+    public static func unauthorized(reason: String, retryAfter: Double) -> String {
+        #"{"event":"unauthorized","data":{"reason":"# + JSONText.quoted(reason) + #","retry_after":\#(Int(retryAfter.rounded(.up)))}}"#
+    }
+
     public static func joined(_ peer: PeerInfo) -> String {
         #"{"event":"joined","data":"# + peer.json + "}"
     }

@@ -13,6 +13,8 @@ struct SignalingSession {
     private(set) var peerID: String?
     private(set) var username: String?
     private var recentErrors: [ContinuousClock.Instant] = []
+    /// Set once a login failed: whatever else arrives before the (possibly delayed) close is ignored.
+    private var refused = false
 
     init(hub: SignalingHub, connection: PeerConnection, room: String, requestHost: String) {
         self.hub = hub
@@ -37,11 +39,14 @@ struct SignalingSession {
     mutating func receivedText(_ bytes: [UInt8]) {
         connection.touch()
         hub.stats.messagesIn.add(1, ordering: .relaxed)
+        guard !refused else { return }
         if bytes.count == 4, bytes == Array("ping".utf8) {
-            connection.send(ServerEvents.pong)
+            hub.stats.received(.ping)
+            if connection.send(ServerEvents.pong) { hub.stats.sent(.pong) }
             return
         }
         guard let peerID else {
+            hub.stats.received(.authenticate)
             authenticate(bytes)
             return
         }
@@ -64,6 +69,7 @@ struct SignalingSession {
             reject(ServerEvents.invalidMessage)
             return
         }
+        hub.stats.received(to == SignalingHub.broadcastAddress ? .broadcast : .directed)
         switch hub.deliver(envelope.forwarded(from: peerID), from: peerID, room: room, to: to) {
         case .delivered: break
         case .unknownPeer:
@@ -85,12 +91,33 @@ struct SignalingSession {
     // MARK: Authentication
 
     private mutating func authenticate(_ bytes: [UInt8]) {
+        // The same per-source throttle as TURN's: a blocked source is refused without a password check.
+        let throttle = hub.credentials.throttle
+        let source = connection.source
+        if let source, case .blocked(let retryAfter) = throttle.check(source) {
+            refused = true
+            hub.stats.authBlocked.add(1, ordering: .relaxed)
+            hub.stats.sent(.unauthorized)
+            connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
+            return
+        }
         guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)),
               frame.event == "authenticate",
               hub.credentials.verify(username: frame.data.username, password: frame.data.password)
         else {
+            refused = true
             hub.stats.authFailures.add(1, ordering: .relaxed)
-            connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+            hub.stats.sent(.unauthorized)
+            let delay = source.map { throttle.recordFailure($0) } ?? 0
+            let connection = self.connection
+            if delay > 0 {
+                // Answered late (a growing delay per failure from this source); the socket waits, the loop does not.
+                connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
+                    connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+                }
+            } else {
+                connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+            }
             return
         }
         let id = Self.newPeerID()
@@ -130,14 +157,15 @@ struct SignalingSession {
     /// Sends an error event; past `abuseLimit` errors within `abuseWindow`, the socket is closed instead.
     private mutating func reject(_ event: String) {
         hub.stats.badMessages.add(1, ordering: .relaxed)
+        hub.stats.received(.invalid)
         let c = hub.configuration
         let now = ContinuousClock.now
         recentErrors.removeAll { now - $0 > c.abuseWindow }
         recentErrors.append(now)
         if recentErrors.count > c.abuseLimit {
             connection.close(finalEvent: ServerEvents.error(.rateLimited, "too many bad messages; closing"), reason: "rate limited")
-        } else {
-            connection.send(event)
+        } else if connection.send(event) {
+            hub.stats.sent(.error)
         }
     }
 }

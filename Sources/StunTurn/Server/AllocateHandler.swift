@@ -22,6 +22,11 @@ extension TurnEngine {
             }
             return
         }
+        // A server shutting down keeps the allocations it has and makes no new ones.
+        if shared.isDraining {
+            respond(to: m, context, error: StunError(508, "Server Shutting Down"), integrity: integrity)
+            return
+        }
         // Step 3: REQUESTED-TRANSPORT must be present; only UDP relaying here (TCP is RFC 6062).
         guard let transport = m.requestedTransport else {
             respond(to: m, context, error: .badRequest, integrity: integrity)
@@ -74,7 +79,7 @@ extension TurnEngine {
         }
         // Steps 8-9: quotas.
         if let quotaError = shared.quota.acquire(user: credential.username) {
-            stats.add(stats.quotaRejections)
+            stats.quotaRejections.add()
             respond(to: m, context, error: quotaError, integrity: integrity)
             return
         }
@@ -170,8 +175,8 @@ extension TurnEngine {
                             integrity: ResponseIntegrity, lifetime: UInt32, reservedToken: UInt64? = nil,
                             refusedAdditional: Bool = false, additionalError: Int? = nil) {
         allocations[allocation.fiveTuple] = allocation
-        stats.add(stats.allocationsCreated)
-        stats.add(stats.allocationsActive)
+        stats.allocationsCreated.add()
+        stats.allocationsActive.add()
         var r = makeResponse(to: m, error: nil)
         r.appendXorAddress(AttributeType.xorRelayedAddress, allocation.relayedAddress)
         if let additional = allocation.additional {

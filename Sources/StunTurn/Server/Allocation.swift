@@ -51,6 +51,10 @@ final class Allocation {
     /// Datagrams to peers, and to the client, waiting for the end of the read batch (GSO batching).
     var toPeer = DatagramCoalescer()
     var toClient = DatagramCoalescer()
+    /// Payload bytes relayed each way (for the dashboard), and the bandwidth cap's bucket.
+    var bytesToPeer = 0
+    var bytesToClient = 0
+    var bandwidth = BandwidthBucket()
 
     /// True when the allocation has a relayed address of `ip`'s family.
     func relays(familyOf ip: IPAddress) -> Bool {

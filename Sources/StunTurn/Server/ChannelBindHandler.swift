@@ -29,8 +29,8 @@ extension TurnEngine {
             return
         }
         if !allocation.permissions.contains(peer.ip),
-           allocation.permissions.count >= configuration.maxPermissionsPerAllocation {
-            stats.add(stats.quotaRejections)
+           allocation.permissions.count >= limits.maxPermissionsPerAllocation {
+            stats.quotaRejections.add()
             respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
             return
         }

@@ -19,8 +19,8 @@ extension TurnEngine {
             return
         }
         let newOnes = Set(peers.map(\.ip)).filter { !allocation.permissions.contains($0) }
-        if allocation.permissions.count + newOnes.count > configuration.maxPermissionsPerAllocation {
-            stats.add(stats.quotaRejections)
+        if allocation.permissions.count + newOnes.count > limits.maxPermissionsPerAllocation {
+            stats.quotaRejections.add()
             respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
             return
         }
@@ -32,8 +32,8 @@ extension TurnEngine {
     /// Peer policy (403) and family (443) for addresses a client wants to reach.
     func checkPeers(_ ips: [IPAddress], allocation: Allocation) -> StunError? {
         // Policy first, so that e.g. ::ffff:127.0.0.1 is refused as what it is (403), not as a family mismatch.
-        for ip in ips where !configuration.peerPolicy.permits(ip) {
-            stats.add(stats.peerPolicyRejections)
+        for ip in ips where !limits.peerPolicy.permits(ip) {
+            stats.peerPolicyRejections.add()
             logger.info("peer address refused by policy", metadata: ["peer": "\(ip)", "user": "\(allocation.credential.username)"])
             return .forbidden
         }

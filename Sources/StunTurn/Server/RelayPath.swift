@@ -10,13 +10,13 @@ extension TurnEngine {
     @inline(__always)
     func relayChannelData(_ buffer: ByteBuffer, context: RequestContext) {
         guard let (number, payload) = ChannelData.parse(buffer) else {
-            stats.add(stats.malformedDropped)
+            stats.malformedDropped.add()
             return
         }
         guard let allocation = allocations[context.fiveTuple],
               let binding = allocation.channels.binding(for: number, now: .now())
         else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return
         }
         sendToPeer(allocation, payload, binding.peer, binding.peerSocketAddress)
@@ -29,15 +29,15 @@ extension TurnEngine {
               let peer = m.xorAddress(AttributeType.xorPeerAddress),
               let data = m.data
         else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return
         }
         guard allocation.permissions.permits(peer.ip, now: .now()) else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return
         }
-        guard configuration.peerPolicy.permits(peer.ip) else {
-            stats.add(stats.peerPolicyRejections)
+        guard limits.peerPolicy.permits(peer.ip) else {
+            stats.peerPolicyRejections.add()
             return
         }
         let target = allocation.channels.byPeer[peer].flatMap { allocation.channels.byNumber[$0]?.peerSocketAddress }
@@ -49,11 +49,16 @@ extension TurnEngine {
     func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: TransportAddress, _ address: SocketAddress) {
         // RFC 6062: a TCP allocation relays over its peer connections only; Send and ChannelData are dropped.
         guard allocation.tcpListener == nil else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return
         }
-        stats.add(stats.packetsToPeer)
-        stats.add(stats.bytesToPeer, payload.readableBytes)
+        let n = payload.readableBytes
+        if limits.bandwidthLimit > 0, !allocation.bandwidth.take(n, limit: limits.bandwidthLimit, now: .now()) {
+            dropOverCap(n)
+            return
+        }
+        stats.toPeer.add(allocation.fiveTuple.transport, bytes: n)
+        allocation.bytesToPeer &+= n
         // A dual allocation sends to a peer of the other family from its second relay socket.
         if let additional = allocation.additional, peer.ip.isIPv6 == additional.relayedAddress.ip.isIPv6 {
             additional.channel.write(AddressedEnvelope(remoteAddress: address, data: payload), promise: nil)
@@ -74,10 +79,15 @@ extension TurnEngine {
         guard let peer = TransportAddress(envelope.remoteAddress) else { return }
         let now = NIODeadline.now()
         guard allocation.permissions.permits(peer.ip, now: now) else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return
         }
         let payload = envelope.data
+        if limits.bandwidthLimit > 0, !allocation.bandwidth.take(payload.readableBytes, limit: limits.bandwidthLimit, now: now) {
+            dropOverCap(payload.readableBytes)
+            return
+        }
+        allocation.bytesToClient &+= payload.readableBytes
         guard case .datagram(let clientChannel, let clientAddress) = allocation.clientPath else {
             relayFromPeerOverStream(allocation, peer: peer, payload: payload, now: now)
             return
@@ -93,8 +103,13 @@ extension TurnEngine {
                 DataIndication.write(peer: peer, payload: payload, into: &$0)
             }
         }
-        stats.add(stats.packetsToClient)
-        stats.add(stats.bytesToClient, payload.readableBytes)
+        stats.toClient.add(.udp, bytes: payload.readableBytes)
+    }
+
+    /// Counts a packet dropped over the allocation's bandwidth cap.
+    func dropOverCap(_ bytes: Int) {
+        stats.bandwidthDropped.add()
+        stats.bandwidthDroppedBytes.add(bytes)
     }
 
     /// The same for a client on TCP/TLS: ChannelData padded to four bytes (§12.5) or a Data indication,
@@ -111,8 +126,7 @@ extension TurnEngine {
         }
         channel.write(out, promise: nil)
         scheduleClientFlush(channel)
-        stats.add(stats.packetsToClient)
-        stats.add(stats.bytesToClient, payload.readableBytes)
+        stats.toClient.add(allocation.fiveTuple.transport, bytes: payload.readableBytes)
     }
 
     /// End of a relay socket's read batch: write what was queued for the client. The listener socket

@@ -101,7 +101,7 @@ extension TurnEngine {
               allocation.permissions.permits(peer.ip, now: .now()),
               !listener.hasConnection(to: peer)
         else {
-            stats.add(stats.unroutableDropped)
+            stats.unroutableDropped.add()
             return nil
         }
         let connection = shared.tcpConnections.register {
@@ -194,7 +194,10 @@ final class PeerTCPHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection?.fromPeer(unwrapInboundIn(data))
+        guard let connection else { return }
+        let bytes = unwrapInboundIn(data)
+        engine.stats.toClient.add(connection.allocationFiveTuple.transport, bytes: bytes.readableBytes)
+        connection.fromPeer(bytes)
     }
 
     /// Backpressure: this peer can take more of the client's bytes again.
@@ -225,8 +228,7 @@ final class ClientDataHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        engine.stats.add(engine.stats.packetsToPeer)
-        engine.stats.add(engine.stats.bytesToPeer, bytes.readableBytes)
+        engine.stats.toPeer.add(connection.allocationFiveTuple.transport, bytes: bytes.readableBytes)
         guard let peer = connection.peerChannel else { return }
         peer.writeAndFlush(bytes, promise: nil)
         // The peer reads slower than the client sends: stop reading the client until it catches up.

@@ -21,10 +21,18 @@ public struct TurnConfiguration: Sendable {
     public var nonceLifetime: Int = 600
     /// HMAC key for stateless nonces; random per process unless set (set it to keep nonces valid across restarts).
     public var nonceSecret: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
-    public var maxAllocationsPerUser: Int = 0
-    public var maxAllocations: Int = 10000
-    public var maxPermissionsPerAllocation: Int = 64
-    public var peerPolicy = PeerAddressPolicy()
+    /// Quotas, bandwidth cap, request rate and peer policy: the part that can change while running.
+    public var limits = TurnLimits()
+    public var maxAllocationsPerUser: Int { get { limits.maxAllocationsPerUser } set { limits.maxAllocationsPerUser = newValue } }
+    public var maxAllocations: Int { get { limits.maxAllocations } set { limits.maxAllocations = newValue } }
+    public var maxPermissionsPerAllocation: Int {
+        get { limits.maxPermissionsPerAllocation }
+        set { limits.maxPermissionsPerAllocation = newValue }
+    }
+    public var peerPolicy: PeerAddressPolicy { get { limits.peerPolicy } set { limits.peerPolicy = newValue } }
+    /// After SIGTERM: how long existing allocations keep relaying (new ones are refused) before the
+    /// server stops; it stops earlier when the last allocation is gone.
+    public var drainGracePeriod: TimeAmount = .seconds(30)
     /// Channel numbers ChannelBind accepts: RFC 5766's 0x4000-0x7FFF by default (coturn's clients use
     /// it), RFC 8656's 0x4000-0x4FFF when strict.
     public var channelNumbers: ClosedRange<UInt16> = ChannelData.legacyChannelRange

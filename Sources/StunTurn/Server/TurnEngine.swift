@@ -1,6 +1,7 @@
 import Auth
 import Logging
 import NIOCore
+import Synchronization
 
 /// What every event loop's engine shares: configuration and the few cross-loop structures, all
 /// Sendable and touched only when allocations come and go.
@@ -15,6 +16,11 @@ public struct TurnShared: Sendable {
     public let relayedIP6: IPAddress?
     /// RFC 6062 peer connections by CONNECTION-ID, across engines.
     let tcpConnections = TCPConnectionRegistry()
+    /// Quotas, bandwidth cap, request rate, peer policy: replaced on reload, re-read by engines each second.
+    public let limits: TurnLimitsBox
+    let unauthenticatedRequests = SourceRateLimiter()
+    /// Set when a graceful shutdown begins: new allocations are refused, existing ones keep relaying.
+    let draining = DrainFlag()
     public let logger: Logger
 
     public init(configuration: TurnConfiguration, credentials: CredentialStore, relayedIP: IPAddress,
@@ -23,11 +29,39 @@ public struct TurnShared: Sendable {
         self.credentials = credentials
         self.portPool = RelayPortPool(range: configuration.relayPorts)
         self.quota = AllocationQuota(.init(perUser: configuration.maxAllocationsPerUser, total: configuration.maxAllocations))
+        self.limits = TurnLimitsBox(configuration.limits)
         self.stats = stats
         self.relayedIP = relayedIP
         self.relayedIP6 = relayedIP6
         self.logger = logger
     }
+
+    /// Applies new limits (configuration reload): quotas at once, the rest within a second.
+    public func updateLimits(_ new: TurnLimits) {
+        limits.set(new)
+        quota.update(.init(perUser: new.maxAllocationsPerUser, total: new.maxAllocations))
+    }
+
+    public var isDraining: Bool { draining.isSet }
+}
+
+/// One allocation as the admin API and dashboard show it.
+public struct AllocationInfo: Sendable, Codable {
+    public let username: String
+    public let client: String
+    public let transport: String
+    public let relayed: String
+    public let permissions: Int
+    public let channels: Int
+    public let bytesToPeer: Int
+    public let bytesToClient: Int
+    public let expiresIn: Int
+}
+
+final class DrainFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .relaxed) }
+    var isSet: Bool { flag.load(ordering: .relaxed) }
 }
 
 /// The STUN/TURN server state of one event loop: its allocations and the dispatch from method to
@@ -48,6 +82,8 @@ final class TurnEngine: @unchecked Sendable {
     var dirtyClientChannels: [Channel] = []
     var clientFlushScheduled = false
     private var sweeper: RepeatedTask?
+    /// This loop's copy of the live limits, refreshed by the sweeper.
+    var limits: TurnLimits
 
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
     let gso: Bool
@@ -59,6 +95,7 @@ final class TurnEngine: @unchecked Sendable {
         self.eventLoop = eventLoop
         self.shared = shared
         gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
+        limits = shared.limits.current
         authenticator = LongTermAuthenticator(
             realm: shared.configuration.realm,
             nonces: NonceManager(secret: shared.configuration.nonceSecret, lifetime: shared.configuration.nonceLifetime),
@@ -83,7 +120,7 @@ final class TurnEngine: @unchecked Sendable {
     @inline(__always)
     func receive(_ buffer: ByteBuffer, context: RequestContext) {
         guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else {
-            stats.add(stats.malformedDropped)
+            stats.malformedDropped.add()
             return
         }
         if ChannelData.isChannelData(firstByte: first) {
@@ -94,7 +131,7 @@ final class TurnEngine: @unchecked Sendable {
         do {
             message = try StunMessage(decoding: buffer)
         } catch {
-            stats.add(stats.malformedDropped)
+            stats.malformedDropped.add()
             return
         }
         handle(message, context: context)
@@ -103,6 +140,13 @@ final class TurnEngine: @unchecked Sendable {
     func handle(_ m: StunMessage, context: RequestContext) {
         switch m.messageClass {
         case .request:
+            // Requests without integrity cost us a response and prove nothing: rate-limited per source.
+            if limits.unauthenticatedRate > 0, MessageIntegrity.kind(of: m) == nil,
+               !shared.unauthenticatedRequests.allow(context.client.ip.sourceKey, rate: limits.unauthenticatedRate,
+                                                     burst: limits.unauthenticatedBurst) {
+                stats.rateLimited.add()
+                return
+            }
             switch m.method {
             case .binding: handleBinding(m, context)
             case .allocate: handleAllocate(m, context)
@@ -116,10 +160,10 @@ final class TurnEngine: @unchecked Sendable {
                 respond(to: m, context, error: .badRequest, integrity: nil)
             }
         case .indication:
-            if m.method == .send { handleSend(m, context) } else { stats.add(stats.malformedDropped) }
+            if m.method == .send { handleSend(m, context) } else { stats.malformedDropped.add() }
         case .successResponse, .errorResponse:
             // A server sends responses, it never expects one.
-            stats.add(stats.malformedDropped)
+            stats.malformedDropped.add()
         }
     }
 
@@ -161,7 +205,7 @@ final class TurnEngine: @unchecked Sendable {
         r.append(AttributeType.errorCode, error.encoded)
         if challenge { authenticator.addChallenge(to: &r, client: context.client.ip) }
         extra(&r)
-        stats.add(stats.errorResponses)
+        stats.countError(error.code)
         logger.debug("error response", metadata: [
             "method": "\(request.method)", "code": "\(error.code)", "client": "\(context.client)",
         ])
@@ -172,6 +216,16 @@ final class TurnEngine: @unchecked Sendable {
     func authenticate(_ m: StunMessage, _ context: RequestContext, existing: Allocation?)
         -> (integrity: ResponseIntegrity, credential: SessionCredential)?
     {
+        let throttle = shared.credentials.throttle
+        let source = context.client.ip.sourceKey
+        let presentsCredentials = MessageIntegrity.kind(of: m) != nil
+        // A source blocked after repeated failures gets no new authentication (requests on an allocation
+        // it already holds are checked against that allocation's key as usual). Dropped: STUN has no
+        // "try later" code, and an answer would only help the guesser.
+        if existing == nil, presentsCredentials, case .blocked = throttle.check(source) {
+            stats.authBlocked.add()
+            return nil
+        }
         switch authenticator.authenticate(m, client: context.client.ip, existing: existing?.credential) {
         case .authenticated(let credential, let kind):
             let integrity = ResponseIntegrity(key: credential.key, kind: kind)
@@ -183,7 +237,18 @@ final class TurnEngine: @unchecked Sendable {
             }
             return (integrity, credential)
         case .reject(let error, let challenge):
-            if error.code == 401 || error.code == 441 { stats.add(stats.authFailures) }
+            // The first, credential-less 401 is the challenge every client gets; only wrong credentials count.
+            if presentsCredentials, error.code == 401 || error.code == 441 {
+                stats.authFailures.add()
+                let delay = throttle.recordFailure(source)
+                if delay > 0 {
+                    // Answered late, without holding the loop: the growing delay slows a guesser down.
+                    eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) { [self] in
+                        respond(to: m, context, error: error, integrity: nil, challenge: challenge, flush: true)
+                    }
+                    return nil
+                }
+            }
             respond(to: m, context, error: error, integrity: nil, challenge: challenge)
             return nil
         }
@@ -202,6 +267,8 @@ final class TurnEngine: @unchecked Sendable {
 
     func sweep() {
         let now = NIODeadline.now()
+        limits = shared.limits.current
+        shared.unauthenticatedRequests.sweep(rate: limits.unauthenticatedRate, burst: limits.unauthenticatedBurst, now: now)
         for a in Array(allocations.values) {
             if a.expires <= now {
                 delete(a, reason: "expired")
@@ -215,6 +282,17 @@ final class TurnEngine: @unchecked Sendable {
     /// RFC 8656 §5: an allocation made over TCP or TLS ends with its connection.
     func streamClosed(_ fiveTuple: FiveTuple) {
         if let a = allocations[fiveTuple] { delete(a, reason: "connection closed") }
+    }
+
+    func allocationInfos() -> [AllocationInfo] {
+        let now = NIODeadline.now()
+        return allocations.values.map { a in
+            AllocationInfo(username: a.credential.username, client: "\(a.fiveTuple.client)", transport: a.fiveTuple.transport.name,
+                           relayed: "\(a.relayedAddress)" + (a.additional.map { " \($0.relayedAddress)" } ?? ""),
+                           permissions: a.permissions.count, channels: a.channels.count,
+                           bytesToPeer: a.bytesToPeer, bytesToClient: a.bytesToClient,
+                           expiresIn: max(0, Int((a.expires - now).nanoseconds / 1_000_000_000)))
+        }
     }
 
     /// Deletes the allocations made with `username`; returns how many.
@@ -240,7 +318,7 @@ final class TurnEngine: @unchecked Sendable {
         }
         shared.portPool.release(a.relayPort)
         shared.quota.release(user: a.credential.username)
-        stats.allocationsActive.subtract(1, ordering: .relaxed)
+        stats.allocationsActive.subtract()
         logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
     }
 

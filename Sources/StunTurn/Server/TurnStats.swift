@@ -1,43 +1,93 @@
+import Auth
 import Synchronization
 
-/// Counters of the TURN half. Atomic so any thread may read them; written from the event loops.
+/// Relayed packets and bytes in one direction, by the client's transport (udp, tcp, tls).
+public final class RelayedCounters: Sendable {
+    public let packets: [StatCounter] = FiveTuple.Transport.allCases.map { _ in StatCounter() }
+    public let bytes: [StatCounter] = FiveTuple.Transport.allCases.map { _ in StatCounter() }
+
+    @inline(__always)
+    func add(_ transport: FiveTuple.Transport, bytes n: Int) {
+        packets[transport.index].add()
+        bytes[transport.index].add(n)
+    }
+
+    public func packets(_ t: FiveTuple.Transport) -> Int { packets[t.index].value }
+    public func bytes(_ t: FiveTuple.Transport) -> Int { bytes[t.index].value }
+    public var totalPackets: Int { packets.reduce(0) { $0 + $1.value } }
+    public var totalBytes: Int { bytes.reduce(0) { $0 + $1.value } }
+}
+
+extension FiveTuple.Transport: CaseIterable {
+    public static let allCases: [FiveTuple.Transport] = [.udp, .tcp, .tls]
+    @inline(__always) var index: Int {
+        switch self {
+        case .udp: 0
+        case .tcp: 1
+        case .tls: 2
+        }
+    }
+    public var name: String {
+        switch self {
+        case .udp: "udp"
+        case .tcp: "tcp"
+        case .tls: "tls"
+        }
+    }
+}
+
+/// Counters of the TURN half (read by /metrics, /api/stats, the dashboard and tests).
 public final class TurnStats: Sendable {
-    public let allocationsCreated = Atomic<Int>(0)
-    public let allocationsActive = Atomic<Int>(0)
-    public let packetsToPeer = Atomic<Int>(0)
-    public let packetsToClient = Atomic<Int>(0)
-    public let bytesToPeer = Atomic<Int>(0)
-    public let bytesToClient = Atomic<Int>(0)
+    public let allocationsCreated = StatCounter()
+    public let allocationsActive = StatCounter()
+    /// Relayed data, client → peer and peer → client.
+    public let toPeer = RelayedCounters()
+    public let toClient = RelayedCounters()
     /// Datagrams that were neither STUN nor valid ChannelData, or failed to decode.
-    public let malformedDropped = Atomic<Int>(0)
+    public let malformedDropped = StatCounter()
     /// ChannelData/Send/peer data dropped for lack of allocation, binding or permission.
-    public let unroutableDropped = Atomic<Int>(0)
-    public let peerPolicyRejections = Atomic<Int>(0)
-    public let quotaRejections = Atomic<Int>(0)
-    public let errorResponses = Atomic<Int>(0)
-    public let authFailures = Atomic<Int>(0)
+    public let unroutableDropped = StatCounter()
+    public let peerPolicyRejections = StatCounter()
+    public let quotaRejections = StatCounter()
+    public let errorResponses = StatCounter()
+    /// 401 with wrong credentials, and 441 (not the first, credential-less challenge).
+    public let authFailures = StatCounter()
+    /// Requests dropped because their source is blocked after repeated authentication failures.
+    public let authBlocked = StatCounter()
+    /// Unauthenticated requests dropped over the per-source rate (turn.unauthenticated_rate).
+    public let rateLimited = StatCounter()
+    /// Relayed packets dropped over an allocation's bandwidth cap (turn.bandwidth_limit), and their bytes.
+    public let bandwidthDropped = StatCounter()
+    public let bandwidthDroppedBytes = StatCounter()
+    private let errorCodes = Mutex<[Int: Int]>([:])
 
     public init() {}
 
-    @inline(__always)
-    func add(_ counter: borrowing Atomic<Int>, _ n: Int = 1) {
-        counter.add(n, ordering: .relaxed)
+    func countError(_ code: Int) {
+        errorResponses.add()
+        errorCodes.withLock { $0[code, default: 0] += 1 }
     }
+
+    /// Error responses sent, by code.
+    public var errorResponsesByCode: [Int: Int] { errorCodes.withLock { $0 } }
 
     public var snapshot: [String: Int] {
         [
-            "allocations_created": allocationsCreated.load(ordering: .relaxed),
-            "allocations_active": allocationsActive.load(ordering: .relaxed),
-            "packets_to_peer": packetsToPeer.load(ordering: .relaxed),
-            "packets_to_client": packetsToClient.load(ordering: .relaxed),
-            "bytes_to_peer": bytesToPeer.load(ordering: .relaxed),
-            "bytes_to_client": bytesToClient.load(ordering: .relaxed),
-            "malformed_dropped": malformedDropped.load(ordering: .relaxed),
-            "unroutable_dropped": unroutableDropped.load(ordering: .relaxed),
-            "peer_policy_rejections": peerPolicyRejections.load(ordering: .relaxed),
-            "quota_rejections": quotaRejections.load(ordering: .relaxed),
-            "error_responses": errorResponses.load(ordering: .relaxed),
-            "auth_failures": authFailures.load(ordering: .relaxed),
+            "allocations_created": allocationsCreated.value,
+            "allocations_active": allocationsActive.value,
+            "packets_to_peer": toPeer.totalPackets,
+            "packets_to_client": toClient.totalPackets,
+            "bytes_to_peer": toPeer.totalBytes,
+            "bytes_to_client": toClient.totalBytes,
+            "malformed_dropped": malformedDropped.value,
+            "unroutable_dropped": unroutableDropped.value,
+            "peer_policy_rejections": peerPolicyRejections.value,
+            "quota_rejections": quotaRejections.value,
+            "error_responses": errorResponses.value,
+            "auth_failures": authFailures.value,
+            "auth_blocked": authBlocked.value,
+            "rate_limited": rateLimited.value,
+            "bandwidth_dropped": bandwidthDropped.value,
         ]
     }
 }

@@ -1,0 +1,127 @@
+import Auth
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// What the operator endpoints need from outside the signaling half (the TURN half, metrics, logging),
+/// supplied by the executable that composes both.
+public protocol AdminBackend: Sendable {
+    /// Every metric in the Prometheus text format.
+    func metrics() async -> String
+    /// The TURN half as one JSON object (text): counters and active allocations.
+    func turnStatus() async -> String
+    /// True once every TURN listener is bound.
+    var turnReady: Bool { get }
+    var logLevel: String { get }
+    /// Changes the log level; false for an unknown level name.
+    func setLogLevel(_ name: String) -> Bool
+    var version: String { get }
+    var features: [String] { get }
+}
+
+/// Operator endpoints on the signaling port:
+/// - `GET /healthz` (alive) and `GET /readyz` (every listener bound: 200, else 503), open to all;
+/// - `GET /api/v1/welcome` → `{"name","version","features"}`, open to all;
+/// - admin, from `admin.allow` addresses or with the API token: `GET /metrics`, `GET /api/stats`,
+///   `GET|PUT /api/v1/log_level`, `GET /dashboard` and its live feed `GET /dashboard/events`.
+enum AdminRoutes {
+    static func add(to router: Router<SignalingRequestContext>, hub: SignalingHub, backend: (any AdminBackend)?,
+                    signalingReady: @escaping @Sendable () -> Bool) {
+        router.get("healthz") { _, _ in "ok\n" }
+        router.get("readyz") { _, _ -> Response in
+            let ready = signalingReady() && (backend?.turnReady ?? true) && !hub.isShuttingDown
+            return Response(status: ready ? .ok : .serviceUnavailable,
+                            headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not ready\n")))
+        }
+        router.get("api/v1/welcome") { _, _ -> Response in
+            let features = (backend?.features ?? ["signaling"]).map(JSONText.quoted).joined(separator: ",")
+            return ServerAPIRoutes.json(#"{"name":"webrtc-server","version":"# + JSONText.quoted(backend?.version ?? "dev")
+                                        + #","features":["# + features + "]}")
+        }
+        let admin = router.group().add(middleware: AdminAccessMiddleware(hub: hub))
+        admin.get("metrics") { _, _ -> Response in
+            let text = await backend?.metrics() ?? ""
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        admin.get("api/stats") { _, _ -> Response in
+            ServerAPIRoutes.json(await statsJSON(hub: hub, backend: backend))
+        }
+        admin.get("api/v1/log_level") { _, _ -> Response in
+            ServerAPIRoutes.json(#"{"level":"# + JSONText.quoted(backend?.logLevel ?? "info") + "}")
+        }
+        admin.put("api/v1/log_level") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1024)
+            let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines)
+            // `{"level":"debug"}` or the bare name.
+            let name = (try? JSONEnvelope(bytes: Array(text.utf8)).rawValue(of: "level")).flatMap { $0 }
+                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? text
+            guard let backend, backend.setLogLevel(name) else {
+                throw HTTPError(.badRequest, message: "unknown log level '\(name)': trace, debug, info, notice, warning, error or critical")
+            }
+            return ServerAPIRoutes.json(#"{"level":"# + JSONText.quoted(backend.logLevel) + "}")
+        }
+        admin.get("dashboard") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                     body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        // Server-sent events: the same JSON as /api/stats once a second, until the client goes away, the
+        // server shuts down or an hour has passed (EventSource reconnects by itself).
+        admin.get("dashboard/events") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
+                     body: .init { writer in
+                         let end = ContinuousClock.now + .seconds(3600)
+                         while !hub.isShuttingDown, ContinuousClock.now < end {
+                             let json = await statsJSON(hub: hub, backend: backend)
+                             try await writer.write(ByteBuffer(string: "data: \(json)\n\n"))
+                             try await Task.sleep(for: .seconds(1))
+                         }
+                         try await writer.finish(nil)
+                     })
+        }
+    }
+
+    /// Rooms shown in full in /api/stats (the counts are always complete).
+    static let maxRoomsListed = 200
+
+    static func statsJSON(hub: SignalingHub, backend: (any AdminBackend)?) async -> String {
+        let st = hub.stats
+        let rooms = hub.rooms().sorted { $0.key < $1.key }.prefix(maxRoomsListed).map { room, _ in
+            let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }.map(\.json).joined(separator: ",")
+            return #"{"room":"# + JSONText.quoted(room) + #","peers":["# + peers + "]}"
+        }
+        let inbound = st.inbound.values.map { "\"\($0.label)\":\($0.value)" }.joined(separator: ",")
+        let outbound = st.outbound.values.map { "\"\($0.label)\":\($0.value)" }.joined(separator: ",")
+        let signaling = """
+            {"connections":\(hub.connectionCount),"rooms":\(hub.roomCount),"peers":\(hub.peerCount),\
+            "messages_in":{\(inbound)},"messages_out":{\(outbound)},\
+            "auth_failures":\(st.authFailures.load(ordering: .relaxed)),"auth_blocked":\(st.authBlocked.load(ordering: .relaxed)),\
+            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
+            "bad_messages":\(st.badMessages.load(ordering: .relaxed)),"slow_consumers":\(st.slowConsumers.load(ordering: .relaxed)),\
+            "hook_failures":\(st.hookFailures.load(ordering: .relaxed))}
+            """
+        let turn = await backend?.turnStatus() ?? "null"
+        return #"{"time":\#(Int(Date().timeIntervalSince1970)),"signaling":\#(signaling),"rooms":[\#(rooms.joined(separator: ","))],"turn":\#(turn)}"#
+    }
+}
+
+/// The admin access rule: the API token (`Authorization: Bearer`, or `?token=` for a browser opening the
+/// dashboard), or a direct request from an `admin.allow` address. 403 otherwise.
+struct AdminAccessMiddleware: RouterMiddleware {
+    typealias Context = SignalingRequestContext
+    let hub: SignalingHub
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let c = hub.configuration
+        let given = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+            ?? request.uri.queryParameters.get("token")
+        let tokenOK = !c.apiToken.isEmpty && given.map { constantTimeEqual(Array($0.utf8), Array(c.apiToken.utf8)) } == true
+        let proxied = request.headers[.init("X-Forwarded-For")!] != nil || request.headers[.init("Forwarded")!] != nil
+        let addressOK = !proxied && (context.remoteAddress?.addressBytes.map(c.adminAllowed) ?? false)
+        guard tokenOK || addressOK else {
+            return Response(status: .forbidden, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":"forbidden","message":"admin endpoints answer admin.allow addresses or the API token"}"#)))
+        }
+        return try await next(request, context)
+    }
+}
