@@ -26,6 +26,17 @@ struct WebRTCServer: AsyncParsableCommand {
 
     static let version = "0.5.0"
 
+    /// `check-config` is dispatched here: the root command passes unrecognised arguments on as
+    /// settings, which would otherwise swallow the subcommand's name.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == CheckConfig.configuration.commandName {
+            await CheckConfig.main(Array(arguments.dropFirst()))
+        } else {
+            await Self.main(arguments)
+        }
+    }
+
     @Option(name: .long, help: "YAML configuration file.")
     var config: String?
 

@@ -51,7 +51,9 @@ class Server:
             # (as environment, so flags and files in a test still override it).
             self.signaling_port = free_port(socket.SOCK_STREAM)
             full_env.update({"WEBRTC_SERVER_SIGNALING_LISTEN": "127.0.0.1",
-                             "WEBRTC_SERVER_SIGNALING_PORT": str(self.signaling_port)})
+                             "WEBRTC_SERVER_SIGNALING_PORT": str(self.signaling_port),
+                             # Tests stop servers with allocations still open; the drain test sets its own.
+                             "WEBRTC_SERVER_SHUTDOWN_GRACE_PERIOD": "0"})
         full_env.update(env or {})
         self.proc = subprocess.Popen([str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=full_env)

@@ -1,0 +1,456 @@
+"""Operating the real binary: /metrics after a known workload, SIGHUP reload, SIGTERM drain, throttles,
+the bandwidth cap, admin access, the log level, check-config and the example configuration."""
+import asyncio
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BINARY, ROOT, free_port, turn_server_args
+from stun import TurnClient, attribute, parse, request
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+def run_binary(*args):
+    """The binary run once (check-config, --print-example-config) without the test runner's own
+    WEBRTC_SERVER_* variables (an unknown one is a configuration error)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")}
+    return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=30, env=env)
+
+
+def http_request(port, method, path, body=None, headers=None, source="127.0.0.1", read_body=True):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read().decode() if read_body else response.readline().decode()
+    conn.close()
+    return response.status, data
+
+
+def scrape(port):
+    """/metrics as {(name, ((label, value), ...)): value}."""
+    status, text = http_request(port, "GET", "/metrics")
+    assert status == 200, text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, f"not Prometheus text: {line!r}"
+        labels = tuple(sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(values, name, **labels):
+    return values.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for_log(server, text, timeout=10):
+    deadline = time.monotonic() + timeout
+    while text not in server.output:
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{server.output}"
+        time.sleep(0.05)
+
+
+def ws_url(server, room="ops"):
+    return f"ws://127.0.0.1:{server.signaling_port}/websocket/{room}"
+
+
+async def login(server, username, password, source="127.0.0.1", room="ops"):
+    """Connects and authenticates; returns (socket, first answer)."""
+    import websockets
+    ws = await websockets.connect(ws_url(server, room), local_addr=(source, 0))
+    await ws.send(json.dumps({"event": "authenticate", "data": {"username": username, "password": password}}))
+    return ws, json.loads(await asyncio.wait_for(ws.recv(), 15))
+
+
+async def next_event(ws, event, timeout=10):
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if message["event"] == event:
+            return message
+
+
+def ephemeral(secret, user="app", lifetime=3600):
+    import base64
+    import hashlib
+    import hmac
+    name = f"{int(time.time()) + lifetime}:{user}"
+    return name, base64.b64encode(hmac.new(secret.encode(), name.encode(), hashlib.sha1).digest()).decode()
+
+
+def relay_round_trip(client, peer_port, payload=b"hello"):
+    client.send("127.0.0.1", peer_port, payload)
+    assert client.receive_data() == payload
+
+
+def allocated(answer):
+    assert answer["type"] == 0x0103, f"Allocate failed: {answer.get('error')}"
+    return answer
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def test_metrics_count_a_known_workload(start_server, turn_peer):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1"))
+    before = scrape(s.signaling_port)
+
+    client = TurnClient(port, "alice", "pw")
+    allocated(client.allocate())
+    assert client.create_permission("127.0.0.1")["type"] == 0x0108
+    payload = b"x" * 100
+    for _ in range(20):
+        relay_round_trip(client, turn_peer, payload)
+    wrong = TurnClient(port, "alice", "not-the-password")
+    assert wrong.allocate()["error"] == 401
+
+    async def scenario():
+        a, welcome_a = await login(s, "alice", "pw")
+        b, welcome_b = await login(s, "bob", "pw")
+        await next_event(a, "joined")
+        for i in range(3):
+            await a.send(json.dumps({"event": "note", "to": welcome_b["data"]["peer_id"], "data": i}))
+            await next_event(b, "note")
+        await a.send(json.dumps({"event": "all", "to": "*", "data": {}}))
+        await next_event(b, "all")
+        await a.send("ping")
+        assert await asyncio.wait_for(a.recv(), 10) == "pong"
+        await a.send(json.dumps({"event": "no-recipient"}))
+        await next_event(a, "invalid_message")
+        bad, answer = await login(s, "mallory", "guess")
+        assert answer["event"] == "unauthorized"
+        return a, b
+
+    a, b = asyncio.run(scenario())
+    after = scrape(s.signaling_port)
+
+    def delta(name, **labels):
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("webrtc_turn_relayed_packets_total", direction="to_peer", transport="udp") == 20
+    assert delta("webrtc_turn_relayed_packets_total", direction="to_client", transport="udp") == 20
+    assert delta("webrtc_turn_relayed_bytes_total", direction="to_peer", transport="udp") == 2000
+    assert delta("webrtc_turn_relayed_bytes_total", direction="to_client", transport="udp") == 2000
+    assert delta("webrtc_turn_relayed_packets_total", direction="to_peer", transport="tcp") == 0
+    assert metric(after, "webrtc_turn_allocations") == 1
+    assert delta("webrtc_turn_allocations_total") == 1
+    assert metric(after, "webrtc_turn_permissions") == 1
+    assert metric(after, "webrtc_turn_channel_bindings") == 0
+    assert delta("webrtc_auth_failures_total", half="turn") == 1
+    assert delta("webrtc_auth_failures_total", half="signaling") == 1
+    # Two challenges (alice's and the wrong password's first request) and one wrong password.
+    assert delta("webrtc_turn_error_responses_total", code="401") == 3
+    assert delta("webrtc_signaling_messages_in_total", kind="directed") == 3
+    assert delta("webrtc_signaling_messages_in_total", kind="broadcast") == 1
+    assert delta("webrtc_signaling_messages_in_total", kind="ping") == 1
+    assert delta("webrtc_signaling_messages_in_total", kind="invalid") == 1
+    assert delta("webrtc_signaling_messages_in_total", kind="authenticate") == 3
+    assert delta("webrtc_signaling_messages_out_total", kind="forwarded") == 4
+    assert delta("webrtc_signaling_messages_out_total", kind="authenticated") == 2
+    assert delta("webrtc_signaling_messages_out_total", kind="joined") == 1
+    assert delta("webrtc_signaling_messages_out_total", kind="pong") == 1
+    assert delta("webrtc_signaling_messages_out_total", kind="unauthorized") == 1
+    assert metric(after, "webrtc_signaling_peers") == 2
+    assert metric(after, "webrtc_signaling_rooms") == 1
+    assert metric(after, "process_resident_memory_bytes") > 1_000_000
+
+    # /api/stats tells the same story as JSON, with the allocation listed.
+    status, body = http_request(s.signaling_port, "GET", "/api/stats")
+    stats = json.loads(body)
+    assert status == 200 and stats["signaling"]["peers"] == 2
+    assert [a["username"] for a in stats["turn"]["allocations"]] == ["alice"]
+    assert stats["turn"]["allocations"][0]["bytesToPeer"] == 2000
+    client.close()
+    wrong.close()
+
+
+# ---------------------------------------------------------------------------------------------- reload
+
+def test_sighup_rotates_secrets_and_an_existing_allocation_keeps_relaying(start_server, turn_peer, tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text('auth:\n  secrets: ["old-secret"]\n')
+    port = free_port()
+    s = start_server("--config", str(config), *turn_server_args(port, "--turn.allow_peers", "127.0.0.1"))
+
+    old_user, old_password = ephemeral("old-secret")
+    running = TurnClient(port, old_user, old_password)
+    allocated(running.allocate())
+    assert running.create_permission("127.0.0.1")["type"] == 0x0108
+    relay_round_trip(running, turn_peer)
+
+    # An invalid file changes nothing.
+    config.write_text("auth:\n  secrets: [unclosed\n")
+    s.proc.send_signal(signal.SIGHUP)
+    wait_for_log(s, "reload: invalid configuration, the running one stays in force")
+    allocated(TurnClient(port, *ephemeral("old-secret")).allocate())
+
+    config.write_text('auth:\n  secrets: ["new-secret"]\nturn:\n  max_allocations_per_user: 5\n')
+    s.proc.send_signal(signal.SIGHUP)
+    wait_for_log(s, "reload: configuration applied")
+    assert allocated(TurnClient(port, *ephemeral("new-secret")).allocate())
+    assert TurnClient(port, *ephemeral("old-secret")).allocate()["error"] == 401
+    # The allocation made with the old secret keeps relaying, and can still be refreshed.
+    relay_round_trip(running, turn_peer, b"after the rotation")
+    assert running.refresh(600)["type"] == 0x0104
+    running.close()
+
+
+def test_log_level_changes_through_the_admin_api_and_sighup(start_server, tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text("log_level: info\n")
+    port = free_port()
+    s = start_server("--config", str(config), *turn_server_args(port))
+    probe, _ = request(0x0003, attribute(0x0019, bytes([17, 0, 0, 0])))
+
+    def challenge_logged(expected):
+        """Sends a request answered with a 401 challenge (logged at debug level) and tells whether the
+        debug line appeared. Waiting for a line that must not appear has no event: a short bounded wait."""
+        before = s.output.count("error response")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(3)
+            sock.sendto(probe, ("127.0.0.1", port))
+            assert parse(sock.recvfrom(2048)[0])["error"] == 401
+        deadline = time.monotonic() + (5 if expected else 0.5)
+        while s.output.count("error response") == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return s.output.count("error response") > before
+
+    assert not challenge_logged(False)
+    status, body = http_request(s.signaling_port, "PUT", "/api/v1/log_level", body='{"level":"debug"}')
+    assert status == 200 and json.loads(body) == {"level": "debug"}
+    assert challenge_logged(True)
+    assert http_request(s.signaling_port, "PUT", "/api/v1/log_level", body="loud")[0] == 400
+
+    config.write_text("log_level: warning\n")
+    s.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while json.loads(http_request(s.signaling_port, "GET", "/api/v1/log_level")[1])["level"] != "warning":
+        assert time.monotonic() < deadline, s.output
+        time.sleep(0.05)
+    assert not challenge_logged(False)
+
+
+# ---------------------------------------------------------------------------------------------- drain
+
+def test_sigterm_drains_signaling_first_then_allocations_then_exits_0(start_server, turn_peer):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", "--turn.allow_peers", "127.0.0.1",
+                                       "--shutdown.grace_period", "60"))
+    client = TurnClient(port, "alice", "pw")
+    allocated(client.allocate())
+    assert client.create_permission("127.0.0.1")["type"] == 0x0108
+
+    async def scenario():
+        ws, welcome = await login(s, "alice", "pw")
+        assert welcome["event"] == "authenticated"
+        s.proc.send_signal(signal.SIGTERM)
+        return await next_event(ws, "shutdown")
+
+    assert asyncio.run(scenario()) == {"event": "shutdown"}
+    wait_for_log(s, "draining: 1 allocation(s)")
+    # Still relaying during the grace period; no new allocations.
+    relay_round_trip(client, turn_peer, b"during the drain")
+    assert TurnClient(port, "alice", "pw").allocate()["error"] == 508
+    assert s.proc.poll() is None
+    # The last allocation ends: the process exits at once (well before the 60 s grace period), with 0.
+    assert client.refresh(0)["type"] == 0x0104
+    assert s.proc.wait(20) == 0
+    assert "drained" in s.output
+    client.close()
+
+
+# ---------------------------------------------------------------------------------------------- throttles
+
+THROTTLE = ["--auth.throttle_free_failures", "2", "--auth.throttle_base_delay", "0.5", "--auth.throttle_max_delay", "0.5",
+            "--auth.block_after", "5", "--auth.block_duration", "120"]
+
+
+def test_failed_logins_are_delayed_then_blocked_per_source_across_both_halves(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", *THROTTLE))
+
+    async def scenario():
+        times = []
+        for _ in range(5):
+            started = time.monotonic()
+            ws, answer = await login(s, "alice", "wrong", source="127.0.0.2")
+            times.append(time.monotonic() - started)
+            assert answer["event"] == "unauthorized"
+            await ws.close()
+        # The right password from the blocked source is refused too, and says why.
+        ws, answer = await login(s, "alice", "pw", source="127.0.0.2")
+        assert answer["event"] == "unauthorized" and answer["data"]["reason"] == "blocked", answer
+        assert answer["data"]["retry_after"] > 60
+        # Someone else, on another address, logs in as usual.
+        ws, answer = await login(s, "alice", "pw", source="127.0.0.1")
+        assert answer["event"] == "authenticated", answer
+        return times
+
+    times = asyncio.run(scenario())
+    # Failures 1-2 are free; 3-5 are answered after the configured 0.5 s delay.
+    assert all(t >= 0.45 for t in times[2:]), times
+    # The block covers TURN as well: the same source gets no answer even with the right password.
+    blocked = TurnClient(port, "alice", "pw", source="127.0.0.2", timeout=1.5)
+    with pytest.raises(socket.timeout):
+        blocked.allocate()
+    allocated(TurnClient(port, "alice", "pw", source="127.0.0.3").allocate())
+    values = scrape(s.signaling_port)
+    assert metric(values, "webrtc_auth_failures_total", half="signaling") == 5
+    assert metric(values, "webrtc_auth_blocked_total", half="signaling") == 1
+    assert metric(values, "webrtc_auth_blocked_total", half="turn") >= 1
+
+
+def test_wrong_turn_passwords_block_their_source_only(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", *THROTTLE))
+    guesser = TurnClient(port, "alice", "guess", source="127.0.0.4", timeout=3)
+    assert guesser.allocate()["error"] == 401
+    for _ in range(4):
+        started = time.monotonic()
+        answer = guesser.request(0x0003, attribute(0x0019, bytes([17, 0, 0, 0])))
+        assert answer["error"] == 401
+    assert time.monotonic() - started >= 0.45  # the 5th failure was answered late
+    right = TurnClient(port, "alice", "pw", source="127.0.0.4", timeout=1.5)
+    with pytest.raises(socket.timeout):
+        right.allocate()
+    allocated(TurnClient(port, "alice", "pw", source="127.0.0.1").allocate())
+    values = scrape(s.signaling_port)
+    assert metric(values, "webrtc_auth_failures_total", half="turn") == 5
+    assert metric(values, "webrtc_auth_blocked_total", half="turn") >= 1
+
+
+def test_unauthenticated_requests_are_rate_limited_per_source(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--turn.unauthenticated_rate", "5", "--turn.unauthenticated_burst", "5"))
+    binding, _ = request(0x0001)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as flood:
+        flood.bind(("127.0.0.5", 0))
+        flood.settimeout(1.0)
+        for _ in range(40):
+            flood.sendto(binding, ("127.0.0.1", port))
+        answers = 0
+        try:
+            while True:
+                flood.recvfrom(2048)
+                answers += 1
+        except socket.timeout:
+            pass
+    # The burst of 5, and at most a few more refilled at 5/s while the loop ran.
+    assert 5 <= answers <= 12, answers
+    # Another source is unaffected.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.6", 0))
+        other.settimeout(3)
+        other.sendto(binding, ("127.0.0.1", port))
+        assert parse(other.recvfrom(2048)[0])["type"] == 0x0101
+    assert metric(scrape(s.signaling_port), "webrtc_turn_rate_limited_total") == 40 - answers
+
+
+def test_bandwidth_cap_drops_the_excess_of_one_allocation_only(start_server, turn_peer):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1",
+                                       "--turn.bandwidth_limit", "5000"))
+    heavy = TurnClient(port, "alice", "pw", timeout=1.0)
+    allocated(heavy.allocate())
+    heavy.create_permission("127.0.0.1")
+    for _ in range(50):
+        heavy.send("127.0.0.1", turn_peer, b"x" * 1000)
+    time.sleep(0.5)  # let the echoes that got through arrive; nothing signals "all relayed"
+    values = scrape(s.signaling_port)
+    sent = metric(values, "webrtc_turn_relayed_packets_total", direction="to_peer", transport="udp")
+    dropped = metric(values, "webrtc_turn_bandwidth_dropped_packets_total")
+    # One second's worth (5 000 bytes, shared by both directions) went through; the rest was dropped and counted.
+    assert 1 <= sent <= 6, values
+    assert dropped >= 44 and metric(values, "webrtc_turn_bandwidth_dropped_bytes_total") == dropped * 1000
+    # Another allocation has its own budget.
+    light = TurnClient(port, "bob", "pw")
+    allocated(light.allocate())
+    light.create_permission("127.0.0.1")
+    relay_round_trip(light, turn_peer, b"y" * 1000)
+
+
+# ---------------------------------------------------------------------------------------------- admin access
+
+ADMIN = [("GET", "/metrics"), ("GET", "/api/stats"), ("GET", "/api/v1/log_level"), ("PUT", "/api/v1/log_level"),
+         ("GET", "/dashboard"), ("GET", "/dashboard/events")]
+
+
+def test_every_admin_endpoint_refuses_a_request_without_access(start_server):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--admin.allow", "127.0.0.2", "--api.token", "operator-token"))
+
+    def status(method, path, **kw):
+        body = "info" if method == "PUT" else None
+        return http_request(s.signaling_port, method, path, body=body, read_body=path != "/dashboard/events", **kw)[0]
+
+    for method, path in ADMIN:
+        assert status(method, path) == 403, path  # 127.0.0.1 is not in admin.allow here
+        assert status(method, path, headers={"Authorization": "Bearer wrong"}) == 403, path
+        assert status(method, path + "?token=wrong") == 403, path
+        assert status(method, path, headers={"Authorization": "Bearer operator-token"}) == 200, path
+        assert status(method, path, source="127.0.0.2") == 200, path
+        # Through a proxy the address proves nothing.
+        assert status(method, path, source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.2"}) == 403, path
+    assert status("GET", "/dashboard?token=operator-token") == 200
+    # Probes and the welcome document are open.
+    for path in ("/healthz", "/readyz", "/api/v1/welcome"):
+        assert status("GET", path) == 200, path
+    welcome = json.loads(http_request(s.signaling_port, "GET", "/api/v1/welcome")[1])
+    assert welcome["name"] == "webrtc-server" and "turn-udp" in welcome["features"] and welcome["version"]
+
+
+# ---------------------------------------------------------------------------------------------- packaging
+
+def test_check_config_prints_effective_settings_with_secrets_masked(tmp_path):
+    config = tmp_path / "server.yaml"
+    config.write_text('auth:\n  users: {alice: "s3cret-pw"}\n  secrets: ["rest-secret"]\napi:\n  token: "tok-123"\n'
+                      'turn:\n  port: 3479\n')
+    run = run_binary("check-config", "--config", str(config), "--signaling.port", "9000")
+    assert run.returncode == 0, run.stderr
+    assert "turn.port: 3479" in run.stdout and "signaling.port: 9000" in run.stdout
+    for secret in ("s3cret-pw", "rest-secret", "tok-123"):
+        assert secret not in run.stdout
+    assert '"alice": "****"' in run.stdout
+    config.write_text("turn:\n  port: seventy\n")
+    bad = run_binary("check-config", "--config", str(config))
+    assert bad.returncode == 2 and "turn.port" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    config.write_text("turn:\n  prot: 3478\n")
+    typo = run_binary("check-config", "--config", str(config))
+    assert typo.returncode == 2 and "turn.prot" in typo.stderr
+
+
+def test_example_configuration_lists_every_key_and_is_valid():
+    example = ROOT / "dist" / "webrtc-server.yaml"
+    generated = run_binary("--print-example-config")
+    assert generated.returncode == 0, generated.stderr
+    assert example.read_text() == generated.stdout, "dist/webrtc-server.yaml is stale: regenerate with --print-example-config"
+    run = run_binary("check-config", "--config", str(example))
+    assert run.returncode == 0, run.stderr
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    keys = [line.split(":")[0] for line in run.stdout.splitlines() if not line.startswith("#")]
+    assert len(keys) > 60
+    for key in keys:
+        assert f"`{key}`" in documented, f"{key} is not in docs/configuration.md"
+
+
+def test_systemd_unit_and_nginx_snippet_are_well_formed():
+    unit = (ROOT / "dist" / "webrtc-server.service").read_text()
+    for line in ("ExecStart=/usr/local/bin/webrtc-server --config /etc/webrtc-server/webrtc-server.yaml",
+                 "ExecReload=/bin/kill -HUP $MAINPID", "KillSignal=SIGTERM"):
+        assert line in unit
+    if subprocess.run(["which", "systemd-analyze"], capture_output=True).returncode == 0:
+        verify = subprocess.run(["systemd-analyze", "verify", str(ROOT / "dist" / "webrtc-server.service")],
+                                capture_output=True, text=True)
+        assert "Unknown key" not in verify.stderr and "Invalid" not in verify.stderr, verify.stderr
+    nginx = (ROOT / "dist" / "nginx-webrtc-server.conf").read_text()
+    assert "proxy_set_header Upgrade $http_upgrade;" in nginx and "location /websocket/" in nginx
+    assert re.search(r"location ~ \^/\(metrics\|dashboard\|api/stats\|api/v1/log_level\)", nginx)
