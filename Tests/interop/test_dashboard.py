@@ -14,6 +14,7 @@ def test_dashboard_shows_a_live_allocation_in_chromium(start_server, turn_peer, 
     port = free_port()
     s = start_server(*turn_server_args(port, "--auth.users", "dashboard-user=pw", "--turn.allow_peers", "127.0.0.1"))
     browser = chrome()
+    browser.set_window_size(1280, 1000)
     client = TurnClient(port, "dashboard-user", "pw")
     try:
         browser.get(f"http://127.0.0.1:{s.signaling_port}/dashboard")
