@@ -12,9 +12,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
+        .target(name: "FuzzDriver"),
         .executableTarget(
             name: "TurnFuzz",
             dependencies: [
+                "FuzzDriver",
                 .product(name: "StunTurn", package: "webrtc-server"),
                 .product(name: "Auth", package: "webrtc-server"),
                 .product(name: "NIOCore", package: "swift-nio"),

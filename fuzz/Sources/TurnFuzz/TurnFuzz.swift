@@ -1,5 +1,6 @@
 import Auth
 import Crypto
+import FuzzDriver
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -99,7 +100,16 @@ enum Harness {
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
     Harness.run(Array(UnsafeBufferPointer(start: data, count: size)))
     return 0
+}
+
+/// The executable's entry point (SwiftPM links `main` to `TurnFuzz_main`): hands over to libFuzzer.
+@_cdecl("TurnFuzz_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var arguments = argv
+    return LLVMFuzzerRunDriver(&count, &arguments, fuzzOneInput)
 }
