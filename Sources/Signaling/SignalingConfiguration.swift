@@ -1,4 +1,5 @@
 import Foundation
+import NIOSSL
 
 /// Everything the signaling half can be told. The executable fills it from the configuration keys
 /// (`signaling.*`, `api.*`, `webhook.*`); defaults here equal the documented defaults.
@@ -17,6 +18,9 @@ public struct SignalingConfiguration: Sendable {
     /// PEM files; both set = wss:// and https:// on `port`.
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// The TLS context for each new connection when TLS is on. The executable supplies a reloadable one
+    /// (SIGHUP re-reads the files; open connections keep theirs); nil = the files are read once at start.
+    public var tlsContext: (@Sendable () -> NIOSSLContext)?
     /// A socket that has not authenticated by then is closed.
     public var authTimeout: Duration = .seconds(10)
     /// Largest message (text or binary, after reassembly of fragments) read; larger → `message_too_large`.

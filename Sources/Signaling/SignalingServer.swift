@@ -57,13 +57,22 @@ public final class SignalingServer: Service, Sendable {
 
     func serverBuilder() throws -> HTTPServerBuilder {
         let c = hub.configuration
-        let plain = HTTPServerBuilder.signaling(hub: hub)
-        guard let cert = c.tlsCertificatePath, let key = c.tlsKeyPath else { return plain }
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-        tls.minimumTLSVersion = .tlsv12
-        return try .tls(plain, tlsConfiguration: tls)
+        let hub = self.hub
+        guard let cert = c.tlsCertificatePath, let key = c.tlsKeyPath else { return .signaling(hub: hub) }
+        let context: @Sendable () -> NIOSSLContext
+        if let supplied = c.tlsContext {
+            context = supplied
+        } else {
+            var tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            tls.minimumTLSVersion = .tlsv12
+            let fixed = try NIOSSLContext(configuration: tls)
+            context = { fixed }
+        }
+        return HTTPServerBuilder { responder in
+            CurrentTLSChannel(base: SignalingChannel(responder: responder, hub: hub, http1: .init()), context: context)
+        }
     }
 
     /// The signaling port's own event loops: `threads`, or half the cores (at least one) for 0. Fewer

@@ -12,6 +12,8 @@ struct ServerSettings {
     var signalingEnabled = true
     var signaling = SignalingConfiguration()
     var throttle = AuthThrottle.Settings()
+    /// The signaling port's certificate, re-read on SIGHUP like TURN's.
+    var signalingTLS: ReloadableTLSContext?
     /// The merged raw values every setting above was read from (for check-config and reload).
     var raw: [String: RawValue] = [:]
 
@@ -165,7 +167,17 @@ extension ServerSettings {
         for (k, path) in [("signaling.tls_cert", cert), ("signaling.tls_key", key)] where !path.isEmpty {
             guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError(key: k, problem: "cannot read '\(path)'") }
         }
-        if !cert.isEmpty { s.tlsCertificatePath = cert; s.tlsKeyPath = key }
+        if !cert.isEmpty {
+            s.tlsCertificatePath = cert
+            s.tlsKeyPath = key
+            do {
+                let context = try ReloadableTLSContext(certificatePath: cert, keyPath: key)
+                signalingTLS = context
+                s.tlsContext = { context.current }
+            } catch {
+                throw ConfigError(key: "signaling.tls_cert", problem: "cannot use '\(cert)' with '\(key)': \(error)")
+            }
+        }
         s.authTimeout = try r.seconds("signaling.auth_timeout", 0.01...3600)
         s.maxMessageSize = try r.int("signaling.max_message_size", 256...(16 << 20))
         s.maxPeersPerRoom = try r.int("signaling.max_peers_per_room", 0...1_000_000)

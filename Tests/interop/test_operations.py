@@ -454,3 +454,33 @@ def test_systemd_unit_and_nginx_snippet_are_well_formed():
     nginx = (ROOT / "dist" / "nginx-webrtc-server.conf").read_text()
     assert "proxy_set_header Upgrade $http_upgrade;" in nginx and "location /websocket/" in nginx
     assert re.search(r"location ~ \^/\(metrics\|dashboard\|api/stats\|api/v1/log_level\)", nginx)
+
+
+def test_sighup_rereads_the_signaling_certificate(start_server, tmp_path):
+    """wss: after SIGHUP new connections get the renewed certificate; an open WebSocket keeps working."""
+    import ssl
+
+    from test_turn_stream_interop import der, install, rotating_certificates, served_certificate, tls_connect
+
+    (first_cert, _), second, cert, key = rotating_certificates(tmp_path)
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", "--signaling.tls_cert", str(cert),
+                                       "--signaling.tls_key", str(key)))
+    assert served_certificate(tls_connect(s.signaling_port)) == der(first_cert)
+
+    async def scenario():
+        import websockets
+        context = ssl.create_default_context(cafile=str(first_cert))
+        context.check_hostname = False
+        ws = await websockets.connect(f"wss://127.0.0.1:{s.signaling_port}/websocket/secure", ssl=context)
+        await ws.send(json.dumps({"event": "authenticate", "data": {"username": "alice", "password": "pw"}}))
+        assert json.loads(await ws.recv())["event"] == "authenticated"
+        install(second, cert, key)
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for_log(s, "reload: configuration applied")
+        assert served_certificate(tls_connect(s.signaling_port)) == der(second[0])
+        await ws.send("ping")
+        assert await asyncio.wait_for(ws.recv(), 10) == "pong"  # the connection from before the reload
+        await ws.close()
+
+    asyncio.run(scenario())

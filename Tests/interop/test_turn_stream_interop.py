@@ -87,20 +87,28 @@ def wait_for_log(server, text, timeout=10):
         time.sleep(0.05)  # the server's log is the event; this polls our copy of it
 
 
+def rotating_certificates(directory):
+    """Two certificate pairs, and the two files a server is pointed at, holding the first pair."""
+    first, second = make_certificate(directory, "first"), make_certificate(directory, "second")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    install(first, cert, key)
+    return first, second, cert, key
+
+
+def install(pair, cert, key):
+    shutil.copy(pair[0], cert)
+    shutil.copy(pair[1], key)
+
+
 def test_sighup_rereads_the_certificate_without_dropping_connections(start_server, tmp_path):
-    first_cert, first_key = make_certificate(tmp_path, "first")
-    second_cert, second_key = make_certificate(tmp_path, "second")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    shutil.copy(first_cert, cert)
-    shutil.copy(first_key, key)
+    (first_cert, first_key), (second_cert, second_key), cert, key = rotating_certificates(tmp_path)
     port, tls_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
     s = start_server(*turn_server_args(port, "--turn.tls_port", str(tls_port), "--turn.tls_cert", str(cert),
                                        "--turn.tls_key", str(key)))
     old = tls_connect(tls_port)
     assert served_certificate(old) == der(first_cert)
 
-    shutil.copy(second_cert, cert)
-    shutil.copy(second_key, key)
+    install((second_cert, second_key), cert, key)
     s.proc.send_signal(signal.SIGHUP)
     wait_for_log(s, "TLS certificate reloaded")
     new = tls_connect(tls_port)

@@ -23,6 +23,7 @@ struct ConfigurationReloader: Sendable {
         // The certificate files first, on their own: renewed in place (certbot), they are re-read whatever
         // else the configuration says; a bad pair is logged and the previous one stays in use.
         current.value.turn.tls?.reload(logger: logger)
+        current.value.signalingTLS?.reload(logger: logger)
         let new: ServerSettings
         do {
             new = try ServerSettings.load(file: file, environment: ProcessInfo.processInfo.environment, flags: flags)
@@ -42,6 +43,7 @@ struct ConfigurationReloader: Sendable {
         }
         var kept = new
         kept.turn.tls = old.turn.tls
+        kept.signalingTLS = old.signalingTLS
         current.value = kept
         logger.info("reload: configuration applied", metadata: [
             "users": "\(new.credentials.users.count)", "secrets": "\(new.credentials.sharedSecrets.count)",
