@@ -31,8 +31,11 @@ def assert_no_loss(output: str):
 @pytest.fixture
 def server(start_server):
     port = free_port()
+    # The auth throttle is off here: uclient with a wrong secret retries without end once its answers are
+    # delayed or dropped; the refusal itself is what these tests look at (test_operations covers the throttle).
     s = start_server(*turn_server_args(port, "--auth.users", "alice=wonderland", "--auth.secrets", "north,old-secret",
-                                       "--turn.allow_peers", "127.0.0.1"))
+                                       "--turn.allow_peers", "127.0.0.1", "--auth.throttle_free_failures", "0",
+                                       "--auth.block_after", "0"))
     s.port = port
     return s
 
