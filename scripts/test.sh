@@ -21,7 +21,7 @@ fi
 # Debian's coturn package may start its own turnserver on 3478; the tests need that port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
 
-# Python test clients (pytest, selenium, websockets, aiortc) in a project-local venv, refreshed when
+# Python test clients (pytest, selenium, websockets, aiortc; Pillow reads the dashboard screenshot) in a project-local venv, refreshed when
 # requirements.txt changes.
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv 2>/dev/null || {
