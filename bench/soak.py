@@ -11,12 +11,14 @@ Usage: bench/soak.py [--minutes 30] [--allocations 500] [--interval-ms 100] [--c
 Needs: coturn (Debian), release builds of webrtc-server and signaling-load (bash: swift build -c release).
 """
 import argparse
+import json
 import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,9 +91,18 @@ def main():
         samples = []
         started = time.monotonic()
 
+        def turn_counters():
+            """The TURN counters from /api/stats (loopback is an admin address by default)."""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{signaling_port}/api/stats", timeout=5) as r:
+                    c = json.load(r)["turn"]["counters"]
+                return (c["packets_to_peer"], c["packets_to_client"], c["unroutable_dropped"], c["malformed_dropped"])
+            except OSError:
+                return None
+
         def sample():
             while signaling.poll() is None and turn.poll() is None:
-                samples.append((time.monotonic() - started, rss_kib(server.pid)))
+                samples.append((time.monotonic() - started, rss_kib(server.pid), turn_counters()))
                 time.sleep(min(60, max(5, seconds / 30)))
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -103,8 +114,10 @@ def main():
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         print(f"webrtc-server RSS: idle {rss_idle} KiB; over time (s, KiB): "
-              + ", ".join(f"{t:.0f}:{r}" for t, r in samples) + f"; after the loads {rss_end} KiB")
-        warm = [r for t, r in samples if t >= min(120, seconds / 4)]
+              + ", ".join(f"{t:.0f}:{r}" for t, r, _ in samples) + f"; after the loads {rss_end} KiB")
+        print("webrtc-server TURN counters over time (s: to peer, to client, unroutable, malformed): "
+              + ", ".join(f"{t:.0f}: {c}" for t, _, c in samples))
+        warm = [r for t, r, _ in samples if t >= min(120, seconds / 4)]
         if len(warm) >= 2:
             print(f"webrtc-server RSS from {min(120, seconds / 4):.0f} s to the end: {warm[0]} -> {warm[-1]} KiB "
                   f"({(warm[-1] - warm[0]) / 1024:+.1f} MiB)")
