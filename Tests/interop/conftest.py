@@ -138,9 +138,15 @@ def ipv6_peer():
     yield from echo_peer("::1", socket.AF_INET6)
 
 
+# Relay ports for the tests, outside Linux's ephemeral range (32768-60999): the tests' own client sockets
+# (uclient, browsers, Python) then never hold a port the server wants to relay on, e.g. the odd port of an
+# EVEN-PORT pair reserved for a second allocation.
+RELAY_MIN, RELAY_MAX = 20000, 21999
+
+
 def turn_server_args(port: int, *extra: str) -> list[str]:
-    return ["--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "46000",
-            "--turn.relay_port_max", "47999", *extra]
+    return ["--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", str(RELAY_MIN),
+            "--turn.relay_port_max", str(RELAY_MAX), *extra]
 
 
 def make_certificate(directory, name="127.0.0.1"):

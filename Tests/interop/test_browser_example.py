@@ -6,9 +6,8 @@ import pytest
 
 import socket
 
-from conftest import free_port, make_certificate, turn_server_args
+from conftest import RELAY_MAX, RELAY_MIN, free_port, make_certificate, turn_server_args
 
-RELAY_MIN, RELAY_MAX = 46000, 47999
 
 
 def chrome(ignore_certificate_errors=False):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import free_port, make_certificate, turn_server_args
+from conftest import RELAY_MAX, RELAY_MIN, free_port, make_certificate, turn_server_args
 import stun
 from test_turn_udp_interop import CLIENTS, MESSAGES, assert_no_loss, run_uclient
 
@@ -127,8 +127,8 @@ def test_sighup_rereads_the_certificate_without_dropping_connections(start_serve
 @pytest.mark.parametrize("transport", [[], ["-t"]], ids=["udp", "tcp"])
 def test_uclient_over_ipv6_with_an_ipv6_relay_and_peer_loses_nothing(start_server, ipv6_peer, transport):
     port = free_port(socket.SOCK_STREAM)
-    s = start_server("--turn.listen", "127.0.0.1,::1", "--turn.port", str(port), "--turn.relay_port_min", "46000",
-                     "--turn.relay_port_max", "47999", "--auth.users", "alice=wonderland", "--turn.allow_peers", "::1")
+    s = start_server("--turn.listen", "127.0.0.1,::1", "--turn.port", str(port), "--turn.relay_port_min", str(RELAY_MIN),
+                     "--turn.relay_port_max", str(RELAY_MAX), "--auth.users", "alice=wonderland", "--turn.allow_peers", "::1")
     assert "address=::1" in s.output and "relayed-address6=::1" in s.output, s.output
     out = run_uclient(*transport, "-x", "-u", "alice", "-w", "wonderland", "-e", "::1", "-r", str(ipv6_peer),
                       "-p", str(port), "-m", str(CLIENTS), "-n", str(MESSAGES), "::1")
