@@ -10,12 +10,17 @@ public final class StatCounter: Sendable {
     public var value: Int { atomic.load(ordering: .relaxed) }
 }
 
-/// Counters keyed by a small fixed set of labels (an enum), for metrics with one label.
-public final class LabeledCounters<Label: CaseIterable & RawRepresentable & Sendable>: Sendable
+/// Counters keyed by a small fixed set of labels (an enum), for metrics with one label. Indexed by the
+/// case's position (a few enum comparisons), not by hashing its name, since it is counted per message.
+public final class LabeledCounters<Label: CaseIterable & RawRepresentable & Equatable & Sendable>: Sendable
     where Label.RawValue == String, Label.AllCases: Sendable {
-    private let counters: [String: StatCounter]
-    public init() { counters = Dictionary(uniqueKeysWithValues: Label.allCases.map { ($0.rawValue, StatCounter()) }) }
-    @inline(__always) public func add(_ label: Label, _ n: Int = 1) { counters[label.rawValue]!.add(n) }
-    public func value(_ label: Label) -> Int { counters[label.rawValue]!.value }
-    public var values: [(label: String, value: Int)] { Label.allCases.map { ($0.rawValue, value($0)) } }
+    private let labels: [Label]
+    private let counters: [StatCounter]
+    public init() {
+        labels = Array(Label.allCases)
+        counters = labels.map { _ in StatCounter() }
+    }
+    @inline(__always) public func add(_ label: Label, _ n: Int = 1) { counters[labels.firstIndex(of: label)!].add(n) }
+    public func value(_ label: Label) -> Int { counters[labels.firstIndex(of: label)!].value }
+    public var values: [(label: String, value: Int)] { zip(labels, counters).map { ($0.rawValue, $1.value) } }
 }

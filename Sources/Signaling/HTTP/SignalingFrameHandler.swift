@@ -78,7 +78,7 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
 
     /// Adds a data frame; a message over `maxMessageSize` is counted, not stored.
     private func append(_ frame: WebSocketFrame) {
-        let max = hub.configuration.maxMessageSize
+        let max = hub.maxMessageSize
         size += frame.length
         if size <= max, isText { buffer.append(contentsOf: frame.unmaskedData.readableBytesView) }
         guard frame.fin else { return }

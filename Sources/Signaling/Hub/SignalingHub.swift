@@ -33,6 +33,8 @@ public final class SignalingHub: Sendable {
     /// The configuration in force; limits, timeouts and the API token can be replaced while running
     /// (`updateLimits`), the rest is fixed at start.
     public var configuration: SignalingConfiguration { settings.withLock { $0 } }
+    /// The one limit read per frame: without copying the whole configuration.
+    var maxMessageSize: Int { settings.withLock { $0.maxMessageSize } }
     public let credentials: CredentialStore
     /// Set on shutdown: sessions closing then keep their TURN credentials, so calls relaying through
     /// this process's TURN server run on for its drain period.
