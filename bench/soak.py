@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -32,15 +33,23 @@ def rss_kib(pid):
 
 
 def uclient(port, peer_port, allocations, interval_ms, messages):
-    """500 clients (allocations) sending `messages` each, one every `interval_ms`, to an echo peer."""
-    return subprocess.Popen(["turnutils_uclient", "-m", str(allocations), "-n", str(messages), "-l", "120",
+    """500 clients (allocations) sending `messages` each, one every `interval_ms`, to an echo peer.
+    Its output (a progress line per second) goes to a file: a pipe nobody reads until the end fills
+    after ~9 minutes and then blocks uclient in write(2) — it stops sending and receiving."""
+    out = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(["turnutils_uclient", "-m", str(allocations), "-n", str(messages), "-l", "120",
                              "-z", str(interval_ms), "-c", "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1",
                              "-r", str(peer_port), "-p", str(port), "127.0.0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=out, stderr=subprocess.STDOUT, text=True)
+    proc.output_file = out
+    return proc
 
 
 def uclient_result(proc, timeout):
-    out, _ = proc.communicate(timeout=timeout)
+    proc.wait(timeout=timeout)
+    proc.output_file.seek(0)
+    out = proc.output_file.read()
+    proc.output_file.close()
     totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
     lost = re.findall(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
     if not totals or not lost:
@@ -58,6 +67,8 @@ def main():
     ap.add_argument("--rate", type=int, default=1000, help="signaling messages per second, in total")
     ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
     ap.add_argument("--skip-coturn", action="store_true")
+    ap.add_argument("--server-log", help="write the server's log (at --log-level) to this file")
+    ap.add_argument("--log-level", default="warning")
     args = ap.parse_args()
     seconds = int(args.minutes * 60)
     messages = max(1, seconds * 1000 // args.interval_ms)
@@ -70,14 +81,15 @@ def main():
           f"{args.interval_ms} ms (echoed), {args.connections} signaling connections, {args.rate} messages/s", flush=True)
     try:
         port, signaling_port = free_port(), free_port()
+        log = open(args.server_log, "w") if args.server_log else subprocess.DEVNULL
         # All uclient clients come from 127.0.0.1: the per-source limit on unauthenticated requests is for
         # many sources, so it is off here (500 first Allocates in one burst from one address).
         server = subprocess.Popen([
             args.binary, "--turn.listen", "127.0.0.1", "--turn.port", str(port), "--turn.relay_port_min", "50000",
             "--turn.relay_port_max", "59999", "--auth.users", f"{USER}={PASSWORD},soak=soak", "--realm", REALM,
             "--signaling.listen", "127.0.0.1", "--signaling.port", str(signaling_port), "--turn.allow_peers", "127.0.0.1",
-            "--turn.unauthenticated_rate", "0", "--log_level", "warning", "--shutdown.grace_period", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            "--turn.unauthenticated_rate", "0", "--log_level", args.log_level, "--shutdown.grace_period", "0"],
+            stdout=log, stderr=subprocess.STDOUT)
         wait_for_stun(port)
         wait_for_tcp(signaling_port)
         rss_idle = rss_kib(server.pid)
