@@ -58,6 +58,10 @@ public struct SignalingConfiguration: Sendable {
         if b[0..<15].allSatisfy({ $0 == 0 }), b[15] == 1 { return true }
         return b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF && b[12] == 127
     }
+    /// false: the port serves only `/healthz`, `/readyz`, `/api/v1/welcome` and the admin endpoints (a
+    /// TURN-only deployment that still wants metrics and the dashboard); `/websocket/…`, the server API
+    /// and the example pages answer 404.
+    public var webSocketEnabled = true
     /// Folder with `index.html` served at `/` and `/room/:name`; nil = not served.
     public var staticDirectory: String?
     public var iceServers = IceServerSettings()

@@ -41,6 +41,13 @@ public final class SignalingServer: Service, Sendable {
         let hub = self.hub
         let c = hub.configuration
         let http = Router(context: SignalingRequestContext.self)
+        AdminRoutes.add(to: http, hub: hub, backend: admin) { [self] in self.bound.withLock { $0.port != nil } }
+        guard c.webSocketEnabled else {
+            http.get("websocket/:room") { _, _ -> Response in
+                throw HTTPError(.notFound, message: "signaling is off on this server (signaling.enabled: false)")
+            }
+            return http
+        }
         // Reached only when the request was not upgraded: a bad room name, or a plain HTTP GET.
         http.get("websocket/:room") { _, context -> Response in
             let room = try context.parameters.require("room")
@@ -49,7 +56,6 @@ public final class SignalingServer: Service, Sendable {
             }
             throw HTTPError(.upgradeRequired, message: "this endpoint speaks WebSocket only")
         }
-        AdminRoutes.add(to: http, hub: hub, backend: admin) { [self] in self.bound.withLock { $0.port != nil } }
         ServerAPIRoutes.add(to: http, hub: hub)
         if let dir = c.staticDirectory { StaticPages.add(to: http, directory: dir) }
         return http
@@ -105,10 +111,16 @@ public final class SignalingServer: Service, Sendable {
                     return s.waiters
                 }
                 for w in waiters { w.resume(returning: port) }
-                logger.info("signaling listening", metadata: [
-                    "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
-                    "websocket": "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM",
-                ])
+                if c.webSocketEnabled {
+                    logger.info("signaling listening", metadata: [
+                        "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
+                        "websocket": "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM",
+                    ])
+                } else {
+                    logger.info("admin listening (signaling is off: health, welcome and admin endpoints only)", metadata: [
+                        "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
+                    ])
+                }
             },
             eventLoopGroupProvider: eventLoopGroupProvider,
             logger: logger)

@@ -85,7 +85,7 @@ enum ConfigKeys {
         ConfigKey(name: "turn.allow_peers", kind: .list, defaultValue: "",
                   help: "CIDRs peers may be in even if denied (takes precedence over deny_peers and the built-in list)"),
         ConfigKey(name: "turn.deny_peers", kind: .list, defaultValue: "", help: "CIDRs refused in addition to the built-in private/loopback ranges"),
-        ConfigKey(name: "signaling.enabled", kind: .scalar, defaultValue: "true", help: "run the WebSocket signaling server"),
+        ConfigKey(name: "signaling.enabled", kind: .scalar, defaultValue: "true", help: "run the WebSocket signaling server; false = TURN only, the signaling port then serves only /healthz, /readyz, /api/v1/welcome and the admin endpoints (firewall.sh leaves it closed)"),
         ConfigKey(name: "signaling.listen", kind: .scalar, defaultValue: "0.0.0.0", help: "address the signaling HTTP server binds to"),
         ConfigKey(name: "signaling.port", kind: .scalar, defaultValue: "8080", help: "signaling HTTP/WebSocket port"),
         ConfigKey(name: "signaling.threads", kind: .scalar, defaultValue: "0",

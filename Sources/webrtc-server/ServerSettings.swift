@@ -153,6 +153,7 @@ extension ServerSettings {
     fileprivate mutating func readSignaling(_ r: RawReader) throws {
         signalingEnabled = try r.bool("signaling.enabled")
         var s = SignalingConfiguration()
+        s.webSocketEnabled = signalingEnabled
         s.listenAddress = try r.string("signaling.listen")
         guard IPAddress(s.listenAddress) != nil else {
             throw ConfigError(key: "signaling.listen", problem: "'\(s.listenAddress)' is not an IP address")

@@ -71,17 +71,18 @@ struct WebRTCServer: AsyncParsableCommand {
         // are revoked and its allocations released.
         turn.releaseAllocationsWhenRevoked(credentials.sessions)
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
-        let hub = loaded.signalingEnabled ? SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger) : nil
+        // With signaling.enabled false the hub stays empty: its port serves only health and admin endpoints.
+        let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
         let exporter = PrometheusExporter(turn: turn, hub: hub, credentials: credentials)
-        let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel)
+        let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled)
         let tlsConfigured = loaded.turn.tls != nil
         turn.onListening = { addresses in
             // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
-            if let hub, let port = addresses.first?.port { hub.iceServers.stunPort = port }
-            if let hub, tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
+            if let port = addresses.first?.port { hub.iceServers.stunPort = port }
+            if tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
             backend.markTurnReady()
         }
-        if let hub { running.append(.init(service: SignalingServer(hub: hub, admin: backend, logger: logger))) }
+        running.append(.init(service: SignalingServer(hub: hub, admin: backend, logger: logger)))
         // SIGHUP: re-read the configuration and apply what can change while running.
         let reloader = ConfigurationReloader(file: config, flags: settings, credentials: credentials, turn: turn, hub: hub,
                                              logLevel: logLevel, logger: logger, current: LockedSettings(loaded))

@@ -16,7 +16,7 @@ import TurnTestSupport
         c.listenAddresses = ["127.0.0.1"]
         c.port = 0
         c.threads = 1
-        c.relayPorts = 45000...45999
+        c.relayPorts = 26000...26999
         var logger = Logger(label: "lifecycle-test")
         logger.logLevel = .critical
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

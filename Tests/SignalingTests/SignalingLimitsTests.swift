@@ -56,16 +56,17 @@ import Testing
     }
 
     @Test func idleSocketIsClosedAndActiveOneIsNot() async throws {
-        try await withSignaling(configure: { $0.idleTimeout = .milliseconds(1500) }) { _, port in
+        try await withSignaling(configure: { $0.idleTimeout = .seconds(3) }) { _, port in
             let idle = WSTestPeer.connect(port: port)
             _ = try await idle.join("alice")
             let active = WSTestPeer.connect(port: port)
             _ = try await active.join("bob")
             _ = try await idle.nextJSON()  // joined
             // The idle one closes; the active one keeps talking through it and hears `left`.
-            let closing = Task { try await idle.expectClosed(timeout: .seconds(6)) }
+            let closing = Task { try await idle.expectClosed(timeout: .seconds(10)) }
             var sawLeft = false
-            for _ in 0..<8 {
+            // 15 pings 300 ms apart outlast the idle one's 3 s, with room for a loaded machine's delays.
+            for _ in 0..<15 {
                 active.send("ping")
                 while true {
                     let e = try await active.next()
@@ -76,7 +77,7 @@ import Testing
                     }
                     sawLeft = true
                 }
-                try await Task.sleep(for: .milliseconds(400))  // pacing the activity, not synchronisation
+                try await Task.sleep(for: .milliseconds(300))  // pacing the activity, not synchronisation
             }
             try await closing.value
             #expect(sawLeft)

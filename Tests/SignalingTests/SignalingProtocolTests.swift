@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TurnTestSupport
 @testable import Signaling
 
 /// The wire protocol shared with lambdaclass/webrtc-server, and what this server adds to it.
@@ -187,6 +188,19 @@ import Testing
             for p in [c, other] {
                 p.send("ping")
                 #expect(try await p.next() == .text("pong"))  // nothing arrived before the pong
+            }
+        }
+    }
+
+    @Test func aRefusedWebSocketUpgradeIsAnsweredNotDropped() async throws {
+        try await withSignaling { _, port in
+            let long = "/websocket/" + String(repeating: "r", count: 65)
+            for (path, status) in [("/websocket/a%20b", "400"), (long, "400"), ("/elsewhere", "404")] {
+                let s = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+                s.send(Array(("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
+                let line = s.receive(count: 12).map { String(decoding: $0, as: UTF8.self) }
+                #expect(line == "HTTP/1.1 \(status)", "\(path)")
             }
         }
     }

@@ -484,3 +484,31 @@ def test_sighup_rereads_the_signaling_certificate(start_server, tmp_path):
         await ws.close()
 
     asyncio.run(scenario())
+
+
+def test_turn_only_server_keeps_health_and_admin_endpoints(start_server, turn_peer):
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--signaling.enabled", "false", "--auth.users", "alice=pw",
+                                       "--turn.allow_peers", "127.0.0.1"), wait_for=("TURN relay", "admin listening"))
+    client = TurnClient(port, "alice", "pw")
+    try:
+        allocated(client.allocate())
+        assert client.create_permission("127.0.0.1")["type"] == 0x0108
+        relay_round_trip(client, turn_peer)
+    finally:
+        client.close()
+    values = scrape(s.signaling_port)
+    assert metric(values, "webrtc_turn_relayed_packets_total", direction="to_peer", transport="udp") == 1
+    assert metric(values, "webrtc_signaling_connections") == 0
+    for path in ("/healthz", "/readyz", "/api/stats", "/dashboard"):
+        assert http_request(s.signaling_port, "GET", path)[0] == 200, path
+    welcome = json.loads(http_request(s.signaling_port, "GET", "/api/v1/welcome")[1])
+    assert "signaling" not in welcome["features"] and "turn-udp" in welcome["features"]
+    # No signaling: neither the WebSocket upgrade nor the server API nor the example page.
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    status, body = http_request(s.signaling_port, "GET", "/websocket/room1", headers=upgrade)
+    assert status == 404 and "signaling.enabled" in body, (status, body)
+    assert http_request(s.signaling_port, "GET", "/api/rooms/room1/peers",
+                        headers={"Authorization": "Bearer x"})[0] == 404
+    assert http_request(s.signaling_port, "GET", "/")[0] == 404

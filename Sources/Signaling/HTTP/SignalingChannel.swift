@@ -30,7 +30,7 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
     static func room(in uri: String, _ configuration: SignalingConfiguration) -> String? {
         let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
         let prefix = "/websocket/"
-        guard path.hasPrefix(prefix) else { return nil }
+        guard configuration.webSocketEnabled, path.hasPrefix(prefix) else { return nil }
         let name = path.dropFirst(prefix.count)
         return configuration.isValidRoomName(name) ? String(name) : nil
     }
@@ -71,6 +71,9 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableErrorHandling = false  // Hummingbird answers errors
             pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            try channel.pipeline.syncOperations.addHandler(
+                RefusedUpgradeHandler { Self.room(in: $0.uri, configuration) != nil }, position: .before(upgradeHandler))
             return Value(upgradeResult: result, channel: channel)
         }
     }

@@ -13,7 +13,7 @@ struct ConfigurationReloader: Sendable {
     let flags: [String]
     let credentials: CredentialStore
     let turn: TurnServer
-    let hub: SignalingHub?
+    let hub: SignalingHub
     let logLevel: LogLevelControl
     let logger: Logger
     /// The settings in force (read and replaced on the reload queue only).
@@ -35,7 +35,7 @@ struct ConfigurationReloader: Sendable {
         credentials.update(new.credentials)
         credentials.throttle.update(new.throttle)
         turn.shared.updateLimits(new.turn.limits)
-        hub?.updateLimits(from: new.signaling)
+        hub.updateLimits(from: new.signaling)
         logLevel.current = new.logLevel
         let needRestart = ConfigKeys.all.map(\.name).filter { !ConfigKeys.reloadable.contains($0) && old.raw[$0] != new.raw[$0] }
         if !needRestart.isEmpty {

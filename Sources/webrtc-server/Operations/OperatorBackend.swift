@@ -11,10 +11,13 @@ final class OperatorBackend: AdminBackend {
     let turn: TurnServer
     let exporter: PrometheusExporter
     let logLevelControl: LogLevelControl
+    /// signaling.enabled (false: the port serves health and admin endpoints only).
+    let signaling: Bool
     private let turnBound = Atomic<Bool>(false)
 
-    init(turn: TurnServer, exporter: PrometheusExporter, logLevel: LogLevelControl) {
+    init(turn: TurnServer, exporter: PrometheusExporter, logLevel: LogLevelControl, signaling: Bool) {
         self.turn = turn
+        self.signaling = signaling
         self.exporter = exporter
         self.logLevelControl = logLevel
     }
@@ -47,7 +50,7 @@ final class OperatorBackend: AdminBackend {
     var version: String { WebRTCServer.version }
 
     var features: [String] {
-        var f = ["signaling", "turn-udp", "metrics", "dashboard"]
+        var f = (signaling ? ["signaling"] : []) + ["turn-udp", "metrics", "dashboard"]
         if turn.shared.configuration.tcp { f += ["turn-tcp", "rfc6062"] }
         if turn.shared.configuration.tls != nil { f.append("turn-tls") }
         if turn.shared.relayedIP6 != nil { f.append("ipv6-relay") }

@@ -13,7 +13,7 @@ final class PrometheusExporter: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let factory: PrometheusMetricsFactory
     private let turn: TurnServer
-    private let hub: SignalingHub?
+    private let hub: SignalingHub
     private let credentials: CredentialStore
     private struct Published {
         var counters: [String: (counter: CoreMetrics.Counter, last: Int)] = [:]
@@ -21,7 +21,7 @@ final class PrometheusExporter: Sendable {
     }
     private let published = Mutex(Published())
 
-    init(turn: TurnServer, hub: SignalingHub?, credentials: CredentialStore) {
+    init(turn: TurnServer, hub: SignalingHub, credentials: CredentialStore) {
         self.turn = turn
         self.hub = hub
         self.credentials = credentials
@@ -71,7 +71,6 @@ final class PrometheusExporter: Sendable {
         counter("webrtc_auth_failures_total", t.authFailures.value, [("half", "turn")])
         counter("webrtc_auth_blocked_total", t.authBlocked.value, [("half", "turn")])
         gauge("webrtc_draining", turn.shared.isDraining ? 1 : 0)
-        guard let hub else { return }
         let s = hub.stats
         gauge("webrtc_signaling_connections", hub.connectionCount)
         gauge("webrtc_signaling_rooms", hub.roomCount)
