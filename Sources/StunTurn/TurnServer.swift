@@ -76,17 +76,49 @@ public final class TurnServer: Service, @unchecked Sendable {
         for e in engines { e.eventLoop.execute { e.start() } }
         var bound: [SocketAddress] = []
         for address in c.listenAddresses {
-            // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
-            // bind first so "address in use" is an error here as it is for any server.
-            let probe: Channel
-            do {
-                probe = try await Self.datagram(group, v6: address.contains(":")).bind(host: address, port: c.port).get()
-            } catch where c.optionalListenAddresses.contains(address) {
-                shared.logger.warning("not listening on \(address): \(error) (this host has no such address family?)")
-                continue
+            // With port 0 the UDP port is picked first and TCP/TLS must then get the same number; if a TCP
+            // socket already has it, everything bound for this address is closed and another port picked.
+            var attemptsLeft = c.port == 0 ? 8 : 1
+            while true {
+                do {
+                    bound += try await bindListeners(address: address)
+                    break
+                } catch let error as IOError where error.errnoCode == EADDRINUSE && attemptsLeft > 1 {
+                    attemptsLeft -= 1
+                }
             }
-            let port = probe.localAddress?.port ?? c.port
-            try await probe.close()
+        }
+        if c.tls == nil {
+            shared.logger.info("TURN over TLS is off: set turn.tls_cert and turn.tls_key (PEM files) to serve it on port \(c.tlsPort)")
+        }
+        shared.logger.info("TURN relay", metadata: [
+            "relayed-address": "\(shared.relayedIP)",
+            "relayed-address6": "\(shared.relayedIP6.map { "\($0)" } ?? "none (IPv6 relays refused with 440)")",
+            "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
+        ])
+        onListening?(bound)
+        return bound
+    }
+
+    /// The UDP sockets (one per engine), and the TCP and TLS listeners when configured, of one listen
+    /// address; the bound addresses (UDP, TCP, TLS), or none for an optional address this host lacks. On
+    /// an error, what was bound for the address is closed again.
+    private func bindListeners(address: String) async throws -> [SocketAddress] {
+        let c = shared.configuration
+        // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
+        // bind first so "address in use" is an error here as it is for any server.
+        let probe: Channel
+        do {
+            probe = try await Self.datagram(group, v6: address.contains(":")).bind(host: address, port: c.port).get()
+        } catch where c.optionalListenAddresses.contains(address) {
+            shared.logger.warning("not listening on \(address): \(error) (this host has no such address family?)")
+            return []
+        }
+        let port = probe.localAddress?.port ?? c.port
+        try await probe.close()
+        let channelsBefore = channels.count, streamServersBefore = streamServers.count
+        do {
+            var bound: [SocketAddress] = []
             for engine in engines {
                 let channel = try await Self.datagram(engine.eventLoop, v6: address.contains(":"))
                     .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
@@ -104,30 +136,24 @@ public final class TurnServer: Service, @unchecked Sendable {
                 channels.append(channel)
                 if engine === engines.first, let local = channel.localAddress { bound.append(local) }
             }
+            var streams: [(transport: String, port: Int)] = []
+            if c.tcp { streams.append(("tcp", try await bindStream(address: address, port: port, tls: nil))) }
+            if let tls = c.tls { streams.append(("tls", try await bindStream(address: address, port: c.tlsPort, tls: tls))) }
             shared.logger.info("STUN/TURN listening", metadata: [
                 "transport": "udp", "address": "\(address)", "port": "\(port)", "sockets": "\(engines.count)",
             ])
-            if c.tcp {
-                let tcpPort = try await bindStream(address: address, port: port, tls: nil)
-                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tcp", "address": "\(address)", "port": "\(tcpPort)"])
-                bound.append(try SocketAddress(ipAddress: address, port: tcpPort))
+            for s in streams {
+                shared.logger.info("STUN/TURN listening", metadata: ["transport": "\(s.transport)", "address": "\(address)", "port": "\(s.port)"])
+                bound.append(try SocketAddress(ipAddress: address, port: s.port))
             }
-            if let tls = c.tls {
-                let tlsPort = try await bindStream(address: address, port: c.tlsPort, tls: tls)
-                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tls", "address": "\(address)", "port": "\(tlsPort)"])
-                bound.append(try SocketAddress(ipAddress: address, port: tlsPort))
-            }
+            return bound
+        } catch {
+            for ch in channels[channelsBefore...] { try? await ch.close() }
+            channels.removeSubrange(channelsBefore...)
+            for ch in streamServers[streamServersBefore...] { try? await ch.close() }
+            streamServers.removeSubrange(streamServersBefore...)
+            throw error
         }
-        if c.tls == nil {
-            shared.logger.info("TURN over TLS is off: set turn.tls_cert and turn.tls_key (PEM files) to serve it on port \(c.tlsPort)")
-        }
-        shared.logger.info("TURN relay", metadata: [
-            "relayed-address": "\(shared.relayedIP)",
-            "relayed-address6": "\(shared.relayedIP6.map { "\($0)" } ?? "none (IPv6 relays refused with 440)")",
-            "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
-        ])
-        onListening?(bound)
-        return bound
     }
 
     /// IPv6 listeners take IPv6 only (IPV6_V6ONLY), so `0.0.0.0` and `::` can both be bound on one
@@ -228,6 +254,7 @@ public final class TurnServer: Service, @unchecked Sendable {
         for e in engines {
             try? await e.eventLoop.submit { e.stop() }.get()
         }
+        shared.portPool.cancelAllReservations()
     }
 
     public func run() async throws {

@@ -1,5 +1,9 @@
 import Testing
+import TurnTestSupport
 @testable import StunTurn
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct RelayPortPoolTests {
     @Test func handsOutEveryPortOnceThenIsExhausted() {
@@ -35,6 +39,33 @@ import Testing
         clock.seconds += 31
         #expect(pool.redeem(token: r.token!) == nil)
         #expect(pool.inUseCount == 0)
+    }
+
+    @Test func aHeldReservationKeepsItsPortBoundUntilItExpires() throws {
+        let clock = ManualClock()
+        let pool = RelayPortPool(range: 27300...27301, clock: { clock.seconds })
+        let r = try #require(pool.acquire(even: true, reserveNext: true))
+        let token = try #require(r.token)
+        #expect(pool.hold(token: token, host: "127.0.0.1"))
+        #expect(UDPTestSocket(ip: "127.0.0.1", port: 27301).port != 27301)
+        // A second hold of the same port fails: the first socket has it.
+        #expect(!pool.hold(token: token, host: "127.0.0.1"))
+        clock.seconds += 31
+        pool.expireReservations()
+        #expect(pool.reservationCount == 0)
+        #expect(UDPTestSocket(ip: "127.0.0.1", port: 27301).port == 27301)
+    }
+
+    @Test func aRedeemedReservationHandsItsSocketOver() throws {
+        let pool = RelayPortPool(range: 27310...27311)
+        let r = try #require(pool.acquire(even: true, reserveNext: true))
+        #expect(pool.hold(token: r.token!, host: "127.0.0.1"))
+        let redeemed = try #require(pool.redeemReservation(token: r.token!))
+        let fd = try #require(redeemed.socket)
+        #expect(redeemed.port == 27311)
+        #expect(UDPTestSocket(ip: "127.0.0.1", port: 27311).port != 27311)  // still bound: the caller owns it
+        close(fd)
+        #expect(UDPTestSocket(ip: "127.0.0.1", port: 27311).port == 27311)
     }
 
     @Test func excludedPortsAreSkipped() {

@@ -36,7 +36,7 @@ import Testing
             #expect(r.messageClass == .successResponse)
             let relayed = try #require(r.xorAddress(AttributeType.xorRelayedAddress))
             #expect(relayed.ip == IPAddress("127.0.0.1"))
-            #expect((42000...44999).contains(relayed.port))
+            #expect((22000...24999).contains(relayed.port))
             #expect(r.xorAddress(AttributeType.xorMappedAddress) == c.socket.address)
             #expect(r.lifetime == 600)
             #expect(MessageIntegrity.verify(r, key: c.key))
@@ -248,18 +248,19 @@ import Testing
     }
 
     @Test func evenPortReservationMovesOnWhenAnotherSocketHoldsThePort() async throws {
-        // 43000 is held by another socket; the only other even pair is 43002/43003.
-        let squatter = UDPTestSocket(ip: "0.0.0.0", port: 43000)
-        #expect(squatter.port == 43000)
-        try await withTurnServer(configure: { $0.relayPorts = 43000...43003 }) { _, port in
+        // 27000 is held by another socket; the only other even pair is 27002/27003.
+        let squatter = UDPTestSocket(ip: "0.0.0.0", port: 27000)
+        #expect(squatter.port == 27000)
+        try await withTurnServer(configure: { $0.relayPorts = 27000...27003 }) { _, port in
             let c = TurnTestClient(serverPort: port)
             var m = TurnTestClient.allocateRequest()
             m.append(AttributeType.evenPort, [0x80])
             let r = try #require(c.request(m))
             #expect(r.messageClass == .successResponse)
-            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.port == 43002)
+            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.port == 27002)
             #expect(r.attribute(AttributeType.reservationToken) != nil)
         }
+        withExtendedLifetime(squatter) {}
     }
 
     @Test func badAllocateRequestsGetTheirErrorCodes() async throws {
@@ -309,6 +310,55 @@ import Testing
         }
     }
 
+    @Test func theReservedPortIsHeldBySocketUntilItsTokenMakesARelayOfIt() async throws {
+        try await withTurnServer(configure: { $0.allowLoopbackPeers(); $0.relayPorts = 27100...27103 }) { server, port in
+            let c = TurnTestClient(serverPort: port)
+            var m = TurnTestClient.allocateRequest()
+            m.append(AttributeType.evenPort, [0x80])
+            let r = try #require(c.request(m))
+            let relayed = try #require(r.xorAddress(AttributeType.xorRelayedAddress))
+            let token = try #require(r.reservationToken)
+            // Reserved means held: no other socket on the host can bind the odd port now.
+            let squatter = UDPTestSocket(ip: "127.0.0.1", port: relayed.port + 1)
+            #expect(squatter.port != relayed.port + 1)
+            // The token turns the held socket into the second allocation's relay, which relays.
+            let second = TurnTestClient(serverPort: port)
+            var m2 = TurnTestClient.allocateRequest()
+            m2.appendReservationToken(token)
+            let r2 = try #require(second.request(m2))
+            #expect(r2.xorAddress(AttributeType.xorRelayedAddress)?.port == relayed.port + 1)
+            #expect(server.shared.portPool.reservationCount == 0)
+            let peer = UDPTestSocket()
+            #expect(second.createPermission(peer.address)?.messageClass == .successResponse)
+            var send = StunMessage(method: .send, messageClass: .indication)
+            send.appendXorAddress(AttributeType.xorPeerAddress, peer.address)
+            send.append(AttributeType.data, [1, 2, 3])
+            second.socket.send(send.encode(), to: port)
+            let atPeer = try #require(peer.receive())
+            #expect(atPeer.bytes == [1, 2, 3] && atPeer.fromPort == relayed.port + 1)
+            peer.send([4, 5], to: relayed.port + 1)
+            let back = try StunMessage(decoding: try #require(second.socket.receive()).bytes)
+            #expect(back.method == .data && back.data == [4, 5])
+        }
+    }
+
+    @Test func evenPortReservationMovesOnWhenAnotherSocketHoldsTheOddPort() async throws {
+        // 27201 (the odd half of the first pair) is held by another socket: only 27202/27203 can be reserved.
+        let squatter = UDPTestSocket(ip: "0.0.0.0", port: 27201)
+        #expect(squatter.port == 27201)
+        try await withTurnServer(configure: { $0.relayPorts = 27200...27203 }) { server, port in
+            let c = TurnTestClient(serverPort: port)
+            var m = TurnTestClient.allocateRequest()
+            m.append(AttributeType.evenPort, [0x80])
+            let r = try #require(c.request(m))
+            #expect(r.errorCode == nil)
+            #expect(r.xorAddress(AttributeType.xorRelayedAddress)?.port == 27202)
+            #expect(r.reservationToken != nil)
+            #expect(server.shared.portPool.inUseCount == 2)  // 27202 and the reserved 27203; 27200 given back
+        }
+        withExtendedLifetime(squatter) {}
+    }
+
     @Test func quotasPerUserAndInTotal() async throws {
         try await withTurnServer(configure: { $0.maxAllocationsPerUser = 1; $0.maxAllocations = 2 }) { _, port in
             #expect(TurnTestClient(serverPort: port).allocate()?.messageClass == .successResponse)
@@ -323,13 +373,13 @@ import Testing
     }
 
     @Test func exhaustedRelayPortRangeIs508AndAFreedPortIsReused() async throws {
-        try await withTurnServer(configure: { $0.relayPorts = 45123...45123 }) { _, port in
+        try await withTurnServer(configure: { $0.relayPorts = 27523...27523 }) { _, port in
             let a = TurnTestClient(serverPort: port)
-            #expect(a.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 45123)
+            #expect(a.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 27523)
             let b = TurnTestClient(serverPort: port)
             #expect(b.allocate()?.errorCode?.code == 508)
             _ = a.refresh(lifetime: 0)
-            #expect(b.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 45123)
+            #expect(b.allocate()?.xorAddress(AttributeType.xorRelayedAddress)?.port == 27523)
         }
     }
 

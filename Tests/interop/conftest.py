@@ -139,8 +139,8 @@ def ipv6_peer():
 
 
 # Relay ports for the tests, outside Linux's ephemeral range (32768-60999): the tests' own client sockets
-# (uclient, browsers, Python) then never hold a port the server wants to relay on, e.g. the odd port of an
-# EVEN-PORT pair reserved for a second allocation.
+# (uclient, browsers, Python) then never hold a port the server wants to relay on (the server would skip
+# it, but a test that expects a given port or pair would see another).
 RELAY_MIN, RELAY_MAX = 20000, 21999
 
 

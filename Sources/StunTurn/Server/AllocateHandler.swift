@@ -85,6 +85,7 @@ extension TurnEngine {
         }
         let port: UInt16
         var reservedToken: UInt64?
+        var heldSocket: CInt?
         if m.has(AttributeType.reservationToken) {
             // Step 6: a token that is not valid → 508.
             guard let t = token, let reserved = shared.portPool.redeemReservation(token: t) else {
@@ -93,6 +94,7 @@ extension TurnEngine {
                 return
             }
             port = reserved.port
+            heldSocket = reserved.socket
             // The reserved port belongs to the family of the allocation that reserved it.
             if reserved.ipv6 { family = .ipv6 }
         } else {
@@ -104,6 +106,19 @@ extension TurnEngine {
             }
             port = p.port
             reservedToken = p.token
+            // The reserved (odd) port is held by a socket from now on; if another socket on the host has
+            // it already, this pair is given back and the request handled again with another.
+            if let t = p.token, !shared.portPool.hold(token: t, host: configuration.relayBindAddress(family)) {
+                shared.portPool.cancel(token: t)
+                shared.portPool.release(port)
+                shared.quota.release(user: credential.username)
+                if retriesLeft > 0 {
+                    handleAllocate(m, context, retriesLeft: retriesLeft - 1, avoiding: avoiding.union([port, port &+ 1]))
+                } else {
+                    respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
+                }
+                return
+            }
         }
         let lifetime = grantedLifetime(m.lifetime)
         pendingAllocations.insert(ft)
@@ -129,15 +144,14 @@ extension TurnEngine {
             }
             return
         }
-        bindRelay(port: port, family: family, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment) {
+        bindRelay(port: port, family: family, attemptsLeft: attempts, refused: [], even: evenPort.present, dontFragment: m.dontFragment,
+                  heldSocket: heldSocket) {
             [self] result in
             pendingAllocations.remove(ft)
             switch result {
             case .failure(let error):
                 logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
-                if let reservedToken, let reserved = shared.portPool.redeem(token: reservedToken) {
-                    shared.portPool.release(reserved)
-                }
+                if let reservedToken { shared.portPool.cancel(token: reservedToken) }
                 shared.quota.release(user: credential.username)
                 if reservedToken != nil, retriesLeft > 0 {
                     handleAllocate(m, context, retriesLeft: retriesLeft - 1, avoiding: avoiding.union([port, port &+ 1]))
@@ -220,10 +234,13 @@ extension TurnEngine {
 
     /// Binds a relay socket on this event loop. A port the OS refuses (taken by another process) is
     /// given back and another one tried, so a port in use is never handed out.
+    /// `heldSocket`: the socket that has held a reserved port since its EVEN-PORT reservation; it becomes
+    /// the relay socket as it is (no new bind, so nothing else can take the port in between).
     func bindRelay(port: UInt16, family: AddressFamily, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
-                   completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
+                   heldSocket: CInt? = nil, completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
         let engine = self
-        TurnServer.datagram(eventLoop, v6: family == .ipv6)  // IPv6 relays take IPv6 only
+        // IPv6 relays take IPv6 only (a held socket was made so, and the option cannot change once bound).
+        let bootstrap = (heldSocket == nil ? TurnServer.datagram(eventLoop, v6: family == .ipv6) : DatagramBootstrap(group: eventLoop))
             .channelOption(.datagramVectorReadMessageCount, value: 8)
             .channelOption(.maxMessagesPerRead, value: 1)
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
@@ -232,7 +249,9 @@ extension TurnEngine {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
                 }
             }
-            .bind(host: family == .ipv6 ? configuration.relayBindAddress6 : configuration.relayBindAddress, port: Int(port))
+        let bound = heldSocket.map { bootstrap.withBoundSocket($0) }
+            ?? bootstrap.bind(host: configuration.relayBindAddress(family), port: Int(port))
+        bound
             .hop(to: eventLoop)
             .assumeIsolated()  // the callback runs on this engine's loop, so it may use non-Sendable state
             .whenComplete { [self] result in

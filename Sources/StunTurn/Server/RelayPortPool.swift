@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Relay ports from a configured range (RFC 8656 §7.2). A port is never handed out twice while in use;
-/// EVEN-PORT with the R bit reserves the next port under a RESERVATION-TOKEN for 30 seconds (§7.2, §18.7).
+/// EVEN-PORT with the R bit reserves the next port under a RESERVATION-TOKEN for 30 seconds (§7.2, §18.7);
+/// the reserved port is held by a bound socket (`hold`) until redeemed, cancelled or expired.
 /// Shared by every event loop; touched only when allocations come and go, never per packet.
 public final class RelayPortPool: Sendable {
     public let range: ClosedRange<UInt16>
@@ -9,9 +10,16 @@ public final class RelayPortPool: Sendable {
 
     private struct State {
         var inUse = Set<UInt16>()
-        /// Reserved port, expiry, and whether it was reserved for an IPv6 relay (RFC 6156: the token
-        /// keeps the family of the allocation that reserved it).
-        var reservations: [UInt64: (port: UInt16, expires: Int64, ipv6: Bool)] = [:]
+        var reservations: [UInt64: Reservation] = [:]
+    }
+
+    /// A reserved port, its expiry, whether it was reserved for an IPv6 relay (RFC 6156: the token keeps
+    /// the family of the allocation that reserved it), and the socket holding it (once `hold` gave one).
+    private struct Reservation {
+        var port: UInt16
+        var expires: Int64
+        var ipv6: Bool
+        var socket: CInt?
     }
 
     private let state = Mutex(State())
@@ -47,7 +55,7 @@ public final class RelayPortPool: Sendable {
                         s.inUse.insert(UInt16(p + 1))
                         var token: UInt64 = 0
                         repeat { token = UInt64.random(in: 1...UInt64.max) } while s.reservations[token] != nil
-                        s.reservations[token] = (UInt16(p + 1), now + Self.reservationSeconds, ipv6)
+                        s.reservations[token] = Reservation(port: UInt16(p + 1), expires: now + Self.reservationSeconds, ipv6: ipv6)
                         return (port, token)
                     }
                 }
@@ -58,17 +66,63 @@ public final class RelayPortPool: Sendable {
         }
     }
 
-    /// Redeems a RESERVATION-TOKEN: the reserved port, which stays marked in use. nil if unknown or expired.
-    public func redeem(token: UInt64) -> UInt16? { redeemReservation(token: token)?.port }
+    /// Binds a socket to the reserved port of `token` (on `host`, the relay bind address) and keeps it
+    /// until the token is redeemed, cancelled or expires. false when another socket already holds the
+    /// port (or the token is gone): the caller gives the pair back and takes another.
+    public func hold(token: UInt64, host: String) -> Bool {
+        guard let r = state.withLock({ $0.reservations[token] }),
+              let fd = ReservedPortSocket.bind(host: host, port: r.port, ipv6: r.ipv6)
+        else { return false }
+        let kept = state.withLock { s -> Bool in
+            guard s.reservations[token] != nil else { return false }
+            s.reservations[token]!.socket = fd
+            return true
+        }
+        if !kept { ReservedPortSocket.close(fd) }
+        return kept
+    }
 
-    /// The reserved port and the family it was reserved for.
-    public func redeemReservation(token: UInt64) -> (port: UInt16, ipv6: Bool)? {
+    /// Redeems a RESERVATION-TOKEN: the reserved port, which stays marked in use. nil if unknown or expired.
+    public func redeem(token: UInt64) -> UInt16? {
+        guard let r = redeemReservation(token: token) else { return nil }
+        if let fd = r.socket { ReservedPortSocket.close(fd) }
+        return r.port
+    }
+
+    /// The reserved port, the family it was reserved for, and the socket holding it, which the caller
+    /// now owns (it becomes the new allocation's relay socket).
+    public func redeemReservation(token: UInt64) -> (port: UInt16, ipv6: Bool, socket: CInt?)? {
         let now = clock()
         return state.withLock { s in
             Self.expireReservations(&s, now: now)
-            return s.reservations.removeValue(forKey: token).map { ($0.port, $0.ipv6) }
+            return s.reservations.removeValue(forKey: token).map { ($0.port, $0.ipv6, $0.socket) }
         }
     }
+
+    /// Gives a reservation up (the allocation that made it failed): its port is free again.
+    public func cancel(token: UInt64) {
+        if let port = redeem(token: token) { release(port) }
+    }
+
+    /// Drops the reservations that have expired, closing their sockets (the sweep calls this; acquire
+    /// and redeem do it too).
+    public func expireReservations() {
+        let now = clock()
+        state.withLock { Self.expireReservations(&$0, now: now) }
+    }
+
+    /// Gives up every reservation and closes its socket (the server is stopping).
+    public func cancelAllReservations() {
+        let sockets = state.withLock { s -> [CInt] in
+            defer { s.reservations.removeAll() }
+            for r in s.reservations.values { s.inUse.remove(r.port) }
+            return s.reservations.values.compactMap(\.socket)
+        }
+        for fd in sockets { ReservedPortSocket.close(fd) }
+    }
+
+    /// Reservations currently held (for tests and stats).
+    public var reservationCount: Int { state.withLock { $0.reservations.count } }
 
     public func release(_ port: UInt16) {
         _ = state.withLock { $0.inUse.remove(port) }
@@ -78,6 +132,7 @@ public final class RelayPortPool: Sendable {
         for (token, r) in s.reservations where r.expires <= now {
             s.reservations.removeValue(forKey: token)
             s.inUse.remove(r.port)
+            if let fd = r.socket { ReservedPortSocket.close(fd) }
         }
     }
 }

@@ -42,6 +42,8 @@ public struct TurnConfiguration: Sendable {
     public var ipv6Relays: Bool = true
     /// Local address IPv6 relay sockets bind to (RFC 6156).
     public var relayBindAddress6: String = "::"
+    /// The relay bind address for relays of `family`.
+    func relayBindAddress(_ family: AddressFamily) -> String { family == .ipv6 ? relayBindAddress6 : relayBindAddress }
     /// IPv6 address told to clients for IPv6 relays; nil = the IPv6 relay or listen address when
     /// specific, else the first global IPv6 interface address; no such address = IPv6 relays refused (440).
     public var externalAddress6: IPAddress?

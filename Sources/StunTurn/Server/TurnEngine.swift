@@ -269,6 +269,7 @@ final class TurnEngine: @unchecked Sendable {
         let now = NIODeadline.now()
         limits = shared.limits.current
         shared.unauthenticatedRequests.sweep(rate: limits.unauthenticatedRate, burst: limits.unauthenticatedBurst, now: now)
+        shared.portPool.expireReservations()  // closes the sockets of reservations nobody redeemed
         for a in Array(allocations.values) {
             if a.expires <= now {
                 delete(a, reason: "expired")

@@ -16,7 +16,7 @@ func withTurnServer(
     c.port = 0
     c.threads = 1
     c.realm = "test.realm"
-    c.relayPorts = 42000...44999
+    c.relayPorts = 22000...24999
     configure(&c)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     var logger = Logger(label: "test")

@@ -1,0 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The socket that holds the second port of an EVEN-PORT reservation (RFC 8656 §7.2: the server
+/// "reserves" it for the RESERVATION-TOKEN) until the token is redeemed or expires, so that no other
+/// socket on the host can take the port meanwhile. A plain bound UDP socket that nobody reads; when the
+/// token is redeemed it becomes the new allocation's relay socket (NIO adopts the descriptor).
+enum ReservedPortSocket {
+    /// A UDP socket bound to `host:port` (IPv6-only for an IPv6 host, as the relay sockets are); nil when
+    /// the port is taken or the address is not a literal IP.
+    static func bind(host: String, port: UInt16, ipv6: Bool) -> CInt? {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        var bound: CInt = -1
+        if ipv6 {
+            var on: CInt = 1
+            setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<CInt>.size))
+            var addr = sockaddr_in6()
+            addr.sin6_family = sa_family_t(AF_INET6)
+            addr.sin6_port = port.bigEndian
+            if inet_pton(AF_INET6, host, &addr.sin6_addr) == 1 {
+                bound = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                }
+            }
+        } else {
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = port.bigEndian
+            if inet_pton(AF_INET, host, &addr.sin_addr) == 1 {
+                bound = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+        }
+        guard bound == 0 else {
+            Glibc.close(fd)
+            return nil
+        }
+        return fd
+    }
+
+    static func close(_ fd: CInt) { _ = Glibc.close(fd) }
+}
