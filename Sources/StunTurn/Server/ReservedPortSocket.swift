@@ -21,20 +21,12 @@ enum ReservedPortSocket {
             var addr = sockaddr_in6()
             addr.sin6_family = sa_family_t(AF_INET6)
             addr.sin6_port = port.bigEndian
-            if inet_pton(AF_INET6, host, &addr.sin6_addr) == 1 {
-                bound = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-                }
-            }
+            if inet_pton(AF_INET6, host, &addr.sin6_addr) == 1 { bound = bind(fd, &addr) }
         } else {
             var addr = sockaddr_in()
             addr.sin_family = sa_family_t(AF_INET)
             addr.sin_port = port.bigEndian
-            if inet_pton(AF_INET, host, &addr.sin_addr) == 1 {
-                bound = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-            }
+            if inet_pton(AF_INET, host, &addr.sin_addr) == 1 { bound = bind(fd, &addr) }
         }
         guard bound == 0 else {
             Glibc.close(fd)
@@ -44,4 +36,10 @@ enum ReservedPortSocket {
     }
 
     static func close(_ fd: CInt) { _ = Glibc.close(fd) }
+
+    private static func bind<Address>(_ fd: CInt, _ address: inout Address) -> CInt {
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+        }
+    }
 }
