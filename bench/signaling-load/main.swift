@@ -161,17 +161,19 @@ final class LoopState: @unchecked Sendable {
     var timer: RepeatedTask?
     var cursor = 0
     var credit = 0.0
+    /// When the send timer last ran (on `loop` only).
+    var lastTick = NIODeadline.now()
 
     init(loop: EventLoop) { self.loop = loop }
 
     func startSending(ratePerSecond: Double) {
         latenciesMicros.reserveCapacity(Int(ratePerSecond * 60))
-        var last = NIODeadline.now()
+        lastTick = NIODeadline.now()
         timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(2), delay: .milliseconds(2)) { [self] _ in
             // Credit by the time that really passed, so late ticks do not lower the rate.
             let now = NIODeadline.now()
-            credit += ratePerSecond * Double((now - last).nanoseconds) / 1e9
-            last = now
+            credit += ratePerSecond * Double((now - lastTick).nanoseconds) / 1e9
+            lastTick = now
             let ready = connections.filter { $0.target != nil }
             guard !ready.isEmpty else { return }
             var touched: [LoadConnection] = []
