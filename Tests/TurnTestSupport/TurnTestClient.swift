@@ -85,6 +85,14 @@ public final class TurnTestClient {
         return request(m)
     }
 
+    /// A Send indication (RFC 8656 §11.1) with `data` for `peer`; indications get no answer.
+    public func sendIndication(_ data: [UInt8], to peer: TransportAddress) {
+        var m = StunMessage(method: .send, messageClass: .indication)
+        m.appendXorAddress(AttributeType.xorPeerAddress, peer)
+        m.append(AttributeType.data, data)
+        socket.send(m.encode(), to: serverPort)
+    }
+
     public func channelBind(_ number: UInt16, _ peer: TransportAddress) -> StunMessage? {
         var m = StunMessage(method: .channelBind, messageClass: .request)
         m.appendChannelNumber(number)
