@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from turn_bench import (CERT, KEY, PASSWORD, REALM, ROOT, USER, cpu_seconds, free_port, start_coturn,  # noqa: E402
-                        wait_for_stun, wait_for_tcp)
+                        uclient_totals, wait_for_stun, wait_for_tcp)
 
 
 def rss_kib(pid):
@@ -50,12 +50,7 @@ def uclient_result(proc, timeout):
     proc.output_file.seek(0)
     out = proc.output_file.read()
     proc.output_file.close()
-    totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
-    lost = re.findall(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
-    if not totals or not lost:
-        raise RuntimeError("uclient did not finish:\n" + out[-2000:])
-    sent, received = map(int, totals[-1])
-    return {"sent": sent, "received": received, "lost": int(lost[-1][0]), "lost_pct": float(lost[-1][1])}
+    return uclient_totals(out)
 
 
 def main():

@@ -101,12 +101,17 @@ def run_load(server_port: int, peer_port: int, load: list[str]) -> dict:
     out = subprocess.run(["turnutils_uclient", *load, "-u", USER, "-w", PASSWORD, "-e", "127.0.0.1",
                           "-r", str(peer_port), "-p", str(server_port), "127.0.0.1"],
                          capture_output=True, text=True, timeout=600).stdout
+    return uclient_totals(out)
+
+
+def uclient_totals(out: str) -> dict:
+    """sent, received, lost and lost % from the end of turnutils_uclient's output."""
     totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", out, re.M)
     lost = re.findall(r"Total lost packets (\d+) \(([\d.]+)%\)", out)
     if not totals or not lost:
         raise RuntimeError("uclient did not finish:\n" + out[-2000:])
     sent, received = map(int, totals[-1])
-    return {"sent": sent, "received": received, "lost_pct": float(lost[-1][1])}
+    return {"sent": sent, "received": received, "lost": int(lost[-1][0]), "lost_pct": float(lost[-1][1])}
 
 
 def measure(name: str, start, load: list[str], peer_port: int) -> dict:

@@ -111,16 +111,11 @@ public final class SignalingServer: Service, Sendable {
                     return s.waiters
                 }
                 for w in waiters { w.resume(returning: port) }
-                if c.webSocketEnabled {
-                    logger.info("signaling listening", metadata: [
-                        "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
-                        "websocket": "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM",
-                    ])
-                } else {
-                    logger.info("admin listening (signaling is off: health, welcome and admin endpoints only)", metadata: [
-                        "address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)",
-                    ])
-                }
+                var metadata: Logger.Metadata = ["address": "\(c.listenAddress)", "port": "\(port)", "tls": "\(c.tlsEnabled)"]
+                if c.webSocketEnabled { metadata["websocket"] = "\(c.tlsEnabled ? "wss" : "ws")://HOST:\(port)/websocket/ROOM" }
+                logger.info(c.webSocketEnabled ? "signaling listening"
+                                               : "admin listening (signaling is off: health, welcome and admin endpoints only)",
+                            metadata: metadata)
             },
             eventLoopGroupProvider: eventLoopGroupProvider,
             logger: logger)

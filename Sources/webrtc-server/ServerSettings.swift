@@ -9,7 +9,8 @@ struct ServerSettings {
     var logLevel: Logger.Level = .info
     var turn = TurnConfiguration()
     var credentials = CredentialStore.Settings()
-    var signalingEnabled = true
+    /// signaling.enabled (false: TURN only; the signaling port keeps health and admin endpoints).
+    var signalingEnabled: Bool { signaling.webSocketEnabled }
     var signaling = SignalingConfiguration()
     var throttle = AuthThrottle.Settings()
     /// The signaling port's certificate, re-read on SIGHUP like TURN's.
@@ -151,9 +152,8 @@ extension ServerSettings {
     }
 
     fileprivate mutating func readSignaling(_ r: RawReader) throws {
-        signalingEnabled = try r.bool("signaling.enabled")
         var s = SignalingConfiguration()
-        s.webSocketEnabled = signalingEnabled
+        s.webSocketEnabled = try r.bool("signaling.enabled")
         s.listenAddress = try r.string("signaling.listen")
         guard IPAddress(s.listenAddress) != nil else {
             throw ConfigError(key: "signaling.listen", problem: "'\(s.listenAddress)' is not an IP address")

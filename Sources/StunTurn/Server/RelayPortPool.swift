@@ -66,12 +66,13 @@ public final class RelayPortPool: Sendable {
         }
     }
 
-    /// Binds a socket to the reserved port of `token` (on `host`, the relay bind address) and keeps it
+    /// Binds a socket to the reserved port of `token` (on `host`, the relay bind address of the
+    /// reservation's family) and keeps it
     /// until the token is redeemed, cancelled or expires. false when another socket already holds the
     /// port (or the token is gone): the caller gives the pair back and takes another.
     public func hold(token: UInt64, host: String) -> Bool {
         guard let r = state.withLock({ $0.reservations[token] }),
-              let fd = ReservedPortSocket.bind(host: host, port: r.port, ipv6: r.ipv6)
+              let fd = ReservedPortSocket.bind(host: host, port: r.port)
         else { return false }
         let kept = state.withLock { s -> Bool in
             guard s.reservations[token] != nil else { return false }

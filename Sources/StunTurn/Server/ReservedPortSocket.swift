@@ -1,3 +1,4 @@
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -11,24 +12,16 @@ import Musl
 enum ReservedPortSocket {
     /// A UDP socket bound to `host:port` (IPv6-only for an IPv6 host, as the relay sockets are); nil when
     /// the port is taken or the address is not a literal IP.
-    static func bind(host: String, port: UInt16, ipv6: Bool) -> CInt? {
-        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    static func bind(host: String, port: UInt16) -> CInt? {
+        guard let address = try? SocketAddress(ipAddress: host, port: Int(port)) else { return nil }
+        let family = address.protocolFamily
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
-        var bound: CInt = -1
-        if ipv6 {
+        if family == AF_INET6 {
             var on: CInt = 1
             setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<CInt>.size))
-            var addr = sockaddr_in6()
-            addr.sin6_family = sa_family_t(AF_INET6)
-            addr.sin6_port = port.bigEndian
-            if inet_pton(AF_INET6, host, &addr.sin6_addr) == 1 { bound = bind(fd, &addr) }
-        } else {
-            var addr = sockaddr_in()
-            addr.sin_family = sa_family_t(AF_INET)
-            addr.sin_port = port.bigEndian
-            if inet_pton(AF_INET, host, &addr.sin_addr) == 1 { bound = bind(fd, &addr) }
         }
-        guard bound == 0 else {
+        guard address.withSockAddr({ Glibc.bind(fd, $0, socklen_t($1)) }) == 0 else {
             Glibc.close(fd)
             return nil
         }
@@ -36,10 +29,4 @@ enum ReservedPortSocket {
     }
 
     static func close(_ fd: CInt) { _ = Glibc.close(fd) }
-
-    private static func bind<Address>(_ fd: CInt, _ address: inout Address) -> CInt {
-        withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
-        }
-    }
 }
