@@ -56,12 +56,19 @@ import Testing
     }
 
     @Test func idleSocketIsClosedAndActiveOneIsNot() async throws {
-        try await withSignaling(configure: { $0.idleTimeout = .seconds(3) }) { _, port in
+        try await withSignaling { server, port in
             let idle = WSTestPeer.connect(port: port)
             _ = try await idle.join("alice")
             let active = WSTestPeer.connect(port: port)
             _ = try await active.join("bob")
             _ = try await idle.nextJSON()  // joined
+            // The idle timeout comes in by reload once both are set up, however long a loaded machine took
+            // for that: the active peer has just spoken, the idle one has nothing more to read.
+            active.send("ping")
+            #expect(try await active.next() == .text("pong"))
+            var limits = server.hub.configuration
+            limits.idleTimeout = .seconds(3)
+            server.hub.updateLimits(from: limits)
             // The idle one closes; the active one keeps talking through it and hears `left`.
             let closing = Task { try await idle.expectClosed(timeout: .seconds(10)) }
             var sawLeft = false
