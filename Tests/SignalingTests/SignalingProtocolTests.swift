@@ -195,9 +195,11 @@ import TurnTestSupport
     @Test func aRefusedWebSocketUpgradeIsAnsweredNotDropped() async throws {
         try await withSignaling { _, port in
             let long = "/websocket/" + String(repeating: "r", count: 65)
-            for (path, status) in [("/websocket/a%20b", "400"), (long, "400"), ("/elsewhere", "404")] {
+            let cases = [("/websocket/a%20b", "websocket", "400"), (long, "websocket", "400"), ("/elsewhere", "websocket", "404"),
+                         ("/websocket/fine", "h2c", "426")]
+            for (path, proto, status) in cases {
                 let s = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
-                s.send(Array(("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                s.send(Array(("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: \(proto)\r\n"
                     + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
                 let line = s.receive(count: 12).map { String(decoding: $0, as: UTF8.self) }
                 #expect(line == "HTTP/1.1 \(status)", "\(path)")

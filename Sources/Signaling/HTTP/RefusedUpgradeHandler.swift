@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 
 /// Sits in front of NIO's upgrade handler for a connection's first request. An upgrade request we will
-/// refuse (a bad room name, another path, signaling off) loses its `Upgrade` header here, so it is routed
+/// refuse (a bad room name, another path, another protocol such as h2c, signaling off) loses its `Upgrade` header here, so it is routed
 /// as a plain HTTP request and answered (400, 404…). NIO's typed upgrade handler drops the request head
 /// when every upgrader declines, and the client would get no answer at all.
 final class RefusedUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler {

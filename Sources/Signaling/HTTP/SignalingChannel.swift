@@ -73,7 +73,10 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
             try channel.pipeline.syncOperations.addHandler(
-                RefusedUpgradeHandler { Self.room(in: $0.uri, configuration) != nil }, position: .before(upgradeHandler))
+                RefusedUpgradeHandler { head in
+                    // Only a WebSocket upgrade to a valid room goes on to the upgrader.
+                    head.headers["upgrade"].contains { $0.lowercased() == "websocket" } && Self.room(in: head.uri, configuration) != nil
+                }, position: .before(upgradeHandler))
             return Value(upgradeResult: result, channel: channel)
         }
     }
