@@ -169,12 +169,18 @@ final class LoopState: @unchecked Sendable {
     func startSending(ratePerSecond: Double) {
         latenciesMicros.reserveCapacity(Int(ratePerSecond * 60))
         lastTick = NIODeadline.now()
+        var ready = connections.filter { $0.target != nil }
+        var readyAt = NIODeadline.now()
         timer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(2), delay: .milliseconds(2)) { [self] _ in
             // Credit by the time that really passed, so late ticks do not lower the rate.
             let now = NIODeadline.now()
             credit += ratePerSecond * Double((now - lastTick).nanoseconds) / 1e9
             lastTick = now
-            let ready = connections.filter { $0.target != nil }
+            // Who can send changes only on joined/left: rebuilt once a second, not every tick.
+            if now - readyAt > .seconds(1) {
+                ready = connections.filter { $0.target != nil }
+                readyAt = now
+            }
             guard !ready.isEmpty else { return }
             var touched: [LoadConnection] = []
             while credit >= 1 {
@@ -225,7 +231,9 @@ final class LoadConnection: ChannelInboundHandler {
     var members: [String] = []
     var target: String?
     var needsFlush = false
-    var rng = SystemRandomNumberGenerator()
+    /// Masking keys (RFC 6455 §5.3) from a cheap generator: the system one costs a getrandom(2) per
+    /// frame, CPU the load client takes from the server it shares the machine with.
+    var rng = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
 
     init(state: LoopState, authenticate: String, onAuthenticated: @escaping @Sendable (Bool) -> Void) {
         self.state = state
@@ -242,7 +250,10 @@ final class LoadConnection: ChannelInboundHandler {
 
     func write(_ text: String) {
         guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: text.utf8.count)
+        // Room in front for the frame header, which NIO's encoder then writes in place when it can.
+        var buffer = context.channel.allocator.buffer(capacity: 14 + text.utf8.count)
+        buffer.moveWriterIndex(forwardBy: 14)
+        buffer.moveReaderIndex(forwardBy: 14)
         buffer.writeString(text)
         let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(using: &rng), data: buffer)
         context.write(wrapOutboundOut(frame), promise: nil)
@@ -340,4 +351,17 @@ final class LoadConnection: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 
     func close() { context?.close(promise: nil) }
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): fast, good enough for masking keys in a load generator.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
