@@ -12,15 +12,18 @@ public final class StatCounter: Sendable {
 
 /// Counters keyed by a small fixed set of labels (an enum), for metrics with one label. Indexed by the
 /// case's position (a few enum comparisons), not by hashing its name, since it is counted per message.
+/// `add` is inlinable so that it is specialised for the caller's enum: unspecialised, the generic
+/// `firstIndex(of:)` looked up type metadata on every call (5 % of the signaling server's CPU).
 public final class LabeledCounters<Label: CaseIterable & RawRepresentable & Equatable & Sendable>: Sendable
     where Label.RawValue == String, Label.AllCases: Sendable {
-    private let labels: [Label]
-    private let counters: [StatCounter]
+    @usableFromInline let labels: [Label]
+    @usableFromInline let counters: [StatCounter]
     public init() {
         labels = Array(Label.allCases)
         counters = labels.map { _ in StatCounter() }
     }
-    @inline(__always) public func add(_ label: Label, _ n: Int = 1) { counters[labels.firstIndex(of: label)!].add(n) }
+    @inlinable @inline(__always)
+    public func add(_ label: Label, _ n: Int = 1) { counters[labels.firstIndex(of: label)!].add(n) }
     public func value(_ label: Label) -> Int { counters[labels.firstIndex(of: label)!].value }
     public var values: [(label: String, value: Int)] { zip(labels, counters).map { ($0.rawValue, $1.value) } }
 }

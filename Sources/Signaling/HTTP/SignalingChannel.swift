@@ -39,8 +39,10 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let hub = self.hub
             let configuration = hub.configuration
+            let maxFrameSize = max(1 << 20, 2 * configuration.maxMessageSize)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                maxFrameSize: max(1 << 20, 2 * configuration.maxMessageSize),
+                maxFrameSize: maxFrameSize,
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     channel.eventLoop.makeSucceededFuture(Self.room(in: head.uri, configuration) == nil ? nil : HTTPHeaders())
                 },
@@ -48,8 +50,15 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         let room = Self.room(in: head.uri, configuration) ?? ""
                         let host = IceServers.hostname(fromAuthority: head.headers.first(name: "host") ?? "localhost")
-                        try channel.pipeline.syncOperations.addHandler(
-                            SignalingFrameHandler(hub: hub, room: room, requestHost: host))
+                        // The frame handler reads and writes frames itself (WebSocketFraming), next to the
+                        // socket: raw bytes reach it first and its writes pass no handler. NIO's frame
+                        // decoder, just added by the upgrader and not yet fed a byte, comes out again; the
+                        // encoder cannot be removed and stays, unused.
+                        let sync = channel.pipeline.syncOperations
+                        sync.removeHandler(
+                            context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
+                        try sync.addHandler(SignalingFrameHandler(hub: hub, room: room, requestHost: host, maxFrameSize: maxFrameSize),
+                                            position: .first)
                         return UpgradeResult.webSocket
                     }
                 })

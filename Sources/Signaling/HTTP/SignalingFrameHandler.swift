@@ -1,27 +1,29 @@
 import NIOCore
 import NIOWebSocket
 
-/// One upgraded WebSocket, on plain SwiftNIO: control frames (RFC 6455 §5.5), reassembly of fragmented
-/// messages bounded by `maxMessageSize`, and the session fed on the connection's own event loop, with no
-/// task or thread hop per message.
+/// One upgraded WebSocket, on plain SwiftNIO: frames read from the socket's bytes (`WebSocketFraming`),
+/// control frames (RFC 6455 §5.5), reassembly of fragmented messages bounded by `maxMessageSize`, and
+/// the session fed on the connection's own event loop, with no task or thread hop per message.
 final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
 
     let hub: SignalingHub
     let room: String
     let requestHost: String
     private var connection: PeerConnection?
     private var session: SignalingSession?
+    private var reader: WebSocketFraming.Reader
     private var buffer: [UInt8] = []
     private var isText = true
     private var size = 0
     private var inMessage = false
+    private var failed = false
 
-    init(hub: SignalingHub, room: String, requestHost: String) {
+    init(hub: SignalingHub, room: String, requestHost: String, maxFrameSize: Int) {
         self.hub = hub
         self.room = room
         self.requestHost = requestHost
+        self.reader = WebSocketFraming.Reader(maxFrameSize: maxFrameSize)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -30,76 +32,85 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
         try? channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         guard let conn = hub.open(remote: channel.remoteAddress.map { "\($0)" } ?? "unknown", channel: channel) else {
             let refused = PeerConnection(id: 0, remote: "", channel: channel, stats: hub.stats)
+            refused.attach(context)
             refused.close(finalEvent: ServerEvents.error(.serverFull, "the server is at its connection limit"),
                           reason: "server full", code: .unknown(1013))
             connection = refused
             return
         }
+        conn.attach(context)
         connection = conn
         session = SignalingSession(hub: hub, connection: conn, room: room, requestHost: requestHost)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        guard let connection else { return }
-        // RFC 6455 §5.1: a server MUST close the connection upon receiving an unmasked frame.
-        guard frame.maskKey != nil else {
-            protocolError(context, "client frames must be masked")
-            return
+        var bytes = unwrapInboundIn(data)
+        guard connection != nil, !failed else { return }
+        do {
+            try reader.read(&bytes) { event in self.handle(event, context) }
+        } catch {
+            // After a protocol error nothing more is read from this connection (§7.1.7: fail it).
+            failed = true
+            connection?.close(finalEvent: nil, reason: error.reason, code: error.code)
         }
-        switch frame.opcode {
-        case .connectionClose:
+    }
+
+    private func handle(_ event: WebSocketFraming.Event, _ context: ChannelHandlerContext) {
+        guard let connection, !failed else { return }
+        switch event {
+        case .control(.connectionClose, var data):
             if !connection.closeFrameSent {
                 // The client closes: answer with its status code (§5.5.1), then end the TCP connection.
-                var data = frame.unmaskedData
                 let code = data.readWebSocketErrorCode() ?? .normalClosure
                 connection.sendCloseFrame(code: code, reason: "")
             }
             context.channel.flush()
             context.close(promise: nil)
-        case .ping:
-            connection.write(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))
-        case .pong:
+            failed = true  // nothing after a close frame is read
+        case .control(.ping, let data):
+            connection.write(.pong, data)
+        case .control(_, _):  // pong
             connection.awaitingPong.store(false, ordering: .relaxed)
-        case .text, .binary:
-            guard !inMessage else { return protocolError(context, "new message inside a fragmented one") }
-            isText = frame.opcode == .text
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 4096)
-            size = 0
-            inMessage = true
-            append(frame)
-        case .continuation:
-            guard inMessage else { return protocolError(context, "continuation without a message") }
-            append(frame)
-        default:
-            protocolError(context, "unknown opcode")
+        case .dataFrame(let opcode, _):
+            if opcode == .continuation {
+                guard inMessage else { return protocolError("continuation without a message") }
+            } else {
+                guard !inMessage else { return protocolError("new message inside a fragmented one") }
+                isText = opcode == .text
+                buffer.removeAll(keepingCapacity: buffer.capacity <= 4096)
+                size = 0
+                inMessage = true
+            }
+        case .payload(let bytes, let key, let offset):
+            size += bytes.count
+            if size <= hub.maxMessageSize, isText { WebSocketFraming.unmask(bytes, key: key, offset: offset, into: &buffer) }
+        case .dataFrameEnd(let fin):
+            guard fin else { return }
+            inMessage = false
+            guard session?.isClosing == false else { return }
+            // Mutated in place (optional chaining), not copied out and back.
+            if size > hub.maxMessageSize {
+                session?.receivedTooLarge(size: size)
+            } else if !isText {
+                session?.receivedBinary()
+            } else {
+                session?.receivedText(buffer)
+            }
         }
     }
 
-    /// Adds a data frame; a message over `maxMessageSize` is counted, not stored.
-    private func append(_ frame: WebSocketFrame) {
-        let max = hub.maxMessageSize
-        size += frame.length
-        if size <= max, isText { buffer.append(contentsOf: frame.unmaskedData.readableBytesView) }
-        guard frame.fin else { return }
-        inMessage = false
-        guard var session, !session.isClosing else { return }
-        if size > max {
-            session.receivedTooLarge(size: size)
-        } else if !isText {
-            session.receivedBinary()
-        } else {
-            session.receivedText(buffer)
-        }
-        self.session = session
-    }
-
-    private func protocolError(_ context: ChannelHandlerContext, _ reason: String) {
+    private func protocolError(_ reason: String) {
+        failed = true
         connection?.close(finalEvent: nil, reason: reason, code: .protocolError)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        connection?.attach(nil)  // the context holds this handler, which holds the connection
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         if let connection, connection.id != 0 { hub.closed(connection, peerID: session?.peerID) }
+        connection?.attach(nil)
         connection = nil
         context.fireChannelInactive()
     }

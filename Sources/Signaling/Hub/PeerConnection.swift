@@ -34,6 +34,9 @@ public final class PeerConnection: @unchecked Sendable {
     private let authenticatedFlag = Atomic<Bool>(false)
 
     // Event-loop confined.
+    /// The frame handler's place in the pipeline, next to the socket: frames written there pass no
+    /// other handler (they are already encoded).
+    private var context: ChannelHandlerContext?
     private var flushScheduled = false
     private(set) var closeFrameSent = false
 
@@ -47,6 +50,10 @@ public final class PeerConnection: @unchecked Sendable {
 
     private var loop: any EventLoop { channel.eventLoop }
 
+    /// On the loop: where frames are written. Without one (detached when the handler goes, or a
+    /// connection opened on a bare channel) frames go to the channel itself.
+    func attach(_ context: ChannelHandlerContext?) { self.context = context }
+
     /// The client's address as the auth throttle counts it (nil for a non-IP socket).
     var source: SourceKey? { channel.remoteAddress?.addressBytes.flatMap(SourceKey.init(addressBytes:)) }
 
@@ -59,29 +66,35 @@ public final class PeerConnection: @unchecked Sendable {
     @discardableResult
     func send(_ text: String) -> Bool { send(ByteBuffer(string: text)) }
 
-    /// Writes `payload` (UTF-8 JSON text) as one text frame.
+    /// Writes `payload` (UTF-8 JSON text) as one text frame. Passed owned, a forwarded message's buffer
+    /// is unique here and gets its frame header in place.
     @discardableResult
-    func send(_ payload: ByteBuffer) -> Bool {
+    func send(_ payload: consuming ByteBuffer) -> Bool {
         guard !closing.load(ordering: .relaxed) else { return false }
         guard channel.isWritable else {
             stats.slowConsumers.add(1, ordering: .relaxed)
             close(finalEvent: nil, reason: "slow consumer", code: .policyViolation)
             return false
         }
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: payload)
-        onLoop { self.write(frame) }
+        let frame = WebSocketFraming.frame(.text, payload)
+        if loop.inEventLoop { writeFrame(frame) } else { loop.execute { self.writeFrame(frame) } }
         return true
     }
 
-    /// On the loop: queue `frame` and flush once at the end of this tick.
-    func write(_ frame: WebSocketFrame) {
+    /// On the loop: `payload` as one frame of kind `opcode`, flushed at the end of this tick.
+    func write(_ opcode: WebSocketOpcode, _ payload: ByteBuffer) {
+        writeFrame(WebSocketFraming.frame(opcode, payload))
+    }
+
+    /// On the loop: queue an encoded frame and flush once at the end of this tick.
+    private func writeFrame(_ frame: ByteBuffer) {
         guard !closeFrameSent else { return }
-        channel.write(frame, promise: nil)
+        if let context { context.write(NIOAny(frame), promise: nil) } else { channel.write(frame, promise: nil) }
         guard !flushScheduled else { return }
         flushScheduled = true
         loop.execute {
             self.flushScheduled = false
-            self.channel.flush()
+            if let context = self.context { context.flush() } else { self.channel.flush() }
         }
     }
 
@@ -96,7 +109,7 @@ public final class PeerConnection: @unchecked Sendable {
         guard first else { return }
         closing.store(true, ordering: .relaxed)
         onLoop {
-            if let e = finalEvent { self.write(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: e))) }
+            if let e = finalEvent { self.write(.text, ByteBuffer(string: e)) }
             self.sendCloseFrame(code: code, reason: reason)
         }
     }
@@ -107,7 +120,7 @@ public final class PeerConnection: @unchecked Sendable {
         var data = channel.allocator.buffer(capacity: 2 + min(reason.utf8.count, 123))
         data.write(webSocketErrorCode: code)
         data.writeBytes(reason.utf8.prefix(123))
-        write(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+        write(.connectionClose, data)
         closeFrameSent = true
     }
 
@@ -115,7 +128,7 @@ public final class PeerConnection: @unchecked Sendable {
     func ping(now: ContinuousClock.Instant) {
         lastPing.store(millis(now), ordering: .relaxed)
         awaitingPong.store(true, ordering: .relaxed)
-        onLoop { self.write(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())) }
+        onLoop { self.write(.ping, ByteBuffer()) }
     }
 
     /// Cuts the TCP connection without ceremony (a peer that ignores our close frame).

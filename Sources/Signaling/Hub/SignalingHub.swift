@@ -152,16 +152,16 @@ public final class SignalingHub: Sendable {
     }
 
     /// Sends a client's message to `to` in the same room, or to everyone else in the room for `*`.
-    func deliver(_ text: ByteBuffer, from peerID: String, room: String, to: String) -> DeliveryResult {
+    func deliver(_ text: consuming ByteBuffer, from peerID: String, room: String, to: String) -> DeliveryResult {
         if to == SignalingHub.broadcastAddress {
             let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
             var n = 0
-            for t in targets where t.info.peerID != peerID && t.connection.send(text) { n += 1 }
+            for t in targets where t.info.peerID != peerID && t.connection.send(copy text) { n += 1 }
             stats.sent(.forwarded, n)
             return .delivered(n)
         }
         guard let target = state.withLock({ s in s.peers[to] }), target.room == room else { return .unknownPeer }
-        let ok = target.connection.send(text)
+        let ok = target.connection.send(text)  // the last use: owned, so framed in place
         if ok { stats.sent(.forwarded) }
         return .delivered(ok ? 1 : 0)
     }

@@ -63,12 +63,28 @@ public struct JSONEnvelope: Sendable {
     /// The same object with `from` set to `peerID` (an existing `from` is replaced, never trusted),
     /// written once into the buffer the frame will carry.
     public func forwarded(from peerID: String) -> ByteBuffer {
+        forwarded(prefix: Self.fromPrefix(peerID))
+    }
+
+    /// `{"from":"<peerID>"`: what every message a peer sends starts with once forwarded (a session
+    /// builds it once).
+    public static func fromPrefix(_ peerID: String) -> [UInt8] {
+        var prefix = Array(#"{"from":"#.utf8)
+        JSONText.appendString(peerID, to: &prefix)
+        return prefix
+    }
+
+    /// Bytes left free in front of a forwarded message, so that its WebSocket frame header is written
+    /// there (`WebSocketFraming.frame`) instead of into a second buffer.
+    static let frameHeaderRoom = WebSocketFraming.maxServerHeader
+
+    /// `forwarded(from:)` with the `from` member already encoded by `fromPrefix(_:)`.
+    public func forwarded(prefix: [UInt8]) -> ByteBuffer {
         var out = ByteBuffer()
-        out.reserveCapacity(bytes.count + peerID.utf8.count + 12)
-        out.writeStaticString("{\"from\":")
-        var quoted: [UInt8] = []
-        JSONText.appendString(peerID, to: &quoted)
-        out.writeBytes(quoted)
+        out.reserveCapacity(Self.frameHeaderRoom + bytes.count + prefix.count + 1)
+        out.moveWriterIndex(forwardBy: Self.frameHeaderRoom)
+        out.moveReaderIndex(forwardBy: Self.frameHeaderRoom)
+        out.writeBytes(prefix)
         for m in members where !Self.key(bytes, m.key, is: "from") {
             out.writeInteger(UInt8(ascii: ","))
             out.writeBytes(bytes[m.range])

@@ -11,6 +11,8 @@ struct SignalingSession {
     /// Host the client used to reach us: the default host of the ICE server URLs.
     let requestHost: String
     private(set) var peerID: String?
+    /// `{"from":"<peerID>"`, the start of every message this peer sends, encoded once.
+    private var fromPrefix: [UInt8] = []
     private(set) var username: String?
     private var recentErrors: [ContinuousClock.Instant] = []
     /// Set once a login failed: whatever else arrives before the (possibly delayed) close is ignored.
@@ -70,7 +72,7 @@ struct SignalingSession {
             return
         }
         hub.stats.received(to == SignalingHub.broadcastAddress ? .broadcast : .directed)
-        switch hub.deliver(envelope.forwarded(from: peerID), from: peerID, room: room, to: to) {
+        switch hub.deliver(envelope.forwarded(prefix: fromPrefix), from: peerID, room: room, to: to) {
         case .delivered: break
         case .unknownPeer:
             reject(ServerEvents.error(.unknownPeer, "no peer \(to) in room \(room)", extra: [("to", to)]))
@@ -141,6 +143,7 @@ struct SignalingSession {
         }
         connection.markAuthenticated()
         peerID = id
+        fromPrefix = JSONEnvelope.fromPrefix(id)
         username = name
     }
 
