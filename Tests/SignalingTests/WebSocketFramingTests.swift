@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOWebSocket
 import Testing
 import TurnTestSupport
@@ -147,5 +148,25 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
             let close = try #require(s.receive(count: 4))
             #expect(close[0] == 0x88 && Int(close[2]) << 8 | Int(close[3]) == 1002)
         }
+    }
+
+    /// A message sent to a peer whose socket just went inactive (another loop's sender had already
+    /// looked it up) is dropped. It once went to the channel instead, into NIO's frame encoder, which the
+    /// upgrader leaves in the pipeline, and crashed the server on its ByteBuffer.
+    @Test func aFrameForAConnectionThatWentInactiveIsDropped() throws {
+        let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
+        let handler = SignalingFrameHandler(hub: hub, room: "r", requestHost: "h", maxFrameSize: 1 << 20)
+        try channel.pipeline.syncOperations.addHandler(handler, position: .first)
+        let conn = try #require(handler.connection)
+        #expect(conn.send("before"))
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self).flatMap(serverFrame)?.payload == Array("before".utf8))
+        channel.pipeline.fireChannelInactive()
+        _ = conn.send("after")
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(hub.connectionCount == 0)
     }
 }

@@ -112,10 +112,14 @@ struct SignalingLoad: ParsableCommand {
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
                 let request = UpgradeRequestHandler(host: host, port: port, path: "/websocket/\(room)")
-                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 20) { channel, _ in
+                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 20, automaticErrorHandling: false) { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            LoadConnection(state: state, authenticate: auth, onAuthenticated: done))
+                        // Frames are read and written on the raw bytes, next to the socket (as the server
+                        // does): NIO's frame decoder comes out, its encoder stays unused.
+                        let sync = channel.pipeline.syncOperations
+                        sync.removeHandler(
+                            context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
+                        try sync.addHandler(LoadConnection(state: state, authenticate: auth, onAuthenticated: done), position: .first)
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {
@@ -220,20 +224,25 @@ final class UpgradeRequestHandler: ChannelInboundHandler, RemovableChannelHandle
 }
 
 /// One upgraded WebSocket: authenticates, learns its room's peers, sends and times directed messages.
+/// Frames are built and parsed on the connection's bytes (no `WebSocketFrame` per message), so that the
+/// client costs the machine it shares with the server as little as possible.
 final class LoadConnection: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let state: LoopState
     let authenticate: String
     var onAuthenticated: (@Sendable (Bool) -> Void)?
     var context: ChannelHandlerContext?
     var members: [String] = []
-    var target: String?
+    var target: String? { didSet { targetBytes = target.map { Array($0.utf8) } ?? [] } }
+    var targetBytes: [UInt8] = []
     var needsFlush = false
     /// Masking keys (RFC 6455 §5.3) from a cheap generator: the system one costs a getrandom(2) per
     /// frame, CPU the load client takes from the server it shares the machine with.
     var rng = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    /// Bytes of a server frame that has not fully arrived yet.
+    var partial = ByteBuffer()
 
     init(state: LoopState, authenticate: String, onAuthenticated: @escaping @Sendable (Bool) -> Void) {
         self.state = state
@@ -244,18 +253,35 @@ final class LoadConnection: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         state.connections.append(self)
-        write(authenticate)
+        write(opcode: 0x1) { $0.writeString(self.authenticate) }
         context.flush()
     }
 
-    func write(_ text: String) {
+    /// Writes one masked client frame (FIN set) whose payload `body` appends to the buffer.
+    func write(opcode: UInt8, _ body: (inout ByteBuffer) -> Void) {
         guard let context else { return }
-        // Room in front for the frame header, which NIO's encoder then writes in place when it can.
-        var buffer = context.channel.allocator.buffer(capacity: 14 + text.utf8.count)
-        buffer.moveWriterIndex(forwardBy: 14)
-        buffer.moveReaderIndex(forwardBy: 14)
-        buffer.writeString(text)
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(using: &rng), data: buffer)
+        var payload = context.channel.allocator.buffer(capacity: 256)
+        body(&payload)
+        let n = payload.readableBytes
+        var frame = context.channel.allocator.buffer(capacity: n + 14)
+        frame.writeInteger(0x80 | opcode)
+        if n < 126 {
+            frame.writeInteger(0x80 | UInt8(n))
+        } else if n <= 0xFFFF {
+            frame.writeInteger(UInt8(0x80 | 126))
+            frame.writeInteger(UInt16(n))
+        } else {
+            frame.writeInteger(UInt8(0x80 | 127))
+            frame.writeInteger(UInt64(n))
+        }
+        let key = UInt32(truncatingIfNeeded: rng.next())
+        frame.writeInteger(key)
+        let keyBytes = withUnsafeBytes(of: key.bigEndian) { Array($0) }
+        frame.writeBuffer(&payload)
+        frame.withUnsafeMutableReadableBytes { b in
+            let start = b.count - n
+            for i in 0..<n { b[start + i] ^= keyBytes[i & 3] }
+        }
         context.write(wrapOutboundOut(frame), promise: nil)
     }
 
@@ -264,34 +290,67 @@ final class LoadConnection: ChannelInboundHandler {
         context?.flush()
     }
 
+    static let directedStart = Array(#"{"event":"m","to":""#.utf8)
+    static let directedMiddle = Array(#"","data":{"t":"#.utf8)
+
     func sendDirected() {
-        guard let target else { return }
+        guard target != nil else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        write(#"{"event":"m","to":"\#(target)","data":{"t":\#(now)}}"#)
+        write(opcode: 0x1) { b in
+            b.writeBytes(Self.directedStart)
+            b.writeBytes(self.targetBytes)
+            b.writeBytes(Self.directedMiddle)
+            b.writeString(String(now))
+            b.writeStaticString("}}")
+        }
         state.sent += 1
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text:
-            let bytes = frame.unmaskedData.readableBytesView
-            received(Array(bytes))
-        case .ping:
-            var pong = frame.unmaskedData
-            let reply = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(using: &rng), data: pong.readSlice(length: pong.readableBytes)!)
-            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
-        case .connectionClose:
-            context.close(promise: nil)
-        default:
-            break
+        var input = unwrapInboundIn(data)
+        if partial.readableBytes > 0 {
+            partial.writeBuffer(&input)
+            input = partial
+            partial = ByteBuffer()
         }
+        // Server frames: unmasked, unfragmented (this server never fragments).
+        while input.readableBytes >= 2 {
+            let start = input.readerIndex
+            let b0 = input.getInteger(at: start, as: UInt8.self)!, b1 = input.getInteger(at: start + 1, as: UInt8.self)!
+            var length = Int(b1 & 0x7F), header = 2
+            if length == 126 {
+                guard let l = input.getInteger(at: start + 2, as: UInt16.self) else { break }
+                length = Int(l)
+                header = 4
+            } else if length == 127 {
+                guard let l = input.getInteger(at: start + 2, as: UInt64.self) else { break }
+                length = Int(l)
+                header = 10
+            }
+            guard input.readableBytes >= header + length else { break }
+            input.moveReaderIndex(forwardBy: header)
+            let payload = input.readSlice(length: length)!
+            switch b0 & 0x0F {
+            case 0x1:
+                received(payload)
+            case 0x9:
+                write(opcode: 0xA) { $0.writeImmutableBuffer(payload) }
+                context.flush()
+            case 0x8:
+                context.close(promise: nil)
+                return
+            default:
+                break
+            }
+        }
+        if input.readableBytes > 0 { partial.writeBuffer(&input) }
     }
 
     static let fromPrefix = Array(#"{"from":"#.utf8)
     static let timeKey = Array(#""t":"#.utf8)
 
-    func received(_ bytes: [UInt8]) {
+    func received(_ payload: ByteBuffer) {
+        let bytes = payload.readableBytesView
         if bytes.starts(with: Self.fromPrefix) {
             // A directed message: {"from":"…","event":"m","to":"…","data":{"t":NANOS}}
             if let t = Self.number(after: Self.timeKey, in: bytes) {
@@ -328,16 +387,17 @@ final class LoadConnection: ChannelInboundHandler {
         }
     }
 
-    static func number(after key: [UInt8], in bytes: [UInt8]) -> UInt64? {
-        guard bytes.count > key.count else { return nil }
-        var i = 0
-        while i + key.count <= bytes.count {
-            if bytes[i] == key[0], bytes[i..<(i + key.count)].elementsEqual(key) {
+    /// The decimal number after the last occurrence of `key` (the send time is the message's last member).
+    static func number(after key: [UInt8], in bytes: ByteBufferView) -> UInt64? {
+        let b = Array(bytes)
+        var i = b.count - key.count
+        while i >= 0 {
+            if b[i] == key[0], b[i..<(i + key.count)].elementsEqual(key) {
                 var j = i + key.count, v: UInt64 = 0
-                while j < bytes.count, bytes[j] >= 0x30, bytes[j] <= 0x39 { v = v * 10 + UInt64(bytes[j] - 0x30); j += 1 }
+                while j < b.count, b[j] >= 0x30, b[j] <= 0x39 { v = v * 10 + UInt64(b[j] - 0x30); j += 1 }
                 return v
             }
-            i += 1
+            i -= 1
         }
         return nil
     }

@@ -10,7 +10,7 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     let hub: SignalingHub
     let room: String
     let requestHost: String
-    private var connection: PeerConnection?
+    private(set) var connection: PeerConnection?
     private var session: SignalingSession?
     private var reader: WebSocketFraming.Reader
     private var buffer: [UInt8] = []
@@ -88,7 +88,6 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
             guard fin else { return }
             inMessage = false
             guard session?.isClosing == false else { return }
-            // Mutated in place (optional chaining), not copied out and back.
             if size > hub.maxMessageSize {
                 session?.receivedTooLarge(size: size)
             } else if !isText {
@@ -105,12 +104,14 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        connection?.attach(nil)  // the context holds this handler, which holds the connection
+        connection?.detach()  // the context holds this handler, which holds the connection
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // Detached first: a message already on its way to this peer (from another loop, or the `left`
+        // of others) is dropped instead of reaching NIO's frame encoder, which is still in the pipeline.
+        connection?.detach()
         if let connection, connection.id != 0 { hub.closed(connection, peerID: session?.peerID) }
-        connection?.attach(nil)
         connection = nil
         context.fireChannelInactive()
     }

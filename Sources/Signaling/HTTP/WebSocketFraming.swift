@@ -156,8 +156,9 @@ enum WebSocketFraming {
             guard let b0 = bytes.getInteger(at: i, as: UInt8.self),
                   let b1 = bytes.getInteger(at: i + 1, as: UInt8.self) else { return nil }
             guard b0 & 0x70 == 0 else { throw ProtocolError(code: .protocolError, reason: "reserved bits set") }
-            guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: b0 & 0x0F),
-                  [.continuation, .text, .binary, .connectionClose, .ping, .pong].contains(opcode)
+            // Continuation, text, binary, close, ping, pong; the others are reserved (§5.2).
+            let raw = b0 & 0x0F
+            guard raw <= 0x2 || (0x8...0xA).contains(raw), let opcode = WebSocketOpcode(encodedWebSocketOpcode: raw)
             else { throw ProtocolError(code: .protocolError, reason: "unknown opcode") }
             guard b1 & 0x80 != 0 else { throw ProtocolError(code: .protocolError, reason: "client frames must be masked") }
             let fin = b0 & 0x80 != 0

@@ -34,9 +34,17 @@ public final class PeerConnection: @unchecked Sendable {
     private let authenticatedFlag = Atomic<Bool>(false)
 
     // Event-loop confined.
-    /// The frame handler's place in the pipeline, next to the socket: frames written there pass no
-    /// other handler (they are already encoded).
-    private var context: ChannelHandlerContext?
+    /// Where encoded frames are written.
+    private enum Output {
+        /// The channel itself (a connection opened on a bare channel, as in tests).
+        case channel
+        /// The frame handler's place in the pipeline, next to the socket: frames pass no other handler.
+        case context(ChannelHandlerContext)
+        /// The connection is gone: frames are dropped (NIO's unused frame encoder may still be in the
+        /// pipeline for a moment, and must never see one).
+        case closed
+    }
+    private var output = Output.channel
     private var flushScheduled = false
     private(set) var closeFrameSent = false
 
@@ -50,9 +58,11 @@ public final class PeerConnection: @unchecked Sendable {
 
     private var loop: any EventLoop { channel.eventLoop }
 
-    /// On the loop: where frames are written. Without one (detached when the handler goes, or a
-    /// connection opened on a bare channel) frames go to the channel itself.
-    func attach(_ context: ChannelHandlerContext?) { self.context = context }
+    /// On the loop: frames go to `context` from now on.
+    func attach(_ context: ChannelHandlerContext) { output = .context(context) }
+
+    /// On the loop, when the channel goes inactive or the handler is removed: later frames are dropped.
+    func detach() { output = .closed }
 
     /// The client's address as the auth throttle counts it (nil for a non-IP socket).
     var source: SourceKey? { channel.remoteAddress?.addressBytes.flatMap(SourceKey.init(addressBytes:)) }
@@ -89,12 +99,20 @@ public final class PeerConnection: @unchecked Sendable {
     /// On the loop: queue an encoded frame and flush once at the end of this tick.
     private func writeFrame(_ frame: ByteBuffer) {
         guard !closeFrameSent else { return }
-        if let context { context.write(NIOAny(frame), promise: nil) } else { channel.write(frame, promise: nil) }
+        switch output {
+        case .context(let context): context.write(NIOAny(frame), promise: nil)
+        case .channel: channel.write(frame, promise: nil)
+        case .closed: return
+        }
         guard !flushScheduled else { return }
         flushScheduled = true
         loop.execute {
             self.flushScheduled = false
-            if let context = self.context { context.flush() } else { self.channel.flush() }
+            switch self.output {
+            case .context(let context): context.flush()
+            case .channel: self.channel.flush()
+            case .closed: break
+            }
         }
     }
 

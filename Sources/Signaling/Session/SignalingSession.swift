@@ -1,10 +1,10 @@
 import Auth
 import Foundation
 
-/// One WebSocket's conversation with the hub (runs on that connection's inbound task only):
+/// One WebSocket's conversation with the hub (runs on that connection's event loop only):
 /// `authenticate` first, then directed and broadcast messages, with `ping`→`pong` at any time.
 /// Every reply goes through the connection's queue, so it stays in order with forwarded messages.
-struct SignalingSession {
+final class SignalingSession {
     let hub: SignalingHub
     let connection: PeerConnection
     let room: String
@@ -38,7 +38,7 @@ struct SignalingSession {
 
     // MARK: Inbound
 
-    mutating func receivedText(_ bytes: [UInt8]) {
+    func receivedText(_ bytes: [UInt8]) {
         connection.touch()
         hub.stats.messagesIn.add(1, ordering: .relaxed)
         guard !refused else { return }
@@ -79,12 +79,12 @@ struct SignalingSession {
         }
     }
 
-    mutating func receivedBinary() {
+    func receivedBinary() {
         connection.touch()
         reject(ServerEvents.error(.binaryNotSupported, "binary frames are not part of the protocol; send JSON text"))
     }
 
-    mutating func receivedTooLarge(size: Int) {
+    func receivedTooLarge(size: Int) {
         connection.touch()
         reject(ServerEvents.error(.messageTooLarge,
                                   "message of at least \(size) bytes is over the limit of \(hub.configuration.maxMessageSize)"))
@@ -92,7 +92,7 @@ struct SignalingSession {
 
     // MARK: Authentication
 
-    private mutating func authenticate(_ bytes: [UInt8]) {
+    private func authenticate(_ bytes: [UInt8]) {
         // The same per-source throttle as TURN's: a blocked source is refused without a password check.
         let throttle = hub.credentials.throttle
         let source = connection.source
@@ -158,7 +158,7 @@ struct SignalingSession {
     // MARK: Abuse
 
     /// Sends an error event; past `abuseLimit` errors within `abuseWindow`, the socket is closed instead.
-    private mutating func reject(_ event: String) {
+    private func reject(_ event: String) {
         hub.stats.badMessages.add(1, ordering: .relaxed)
         hub.stats.received(.invalid)
         let c = hub.configuration
