@@ -114,12 +114,14 @@ struct SignalingLoad: ParsableCommand {
                 let request = UpgradeRequestHandler(host: host, port: port, path: "/websocket/\(room)")
                 let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: 1 << 20, automaticErrorHandling: false) { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        // Frames are read and written on the raw bytes, next to the socket (as the server
-                        // does): NIO's frame decoder comes out, its encoder stays unused.
+                        // Frames are read and written on the raw bytes, in front of NIO's frame codec (as the
+                        // server does): its decoder comes out, its encoder stays unused.
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(
                             context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
-                        try sync.addHandler(LoadConnection(state: state, authenticate: auth, onAuthenticated: done), position: .first)
+                        let encoder = try sync.handler(type: WebSocketFrameEncoder.self)
+                        try sync.addHandler(LoadConnection(state: state, authenticate: auth, onAuthenticated: done),
+                                            position: .before(encoder))
                     }
                 }
                 return channel.eventLoop.makeCompletedFuture {

@@ -50,15 +50,16 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         let room = Self.room(in: head.uri, configuration) ?? ""
                         let host = IceServers.hostname(fromAuthority: head.headers.first(name: "host") ?? "localhost")
-                        // The frame handler reads and writes frames itself (WebSocketFraming), next to the
-                        // socket: raw bytes reach it first and its writes pass no handler. NIO's frame
-                        // decoder, just added by the upgrader and not yet fed a byte, comes out again; the
-                        // encoder cannot be removed and stays, unused.
+                        // The frame handler reads and writes frames itself (WebSocketFraming), in front of
+                        // NIO's frame codec: the socket's bytes (decrypted, under TLS) reach it first and its
+                        // writes pass no WebSocket handler. NIO's decoder, just added by the upgrader and not
+                        // yet fed a byte, comes out again; the encoder cannot be removed and stays, unused.
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(
                             context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
+                        let encoder = try sync.handler(type: WebSocketFrameEncoder.self)
                         try sync.addHandler(SignalingFrameHandler(hub: hub, room: room, requestHost: host, maxFrameSize: maxFrameSize),
-                                            position: .first)
+                                            position: .before(encoder))
                         return UpgradeResult.webSocket
                     }
                 })
