@@ -1,5 +1,6 @@
 // swift-tools-version:6.1
-// libFuzzer target over the STUN/ChannelData decoder and the TURN request handler. Built and run by
+// libFuzzer targets: TurnFuzz over the STUN/ChannelData decoder and the TURN request handler,
+// SignalingFuzz over the signaling WebSocket (framing, session, JSON envelope). Built and run by
 // fuzz/run.sh (`-sanitize=fuzzer,address`, its own scratch folder); not part of the main build.
 import PackageDescription
 
@@ -22,6 +23,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+        .executableTarget(
+            name: "SignalingFuzz",
+            dependencies: [
+                "FuzzDriver",
+                .product(name: "Signaling", package: "webrtc-server"),
+                .product(name: "Auth", package: "webrtc-server"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
