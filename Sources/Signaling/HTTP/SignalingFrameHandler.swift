@@ -16,6 +16,8 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     private var buffer: [UInt8] = []
     private var isText = true
     private var size = 0
+    /// `maxMessageSize` as it was when the current message started (read once, not per chunk).
+    private var messageLimit = 0
     private var inMessage = false
     private var failed = false
 
@@ -79,16 +81,17 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
                 isText = opcode == .text
                 buffer.removeAll(keepingCapacity: buffer.capacity <= 4096)
                 size = 0
+                messageLimit = hub.maxMessageSize
                 inMessage = true
             }
         case .payload(let bytes, let key, let offset):
             size += bytes.count
-            if size <= hub.maxMessageSize, isText { WebSocketFraming.unmask(bytes, key: key, offset: offset, into: &buffer) }
+            if size <= messageLimit, isText { WebSocketFraming.unmask(bytes, key: key, offset: offset, into: &buffer) }
         case .dataFrameEnd(let fin):
             guard fin else { return }
             inMessage = false
             guard session?.isClosing == false else { return }
-            if size > hub.maxMessageSize {
+            if size > messageLimit {
                 session?.receivedTooLarge(size: size)
             } else if !isText {
                 session?.receivedBinary()
