@@ -6,8 +6,13 @@ For each server and load it prints: server CPU seconds per 1000 relayed packets 
 /proc/PID/stat), lost packets % (as turnutils_uclient reports it), and peak RSS (VmHWM).
 Relayed packets = messages the clients sent to the peer + messages they got back (each crosses the relay).
 
+With --syscalls it also counts each server's syscalls during the load (perf tracepoints, `perf stat -p`)
+and prints them per relayed packet: what each server asks of the kernel, next to what it costs.
+
 Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced,tcp,tls] [--binary PATH] [--ours-args "--turn.threads 1"]
-Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server.
+                           [--syscalls]
+Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server; perf (Debian
+linux-perf) with tracepoints for --syscalls.
 """
 import argparse
 import os
@@ -31,6 +36,8 @@ LOADS = {
     "tcp": ["-t", "-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
     "tls": ["-t", "-S", "-m", "20", "-n", "20000", "-l", "120", "-z", "0", "-c"],
 }
+# The syscalls a UDP relay spends its kernel time in (both servers' read and send families).
+SYSCALLS = ["epoll_wait", "recvmmsg", "recvmsg", "recvfrom", "read", "sendmmsg", "sendmsg", "sendto", "write", "writev"]
 CERT_DIR = Path(tempfile.mkdtemp(prefix="turn-bench-"))
 CERT, KEY = CERT_DIR / "cert.pem", CERT_DIR / "key.pem"
 
@@ -114,18 +121,45 @@ def uclient_totals(out: str) -> dict:
     return {"sent": sent, "received": received, "lost": int(lost[-1][0]), "lost_pct": float(lost[-1][1])}
 
 
-def measure(name: str, start, load: list[str], peer_port: int) -> dict:
+def start_syscall_count(pid: int, out: Path) -> subprocess.Popen:
+    events = ",".join(["task-clock"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS])
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-e", events, "-p", str(pid), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_syscall_count(perf: subprocess.Popen, out: Path) -> dict:
+    """{syscall: count} and task-clock in ms, from `perf stat -x ,` (value first, event name third)."""
+    perf.send_signal(signal.SIGINT)
+    perf.wait(10)
+    counts = {}
+    for line in out.read_text().splitlines():
+        fields = line.split(",")
+        if len(fields) < 3 or line.startswith("#"):
+            continue
+        name = fields[2].removeprefix("syscalls:sys_enter_")
+        try:
+            counts[name] = float(fields[0])
+        except ValueError:
+            raise RuntimeError(f"perf could not count {fields[2]} (tracepoints available?): {line}")
+    return counts
+
+
+def measure(name: str, start, load: list[str], peer_port: int, syscalls: bool = False) -> dict:
     port, tls_port = free_port(), free_port()
     proc = start(port, tls_port)
     try:
         wait_for_stun(port)
         wait_for_tcp(port)
         wait_for_tcp(tls_port)
+        perf_out = CERT_DIR / f"perf-{name}.txt"
+        perf = start_syscall_count(proc.pid, perf_out) if syscalls else None
         before = cpu_seconds(proc.pid)
         t0 = time.monotonic()
         result = run_load(tls_port if "-S" in load else port, peer_port, load)
         result["wall"] = time.monotonic() - t0
         result["cpu"] = cpu_seconds(proc.pid) - before
+        if perf:
+            result["syscalls"] = stop_syscall_count(perf, perf_out)
         result["rss_kib"] = peak_rss_kib(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -140,12 +174,22 @@ def measure(name: str, start, load: list[str], peer_port: int) -> dict:
     return result
 
 
+def print_syscalls(load_name: str, name: str, r: dict):
+    relayed = r["sent"] + r["received"]
+    counts = {k: int(v) for k, v in r["syscalls"].items() if k != "task-clock" and v}
+    total = sum(counts.values())
+    listed = " ".join(f"{k}={v}" for k, v in counts.items())
+    print(f"{load_name:6} {name:14} syscalls: {listed}; {total / relayed:.2f} per relayed packet; "
+          f"task-clock {r['syscalls'].get('task-clock', 0):.0f} ms")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--loads", default="flood,paced")
     ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
     ap.add_argument("--ours-args", default="", help="extra flags for webrtc-server, e.g. '--turn.threads 1'")
+    ap.add_argument("--syscalls", action="store_true", help="also count each server's syscalls (perf tracepoints)")
     args = ap.parse_args()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(KEY), "-out", str(CERT)], check=True, capture_output=True)
@@ -158,14 +202,16 @@ def main():
         for load_name in args.loads.split(","):
             rows = {"coturn": [], "webrtc-server": []}
             for _ in range(args.repeat):
-                rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port))
+                rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port, args.syscalls))
                 rows["webrtc-server"].append(measure(
-                    "webrtc-server", lambda p, t: start_ours(args.binary, p, t, args.ours_args.split()), LOADS[load_name], peer_port))
+                    "webrtc-server", lambda p, t: start_ours(args.binary, p, t, args.ours_args.split()), LOADS[load_name], peer_port, args.syscalls))
             summary = {}
             for name, results in rows.items():
                 for r in results:
                     print(f"{load_name:6} {name:14} {r['cpu_per_1000']:13.4f} {r['lost_pct']:7.3f} "
                           f"{r['rss_kib'] / 1024:11.1f} {r['cpu']:6.2f} {r['wall']:6.1f} {r['sent'] + r['received']:8}")
+                    if "syscalls" in r:
+                        print_syscalls(load_name, name, r)
                 summary[name] = statistics.median(r["cpu_per_1000"] for r in results)
             ratio = summary["webrtc-server"] / summary["coturn"] if summary["coturn"] else float("nan")
             print(f"{load_name:6} ratio (ours/coturn, median CPU per relayed packet): {ratio:.2f}")
