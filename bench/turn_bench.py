@@ -48,9 +48,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -157,7 +158,9 @@ def measure(name: str, start, load: list[str], peer_port: int, syscalls: bool = 
         t0 = time.monotonic()
         result = run_load(tls_port if "-S" in load else port, peer_port, load)
         result["wall"] = time.monotonic() - t0
-        result["cpu"] = cpu_seconds(proc.pid) - before
+        after = cpu_seconds(proc.pid)
+        result["user"], result["sys"] = after[0] - before[0], after[1] - before[1]
+        result["cpu"] = result["user"] + result["sys"]
         if perf:
             result["syscalls"] = stop_syscall_count(perf, perf_out)
         result["rss_kib"] = peak_rss_kib(proc.pid)
@@ -189,15 +192,19 @@ def main():
     ap.add_argument("--loads", default="flood,paced")
     ap.add_argument("--binary", default=str(ROOT / ".build" / "release" / "webrtc-server"))
     ap.add_argument("--ours-args", default="", help="extra flags for webrtc-server, e.g. '--turn.threads 1'")
+    ap.add_argument("--messages", type=int, help="messages per client (uclient -n) instead of each load's 20000")
     ap.add_argument("--syscalls", action="store_true", help="also count each server's syscalls (perf tracepoints)")
     args = ap.parse_args()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(KEY), "-out", str(CERT)], check=True, capture_output=True)
+    if args.messages:
+        for load in LOADS.values():
+            load[load.index("-n") + 1] = str(args.messages)
     peer_port = free_port()
     peer = subprocess.Popen(["turnutils_peer", "-L", "127.0.0.1", "-p", str(peer_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} nproc={os.cpu_count()} repeat={args.repeat}")
-    print(f"{'load':6} {'server':14} {'cpu_s/1k_pkts':>13} {'lost%':>7} {'peakRSS_MiB':>11} {'cpu_s':>6} {'wall_s':>6} {'relayed':>8}")
+    print(f"{'load':6} {'server':14} {'cpu_s/1k_pkts':>13} {'lost%':>7} {'peakRSS_MiB':>11} {'cpu_s':>6} {'user_s':>6} {'sys_s':>6} {'wall_s':>6} {'relayed':>8}")
     try:
         for load_name in args.loads.split(","):
             rows = {"coturn": [], "webrtc-server": []}
@@ -209,7 +216,7 @@ def main():
             for name, results in rows.items():
                 for r in results:
                     print(f"{load_name:6} {name:14} {r['cpu_per_1000']:13.4f} {r['lost_pct']:7.3f} "
-                          f"{r['rss_kib'] / 1024:11.1f} {r['cpu']:6.2f} {r['wall']:6.1f} {r['sent'] + r['received']:8}")
+                          f"{r['rss_kib'] / 1024:11.1f} {r['cpu']:6.2f} {r['user']:6.2f} {r['sys']:6.2f} {r['wall']:6.1f} {r['sent'] + r['received']:8}")
                     if "syscalls" in r:
                         print_syscalls(load_name, name, r)
                 summary[name] = statistics.median(r["cpu_per_1000"] for r in results)
