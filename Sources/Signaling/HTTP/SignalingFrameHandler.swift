@@ -33,7 +33,7 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
         let limit = hub.configuration.outboundBufferLimit
         try? channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         guard let conn = hub.open(remote: channel.remoteAddress.map { "\($0)" } ?? "unknown", channel: channel) else {
-            let refused = PeerConnection(id: 0, remote: "", channel: channel, stats: hub.stats)
+            let refused = hub.refusedConnection(channel: channel)
             refused.attach(context)
             refused.close(finalEvent: ServerEvents.error(.serverFull, "the server is at its connection limit"),
                           reason: "server full", code: .unknown(1013))

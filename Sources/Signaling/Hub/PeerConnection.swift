@@ -5,7 +5,7 @@ import NIOWebSocket
 import Synchronization
 
 /// The hub's handle on one WebSocket. Whoever sends to this peer writes the frame straight into its
-/// NIO channel; frames written during one event-loop tick share one flush. A sender never waits for the
+/// NIO channel; frames written during one event-loop tick share one flush (`TickFlusher`). A sender never waits for the
 /// receiver: the channel's write buffer is the peer's bounded queue, and a peer whose buffer is over its
 /// high-water mark is a slow consumer and is disconnected instead of growing memory.
 ///
@@ -24,6 +24,7 @@ public final class PeerConnection: @unchecked Sendable {
     let opened: ContinuousClock.Instant
     let channel: any Channel
     private let stats: SignalingStats
+    private let flusher: TickFlusher
     private let closeRequest = Mutex<CloseRequest?>(nil)
     private let closing = Atomic<Bool>(false)
     /// Milliseconds since `opened` of the last message received (idle timeout).
@@ -48,11 +49,12 @@ public final class PeerConnection: @unchecked Sendable {
     private var flushScheduled = false
     private(set) var closeFrameSent = false
 
-    init(id: UInt64, remote: String, channel: any Channel, stats: SignalingStats) {
+    init(id: UInt64, remote: String, channel: any Channel, stats: SignalingStats, flusher: TickFlusher) {
         self.id = id
         self.remote = remote
         self.channel = channel
         self.stats = stats
+        self.flusher = flusher
         self.opened = .now
     }
 
@@ -106,13 +108,16 @@ public final class PeerConnection: @unchecked Sendable {
         }
         guard !flushScheduled else { return }
         flushScheduled = true
-        loop.execute {
-            self.flushScheduled = false
-            switch self.output {
-            case .context(let context): context.flush()
-            case .channel: self.channel.flush()
-            case .closed: break
-            }
+        flusher.add(self)
+    }
+
+    /// On the loop, from the tick's flusher: what was written this tick goes to the socket.
+    func flushNow() {
+        flushScheduled = false
+        switch output {
+        case .context(let context): context.flush()
+        case .channel: channel.flush()
+        case .closed: break
         }
     }
 

@@ -43,6 +43,8 @@ public final class SignalingHub: Sendable {
     let hooks: HookDispatcher
     let logger: Logger
     private let state = Mutex(State())
+    /// Each event loop's end-of-tick flush of the connections written to (`PeerConnection.send`).
+    private let flushers = TickFlushers()
     private let iceServerSettings: Mutex<IceServerSettings>
 
     /// What `authenticated` lists; the executable updates the ports once the TURN listeners are bound.
@@ -70,16 +72,22 @@ public final class SignalingHub: Sendable {
     func open(remote: String, channel: any Channel) -> PeerConnection? {
         let c = configuration
         let stats = self.stats
+        let flusher = flushers.flusher(for: channel.eventLoop)
         let conn = state.withLock { s -> PeerConnection? in
             guard c.maxConnections == 0 || s.connections.count < c.maxConnections else { return nil }
             let id = s.nextConnectionID
             s.nextConnectionID += 1
-            let conn = PeerConnection(id: id, remote: remote, channel: channel, stats: stats)
+            let conn = PeerConnection(id: id, remote: remote, channel: channel, stats: stats, flusher: flusher)
             s.connections[id] = conn
             return conn
         }
         if conn == nil { stats.rejectedConnections.add(1, ordering: .relaxed) }
         return conn
+    }
+
+    /// A connection outside the hub's count, only to tell a client why it is refused.
+    func refusedConnection(channel: any Channel) -> PeerConnection {
+        PeerConnection(id: 0, remote: "", channel: channel, stats: stats, flusher: flushers.flusher(for: channel.eventLoop))
     }
 
     /// Removes the socket, and its peer if it had joined: the others get `left`, the session's TURN

@@ -37,6 +37,7 @@ public struct JSONEnvelope: Sendable {
             throw .notAnObject
         }
         var members: [(key: Range<Int>, range: Range<Int>)] = []
+        members.reserveCapacity(4)  // event, to, data, from: one allocation for the usual message
         var event: String?, to: String?
         try scanner.object(depth: 0) { key, member, value in
             members.append((key, member))

@@ -25,7 +25,7 @@ final class SignalingSession {
         self.requestHost = requestHost
     }
 
-    var isClosing: Bool { connection.pendingClose != nil }
+    var isClosing: Bool { connection.isClosing }
 
     struct AuthenticateFrame: Decodable {
         struct Credentials: Decodable {
