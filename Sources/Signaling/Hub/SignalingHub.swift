@@ -168,8 +168,10 @@ public final class SignalingHub: Sendable {
             stats.sent(.forwarded, n)
             return .delivered(n)
         }
-        guard let target = state.withLock({ s in s.peers[to] }), target.room == room else { return .unknownPeer }
-        let ok = target.connection.send(text)  // the last use: owned, so framed in place
+        // Only the connection leaves the lock (copying the whole member would retain its strings too).
+        guard let target = state.withLock({ s in s.peers[to].flatMap { $0.room == room ? $0.connection : nil } })
+        else { return .unknownPeer }
+        let ok = target.send(text)  // the last use: owned, so framed in place
         if ok { stats.sent(.forwarded) }
         return .delivered(ok ? 1 : 0)
     }
