@@ -10,7 +10,7 @@ With --syscalls it also counts each server's syscalls during the load (perf trac
 and prints them per relayed packet: what each server asks of the kernel, next to what it costs.
 
 Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced,tcp,tls] [--binary PATH] [--ours-args "--turn.threads 1"]
-                           [--syscalls]
+                           [--messages N] [--syscalls]
 Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server; perf (Debian
 linux-perf) with tracepoints for --syscalls.
 """

@@ -5,9 +5,10 @@ import NIOWebSocket
 import Synchronization
 
 /// The hub's handle on one WebSocket. Whoever sends to this peer writes the frame straight into its
-/// NIO channel; frames written during one event-loop tick share one flush (`TickFlusher`). A sender never waits for the
-/// receiver: the channel's write buffer is the peer's bounded queue, and a peer whose buffer is over its
-/// high-water mark is a slow consumer and is disconnected instead of growing memory.
+/// NIO channel; frames written during one event-loop tick share one flush (`TickFlusher`). A sender
+/// never waits for the receiver: the channel's write buffer is the peer's bounded queue, and a peer
+/// whose buffer is over its high-water mark is a slow consumer and is disconnected instead of growing
+/// memory.
 ///
 /// `@unchecked Sendable`: the mutable fields below the atomics are touched on `channel.eventLoop` only.
 public final class PeerConnection: @unchecked Sendable {
