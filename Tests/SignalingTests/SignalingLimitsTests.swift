@@ -141,6 +141,27 @@ import Testing
         #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
     }
 
+    @Test func framesWrittenInOneTickAreFlushedAtItsEndForEveryConnectionOnTheLoop() throws {
+        let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
+        let loop = EmbeddedEventLoop()
+        let channelA = EmbeddedChannel(loop: loop), channelB = EmbeddedChannel(loop: loop)
+        let a = try #require(hub.open(remote: "a", channel: channelA))
+        let b = try #require(hub.open(remote: "b", channel: channelB))
+        #expect(a.send("a1") && b.send("b1") && a.send("a2"))
+        // Written, not yet flushed: nothing reaches either socket before the tick ends.
+        #expect(try channelA.readOutbound(as: ByteBuffer.self) == nil)
+        #expect(try channelB.readOutbound(as: ByteBuffer.self) == nil)
+        loop.run()  // the end of the tick: one flush task for the loop
+        #expect(try channelA.readOutbound(as: ByteBuffer.self).flatMap(serverFrame)?.payload == Array("a1".utf8))
+        #expect(try channelA.readOutbound(as: ByteBuffer.self).flatMap(serverFrame)?.payload == Array("a2".utf8))
+        #expect(try channelB.readOutbound(as: ByteBuffer.self).flatMap(serverFrame)?.payload == Array("b1".utf8))
+        // The next tick's writes get a flush of their own.
+        #expect(b.send("b2"))
+        loop.run()
+        #expect(try channelB.readOutbound(as: ByteBuffer.self).flatMap(serverFrame)?.payload == Array("b2".utf8))
+        #expect(try channelA.readOutbound(as: ByteBuffer.self) == nil)
+    }
+
     @Test func keepaliveClosesAPeerThatDoesNotAnswerItsPing() throws {
         var c = SignalingConfiguration()
         c.keepaliveInterval = .seconds(30)
