@@ -42,10 +42,19 @@ CERT_DIR = Path(tempfile.mkdtemp(prefix="turn-bench-"))
 CERT, KEY = CERT_DIR / "cert.pem", CERT_DIR / "key.pem"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free UDP port on 127.0.0.1, never one handed out before in this run (the kernel may offer a
+    just-closed port again, and a server's two listener ports must differ)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -21,18 +21,26 @@ def require_tool(name: str) -> str:
     return path
 
 
+# Every port free_port has handed out in this run: the kernel may offer a just-closed port again, and
+# a test that asks for two or three ports before starting a server must never get one of them twice.
+_handed_out: set[int] = set()
+
+
 def free_port(kind=socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP right now on 127.0.0.1."""
+    """A port free for both UDP and TCP right now on 127.0.0.1, and not handed out before in this run."""
     while True:
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if port in _handed_out:
+            continue
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
                 t.bind(("127.0.0.1", port))
-            return port
         except OSError:
             continue
+        _handed_out.add(port)
+        return port
 
 
 class Server:
@@ -63,6 +71,9 @@ class Server:
         if not self.ready.wait(timeout):
             self.stop()
             pytest.fail("server did not become ready:\n" + "\n".join(self.lines), pytrace=False)
+        if self.waiting:  # the output ended before every listener line: the server exited
+            self.proc.wait(5)
+            pytest.fail(f"server exited with {self.proc.returncode} before it was ready:\n" + self.output, pytrace=False)
 
     def _read(self):
         for line in self.proc.stdout:
