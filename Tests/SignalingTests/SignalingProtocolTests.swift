@@ -60,6 +60,30 @@ import TurnTestSupport
         }
     }
 
+    @Test func aClientThatHalfClosesWithoutACloseFrameIsGoneAtOnce() async throws {
+        // A killed browser's kernel sends FIN and no WebSocket close frame. Keepalive is off in these
+        // tests, so only the FIN itself can end the session.
+        try await withSignaling { _, port in
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            let raw = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            raw.send(Array(("GET /websocket/room1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
+            let head = try #require(raw.receive(through: Array("\r\n\r\n".utf8)))
+            #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101"))
+            raw.send(maskedTextFrame(#"{"event":"authenticate","data":{"username":"bob","password":"pw"}}"#))
+            let joined = try await a.nextJSON()
+            #expect(joined["event"] as? String == "joined")
+            let bID = try #require((joined["data"] as? [String: String])?["peer_id"])
+
+            raw.shutdownWrite()
+            let left = try await a.nextJSON()
+            #expect(left["event"] as? String == "left")
+            #expect((left["data"] as? [String: String]) == ["peer_id": bID, "username": "bob"])
+            #expect(raw.drainUntilClosed(), "the server closes its side too")
+        }
+    }
+
     @Test func wrongPasswordIsUnauthorizedAndClosed() async throws {
         try await withSignaling { server, port in
             let a = WSTestPeer.connect(port: port)
@@ -217,4 +241,12 @@ import TurnTestSupport
             #expect(plain.status == 426)
         }
     }
+}
+
+/// One client text frame (FIN, masked as RFC 6455 §5.3 requires), payload under 126 bytes.
+func maskedTextFrame(_ text: String) -> [UInt8] {
+    let payload = Array(text.utf8)
+    precondition(payload.count < 126)
+    let key: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+    return [0x81, 0x80 | UInt8(payload.count)] + key + payload.enumerated().map { $0.element ^ key[$0.offset & 3] }
 }

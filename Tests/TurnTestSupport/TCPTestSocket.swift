@@ -72,6 +72,29 @@ public final class TCPTestSocket {
     }
 
     public func shutdown() { Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+
+    /// Sends FIN and keeps reading: the half-close a killed client's kernel does.
+    public func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads and discards until the server closes (true) or a read fails or times out (false).
+    public func drainUntilClosed() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { return true }
+            if n < 0 { return false }
+        }
+    }
+
+    /// Reads until `terminator` has arrived (inclusive), or nil on timeout or close.
+    public func receive(through terminator: [UInt8]) -> [UInt8]? {
+        var out: [UInt8] = []
+        while !out.suffix(terminator.count).elementsEqual(terminator) {
+            guard let byte = receive(count: 1) else { return nil }
+            out += byte
+        }
+        return out
+    }
 }
 
 /// A listening TCP socket on 127.0.0.1 (a test's TCP peer); `accept` waits up to the timeout.

@@ -106,6 +106,20 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
         connection?.close(finalEvent: nil, reason: reason, code: .protocolError)
     }
 
+    /// The client closed its half of the TCP connection without a close frame (a killed browser, a crashed
+    /// app): the WebSocket is over (RFC 6455 §7.1.5), so ours closes too and the room hears `left` now.
+    /// (Hummingbird allows half-closure on its connections for HTTP's sake, so NIO reports the client's FIN
+    /// as this event instead of closing; unhandled, the socket stayed half-open until a keepalive ping
+    /// failed, or for ever with keepalive off.)
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            return context.fireUserInboundEventTriggered(event)
+        }
+        failed = true  // nothing more can be read
+        context.channel.flush()
+        context.close(promise: nil)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         connection?.detach()  // the context holds this handler, which holds the connection
     }
