@@ -100,6 +100,10 @@ struct SignalingLoad: ParsableCommand {
                              cpu, duration, 100 * cpu / Double(duration), delivered == 0 ? 0 : 1e6 * cpu / Double(delivered)))
             }
             print(String(format: "client CPU: %.2f s (%.0f%% of one core)", clientCPU, 100 * clientCPU / Double(duration)))
+            if clientCPU / Double(duration * threads) >= 0.85 {
+                // Its loops both send and time deliveries: near saturation, latency includes their own queues.
+                print("warning: the load client's loop was near saturation; the latency figures include its own queueing")
+            }
             if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
         }
         for s in states { try? s.loop.submit { s.closeAll() }.wait() }
