@@ -181,3 +181,45 @@ def test_signaling_over_wss_with_configured_certificate(start_server, tmp_path):
     message, pong = asyncio.run(scenario())
     assert message["event"] == "authenticated" and message["data"]["peer_id"], message
     assert pong == "pong"
+
+
+KILLED_CLIENT = """
+import asyncio, json, sys, websockets
+async def main():
+    ws = await websockets.connect(sys.argv[1])
+    await ws.send(json.dumps({"event": "authenticate", "data": {"username": "bob", "password": "pw"}}))
+    assert json.loads(await ws.recv())["event"] == "authenticated"
+    print("ready", flush=True)
+    await asyncio.sleep(120)
+asyncio.run(main())
+"""
+
+
+def test_a_killed_client_is_announced_left_at_once(start_server):
+    """A client process killed mid-session closes with a bare FIN from its kernel, no close frame. On the
+    default settings (30 s keepalive), the room still hears `left` at once, not at the next ping."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw"))
+    url = f"ws://127.0.0.1:{s.signaling_port}/websocket/killed"
+
+    async def scenario():
+        alice = await SignalingPeer.join(url, "alice")
+        bob = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, url], stdout=subprocess.PIPE, text=True)
+        try:
+            assert bob.stdout.readline().strip() == "ready"
+            joined = await alice.receive("joined")
+            bob.kill()
+            bob.wait(10)
+            left = await asyncio.wait_for(alice.receive("left"), 5)
+        finally:
+            bob.kill()
+            bob.wait(10)
+        await alice.ws.close()
+        return joined["data"], left["data"]
+
+    joined, left = asyncio.run(scenario())
+    assert joined["username"] == "bob"
+    assert left == joined
