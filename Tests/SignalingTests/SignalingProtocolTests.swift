@@ -66,12 +66,9 @@ import TurnTestSupport
         try await withSignaling { _, port in
             let a = WSTestPeer.connect(port: port)
             _ = try await a.join("alice")
-            let raw = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
-            raw.send(Array(("GET /websocket/room1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
-            let head = try #require(raw.receive(through: Array("\r\n\r\n".utf8)))
-            #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101"))
-            raw.send(maskedTextFrame(#"{"event":"authenticate","data":{"username":"bob","password":"pw"}}"#))
+            let (raw, head) = try #require(rawWebSocket(port: port, path: "/websocket/room1"))
+            #expect(head.hasPrefix("HTTP/1.1 101"))
+            raw.send(clientFrame(0x1, Array(#"{"event":"authenticate","data":{"username":"bob","password":"pw"}}"#.utf8)))
             let joined = try await a.nextJSON()
             #expect(joined["event"] as? String == "joined")
             let bID = try #require((joined["data"] as? [String: String])?["peer_id"])
@@ -223,8 +220,7 @@ import TurnTestSupport
                          ("/websocket/fine", "h2c", "426")]
             for (path, proto, status) in cases {
                 let s = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
-                s.send(Array(("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: \(proto)\r\n"
-                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
+                s.send(upgradeRequest(path, upgrade: proto))
                 let line = s.receive(count: 12).map { String(decoding: $0, as: UTF8.self) }
                 #expect(line == "HTTP/1.1 \(status)", "\(path)")
             }
@@ -241,12 +237,4 @@ import TurnTestSupport
             #expect(plain.status == 426)
         }
     }
-}
-
-/// One client text frame (FIN, masked as RFC 6455 §5.3 requires), payload under 126 bytes.
-func maskedTextFrame(_ text: String) -> [UInt8] {
-    let payload = Array(text.utf8)
-    precondition(payload.count < 126)
-    let key: [UInt8] = [0x12, 0x34, 0x56, 0x78]
-    return [0x81, 0x80 | UInt8(payload.count)] + key + payload.enumerated().map { $0.element ^ key[$0.offset & 3] }
 }

@@ -136,12 +136,8 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
     /// unmasked frame gets a close frame with 1002.
     @Test func aRawClientIsReadByteByByteAndAnUnmaskedFrameIsClosedWith1002() async throws {
         try await withSignaling { _, port in
-            let s = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
-            s.send(Array(("GET /websocket/raw HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").utf8))
-            var head: [UInt8] = []
-            while !head.suffix(4).elementsEqual("\r\n\r\n".utf8), let b = s.receive(count: 1) { head += b }
-            #expect(String(decoding: head, as: UTF8.self).hasPrefix("HTTP/1.1 101"))
+            let (s, head) = try #require(rawWebSocket(port: port, path: "/websocket/raw"))
+            #expect(head.hasPrefix("HTTP/1.1 101"))
             for byte in clientFrame(0x1, Array("ping".utf8)) { s.send([byte]) }
             #expect(s.receive(count: 6) == [0x81, 4] + Array("pong".utf8))
             s.send(clientFrame(0x1, Array("ping".utf8), masked: false))

@@ -89,9 +89,10 @@ public final class TCPTestSocket {
     /// Reads until `terminator` has arrived (inclusive), or nil on timeout or close.
     public func receive(through terminator: [UInt8]) -> [UInt8]? {
         var out: [UInt8] = []
+        var byte: UInt8 = 0
         while !out.suffix(terminator.count).elementsEqual(terminator) {
-            guard let byte = receive(count: 1) else { return nil }
-            out += byte
+            guard recv(fd, &byte, 1, 0) == 1 else { return nil }
+            out.append(byte)
         }
         return out
     }
