@@ -16,12 +16,13 @@ port=18080
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-idle_fds=$(ls /proc/$server/fd | wc -l)
+fds() { ls /proc/$server/fd | wc -l; }
+idle_fds=$(fds)
 for rate in ${rates[@]}; do
   # Each run starts on a server that has let go of the previous run's connections (at most 30 s), so
   # one run's teardown is never measured in the next.
-  for _ in $(seq 300); do [ "$(ls /proc/$server/fd | wc -l)" -le $((idle_fds + 4)) ] && break; sleep 0.1; done
-  [ "$(ls /proc/$server/fd | wc -l)" -le $((idle_fds + 4)) ] || echo "warning: the server still holds $(ls /proc/$server/fd | wc -l) descriptors (idle: $idle_fds)"
+  for _ in $(seq 300); do n=$(fds); [ $n -le $((idle_fds + 4)) ] && break; sleep 0.1; done
+  [ $n -le $((idle_fds + 4)) ] || echo "warning: the server still holds $n descriptors (idle: $idle_fds)"
   echo "== $connections connections, rooms of 10, $rate directed messages/s for 10 s"
   timeout 600 .build/release/signaling-load --port $port --connections "$connections" --room-size 10 \
       --rate "$rate" --duration 10 --server-pid $server
