@@ -21,6 +21,9 @@ public struct SignalingConfiguration: Sendable {
     /// The TLS context for each new connection when TLS is on. The executable supplies a reloadable one
     /// (SIGHUP re-reads the files; open connections keep theirs); nil = the files are read once at start.
     public var tlsContext: (@Sendable () -> NIOSSLContext)?
+    /// An HTTP connection that has not sent a complete request head this long after its accept (or, kept
+    /// alive, after its last response) is closed; it covers a stalled TLS handshake too. Zero = never.
+    public var httpTimeout: Duration = .seconds(30)
     /// A socket that has not authenticated by then is closed.
     public var authTimeout: Duration = .seconds(10)
     /// Largest message (text or binary, after reassembly of fragments) read; larger → `message_too_large`.

@@ -178,6 +178,7 @@ public final class TurnServer: Service, @unchecked Sendable {
         let bound = probe.localAddress?.port ?? port
         try await probe.close()
         let timeout = shared.configuration.streamIncompleteTimeout
+        let idleTimeout = shared.configuration.streamIdleTimeout
         let logger = shared.logger
         for engine in engines {
             let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
@@ -192,7 +193,7 @@ public final class TurnServer: Service, @unchecked Sendable {
                         try ops.addHandler(StunStreamFramer(incompleteTimeout: timeout) { error in
                             logger.debug("stream framing error; closing", metadata: ["error": "\(error)"])
                         })
-                        try ops.addHandler(StreamConnectionHandler(engine: engine, transport: transport))
+                        try ops.addHandler(StreamConnectionHandler(engine: engine, transport: transport, idleTimeout: idleTimeout))
                     }
                 }
                 .bind(host: address, port: bound).get()

@@ -117,6 +117,8 @@ struct ServerSettings {
         }
         let streamTimeout = try r.seconds("turn.stream_timeout", 0.1...3600)
         turn.streamIncompleteTimeout = .milliseconds(Int64(streamTimeout / .milliseconds(1)))
+        let streamIdle = try r.seconds("turn.stream_idle_timeout", 0...86400)
+        turn.streamIdleTimeout = .milliseconds(Int64(streamIdle / .milliseconds(1)))
         turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
         turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
         turn.limits.bandwidthLimit = try r.int("turn.bandwidth_limit", 0...(1 << 40))
@@ -180,6 +182,7 @@ extension ServerSettings {
             }
         }
         s.authTimeout = try r.seconds("signaling.auth_timeout", 0.01...3600)
+        s.httpTimeout = try r.seconds("signaling.http_timeout", 0...3600)
         s.maxMessageSize = try r.int("signaling.max_message_size", 256...(16 << 20))
         s.maxPeersPerRoom = try r.int("signaling.max_peers_per_room", 0...1_000_000)
         s.maxConnections = try r.int("signaling.max_connections", 0...10_000_000)

@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOWebSocket
 import Testing
+import TurnTestSupport
 @testable import Signaling
 
 /// Limits and policies: room size, connection count, abuse, idle timeout, duplicate usernames, slow readers.
@@ -52,6 +53,33 @@ import Testing
             #expect(errorCode(try await a.nextJSON()) == "rate_limited")
             try await a.expectClosed()
             #expect(try await watcher.nextJSON()["event"] as? String == "left")
+        }
+    }
+
+    @Test func anHTTPConnectionWithoutACompleteRequestInTimeIsClosed() async throws {
+        try await withSignaling(configure: { $0.httpTimeout = .seconds(1) }) { server, port in
+            let silent = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            let trickling = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            trickling.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8))  // the head never ends
+            let keptAlive = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            keptAlive.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+            let head = String(decoding: keptAlive.receive(through: Array("\r\n\r\n".utf8)) ?? [], as: UTF8.self)
+            #expect(head.hasPrefix("HTTP/1.1 200"))
+
+            #expect(silent.drainUntilClosed(), "a client that never sent a byte is closed")
+            #expect(trickling.drainUntilClosed(), "so is one whose request head never completes")
+            #expect(keptAlive.drainUntilClosed(), "and an idle keep-alive connection after its response")
+            #expect(server.hub.stats.httpTimeouts.load(ordering: .relaxed) == 2)
+        }
+    }
+
+    @Test func anUpgradedWebSocketIsNotClosedByTheHTTPTimeout() async throws {
+        try await withSignaling(configure: { $0.httpTimeout = .seconds(1) }) { _, port in
+            let a = WSTestPeer.connect(port: port)
+            _ = try await a.join("alice")
+            try await Task.sleep(for: .milliseconds(2500))  // the time under test: two and a half timeouts
+            a.send("ping")
+            #expect(try await a.next() == .text("pong"))
         }
     }
 

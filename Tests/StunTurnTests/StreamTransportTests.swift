@@ -41,6 +41,46 @@ import TurnTestSupport
         }
     }
 
+    @Test func aConnectionWithoutAnAllocationIsClosedOnceSilentForTheIdleTimeout() async throws {
+        try await withTurnServer(configure: { $0.streamIdleTimeout = .seconds(1) }) { server, port in
+            let silent = try #require(TCPTestSocket(port: port, timeoutMilliseconds: 10_000))
+            // Messages restart the clock: Binding requests 250 ms apart keep this one open for 2 s.
+            let talking = try #require(TCPTestSocket(port: port, timeoutMilliseconds: 10_000))
+            for _ in 0..<8 {
+                let m = StunMessage(method: .binding, messageClass: .request)
+                talking.send(m.encode())
+                #expect(try StunMessage(decoding: try #require(talking.receiveStun())).transactionID == m.transactionID)
+                try await Task.sleep(for: .milliseconds(250))  // pacing the activity, not synchronisation
+            }
+            #expect(silent.isClosedByPeer(), "a client that never sent a byte is gone")
+            #expect(talking.isClosedByPeer(), "and so is the talking one once it falls silent")
+            #expect(server.shared.stats.idleStreamsClosed.value == 2)
+        }
+    }
+
+    @Test func anAllocationKeepsItsConnectionPastTheIdleTimeoutUntilItIsDeleted() async throws {
+        try await withTurnServer(configure: { $0.streamIdleTimeout = .seconds(1) }) { server, port in
+            let signer = TurnTestClient(serverPort: port)
+            let tcp = try #require(TCPTestSocket(port: port, timeoutMilliseconds: 10_000))
+            func request(_ m: StunMessage) throws -> StunMessage {
+                tcp.send(signer.signed(m))
+                return try StunMessage(decoding: try #require(tcp.receiveStun()))
+            }
+            let probe = TurnTestClient.allocateRequest()
+            tcp.send(probe.encode())
+            signer.learn(try StunMessage(decoding: try #require(tcp.receiveStun())))
+            #expect(try request(TurnTestClient.allocateRequest()).messageClass == .successResponse)
+
+            try await Task.sleep(for: .milliseconds(2500))  // the time under test: two and a half timeouts
+            var refresh = StunMessage(method: .refresh, messageClass: .request)
+            refresh.appendLifetime(0)
+            #expect(try request(refresh).messageClass == .successResponse, "still open, allocation and all")
+            #expect(server.shared.stats.idleStreamsClosed.value == 0)
+            #expect(tcp.isClosedByPeer(), "without its allocation the connection is idle again, and goes")
+            #expect(server.shared.stats.idleStreamsClosed.value == 1)
+        }
+    }
+
     @Test func garbageOnTheStreamClosesThatConnectionOnly() async throws {
         try await withTurnServer { _, port in
             let bad = try #require(TCPTestSocket(port: port))

@@ -7,12 +7,13 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import BINARY, ROOT, free_port, turn_server_args
+from conftest import BINARY, ROOT, free_port, make_certificate, turn_server_args
 from stun import TurnClient, attribute, parse, request
 
 
@@ -25,8 +26,10 @@ def run_binary(*args):
     return subprocess.run([str(BINARY), *args], capture_output=True, text=True, timeout=30, env=env)
 
 
-def http_request(port, method, path, body=None, headers=None, source="127.0.0.1", read_body=True):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+def http_request(port, method, path, body=None, headers=None, source="127.0.0.1", read_body=True, tls=None):
+    """One request; `tls` (an ssl.SSLContext) makes it https."""
+    conn = (http.client.HTTPSConnection("127.0.0.1", port, timeout=10, source_address=(source, 0), context=tls) if tls
+            else http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0)))
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     data = response.read().decode() if read_body else response.readline().decode()
@@ -34,9 +37,9 @@ def http_request(port, method, path, body=None, headers=None, source="127.0.0.1"
     return response.status, data
 
 
-def scrape(port):
+def scrape(port, tls=None):
     """/metrics as {(name, ((label, value), ...)): value}."""
-    status, text = http_request(port, "GET", "/metrics")
+    status, text = http_request(port, "GET", "/metrics", tls=tls)
     assert status == 200, text
     out = {}
     for line in text.splitlines():
@@ -512,3 +515,38 @@ def test_turn_only_server_keeps_health_and_admin_endpoints(start_server, turn_pe
     assert http_request(s.signaling_port, "GET", "/api/rooms/room1/peers",
                         headers={"Authorization": "Bearer x"})[0] == 404
     assert http_request(s.signaling_port, "GET", "/")[0] == 404
+
+
+# ----------------------------------------------------------------------------- silent clients on TCP ports
+
+def test_silent_connections_are_closed_on_every_tcp_port(start_server, tmp_path):
+    """signaling.http_timeout and turn.stream_idle_timeout: a client that connects and then sends nothing,
+    or stalls in the TLS handshake, is closed on every TCP port (by default after 30 s) instead of holding
+    a descriptor of the server for ever."""
+    cert, key = make_certificate(tmp_path)
+    port, tls_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    s = start_server(*turn_server_args(port, "--turn.tls_port", str(tls_port), "--turn.tls_cert", str(cert),
+                                       "--turn.tls_key", str(key), "--signaling.tls_cert", str(cert),
+                                       "--signaling.tls_key", str(key), "--signaling.http_timeout", "1",
+                                       "--turn.stream_idle_timeout", "1"))
+    unverified = ssl.create_default_context()
+    unverified.check_hostname = False
+    unverified.verify_mode = ssl.CERT_NONE  # whose certificate it is does not matter here
+    clients = {name: socket.create_connection(("127.0.0.1", p), timeout=10) for name, p in
+               [("wss port, no TLS handshake", s.signaling_port), ("TURN over TCP", port),
+                ("TURN over TLS, no TLS handshake", tls_port)]}
+    clients["wss port, handshake done, no request"] = unverified.wrap_socket(
+        socket.create_connection(("127.0.0.1", s.signaling_port), timeout=10), server_hostname="127.0.0.1")
+    clients["TURN over TLS, handshake done, no message"] = unverified.wrap_socket(
+        socket.create_connection(("127.0.0.1", tls_port), timeout=10), server_hostname="127.0.0.1")
+
+    for name, client in clients.items():
+        try:
+            data = client.recv(1)  # blocks until the server closes, or times out (10 s) and fails
+        except (ssl.SSLEOFError, ConnectionResetError):
+            data = b""
+        assert data == b"", f"{name}: got {data!r}"
+        client.close()
+    values = scrape(s.signaling_port, tls=unverified)
+    assert metric(values, "webrtc_signaling_http_timeouts_total") == 2
+    assert metric(values, "webrtc_turn_idle_streams_closed_total") == 3

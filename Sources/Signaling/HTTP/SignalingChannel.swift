@@ -70,8 +70,11 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                        // Idle keep-alive connections close after signaling.http_timeout (the first
+                        // request's own deadline is RequestHeadDeadlineHandler's).
+                        let idle = http1.idleTimeout.map { Duration($0) } ?? configuration.httpTimeout
                         try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
+                            HTTPConnectionStateHandler(idleTimeout: idle > .zero ? idle : nil, logger: logger))
                         return UpgradeResult.notUpgraded(try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true)))
                     }
@@ -82,11 +85,16 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
+            let refused = RefusedUpgradeHandler { head in
+                // Only a WebSocket upgrade to a valid room goes on to the upgrader.
+                head.headers["upgrade"].contains { $0.lowercased() == "websocket" } && Self.room(in: head.uri, configuration) != nil
+            }
+            try channel.pipeline.syncOperations.addHandler(refused, position: .before(upgradeHandler))
+            let stats = hub.stats
             try channel.pipeline.syncOperations.addHandler(
-                RefusedUpgradeHandler { head in
-                    // Only a WebSocket upgrade to a valid room goes on to the upgrader.
-                    head.headers["upgrade"].contains { $0.lowercased() == "websocket" } && Self.room(in: head.uri, configuration) != nil
-                }, position: .before(upgradeHandler))
+                RequestHeadDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
+                    stats.httpTimeouts.add(1, ordering: .relaxed)
+                }, position: .before(refused))
             return Value(upgradeResult: result, channel: channel)
         }
     }

@@ -240,6 +240,7 @@ public final class SignalingHub: Sendable {
     public func updateLimits(from new: SignalingConfiguration) {
         settings.withLock { c in
             c.authTimeout = new.authTimeout
+            c.httpTimeout = new.httpTimeout
             c.maxMessageSize = new.maxMessageSize
             c.maxPeersPerRoom = new.maxPeersPerRoom
             c.maxConnections = new.maxConnections

@@ -21,6 +21,8 @@ public final class SignalingStats: Sendable {
     /// Logins refused without a password check because their source is blocked (auth throttle).
     public let authBlocked = Atomic<Int>(0)
     public let authTimeouts = Atomic<Int>(0)
+    /// HTTP connections closed by signaling.http_timeout before a complete first request head arrived.
+    public let httpTimeouts = Atomic<Int>(0)
     public let rejectedConnections = Atomic<Int>(0)
     /// Bad input answered with an `error` or `invalid_message` event.
     public let badMessages = Atomic<Int>(0)

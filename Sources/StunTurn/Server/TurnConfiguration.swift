@@ -57,6 +57,9 @@ public struct TurnConfiguration: Sendable {
     public var tls: ReloadableTLSContext?
     /// A TCP/TLS client whose message stays incomplete this long is disconnected.
     public var streamIncompleteTimeout: TimeAmount = .seconds(10)
+    /// A TCP/TLS connection without an allocation that goes this long without a complete message (from
+    /// its accept, so a silent client or a stalled TLS handshake too) is disconnected. `.zero` = never.
+    public var streamIdleTimeout: TimeAmount = .seconds(30)
     /// UDP listener sockets per address (SO_REUSEPORT), each served by its own event loop.
     public var threads: Int = TurnConfiguration.defaultThreads
 

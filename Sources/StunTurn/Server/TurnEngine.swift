@@ -280,6 +280,8 @@ final class TurnEngine: @unchecked Sendable {
         }
     }
 
+    func hasAllocation(_ fiveTuple: FiveTuple) -> Bool { allocations[fiveTuple] != nil }
+
     /// RFC 8656 §5: an allocation made over TCP or TLS ends with its connection.
     func streamClosed(_ fiveTuple: FiveTuple) {
         if let a = allocations[fiveTuple] { delete(a, reason: "connection closed") }

@@ -59,6 +59,8 @@ public final class TurnStats: Sendable {
     /// Relayed packets dropped over an allocation's bandwidth cap (turn.bandwidth_limit), and their bytes.
     public let bandwidthDropped = StatCounter()
     public let bandwidthDroppedBytes = StatCounter()
+    /// TCP/TLS connections closed for holding no allocation and sending nothing for turn.stream_idle_timeout.
+    public let idleStreamsClosed = StatCounter()
     private let errorCodes = Mutex<[Int: Int]>([:])
 
     public init() {}
@@ -88,6 +90,7 @@ public final class TurnStats: Sendable {
             "auth_blocked": authBlocked.value,
             "rate_limited": rateLimited.value,
             "bandwidth_dropped": bandwidthDropped.value,
+            "idle_streams_closed": idleStreamsClosed.value,
         ]
     }
 }

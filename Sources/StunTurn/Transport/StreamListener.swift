@@ -3,16 +3,26 @@ import NIOCore
 /// One TCP or TLS client connection (RFC 8656 §3.1): framed messages go to the engine with this
 /// connection as their path back; when the connection closes, the allocation made over it is released
 /// (§5: a TCP/TLS allocation lives as long as its connection).
+///
+/// A connection that holds no allocation is closed once it has gone `idleTimeout` without a complete
+/// message, counted from its accept: a client that connects and sends nothing, never finishes its TLS
+/// handshake, or stays after deleting its allocation does not hold a descriptor for ever. While an
+/// allocation lives on the connection, the allocation's lifetime governs instead.
 final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
     let engine: TurnEngine
     let transport: FiveTuple.Transport
+    /// `.zero` = never.
+    let idleTimeout: TimeAmount
     private var fiveTuple: FiveTuple?
+    private var lastMessage = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
 
-    init(engine: TurnEngine, transport: FiveTuple.Transport) {
+    init(engine: TurnEngine, transport: FiveTuple.Transport, idleTimeout: TimeAmount) {
         self.engine = engine
         self.transport = transport
+        self.idleTimeout = idleTimeout
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -20,12 +30,39 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
            let server = context.localAddress.flatMap(TransportAddress.init) {
             fiveTuple = FiveTuple(client: client, server: server, transport: transport)
         }
+        lastMessage = .now()
+        scheduleIdleCheck(context, at: lastMessage + idleTimeout)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let fiveTuple else { return }
+        if idleTimeout > .zero { lastMessage = .now() }
         engine.receive(unwrapInboundIn(data), context: RequestContext(fiveTuple: fiveTuple, path: .stream(context.channel)))
+    }
+
+    private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
+        guard idleTimeout > .zero else { return }
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            idleCheck = nil
+            let now = NIODeadline.now()
+            if let fiveTuple, engine.hasAllocation(fiveTuple) {
+                scheduleIdleCheck(context, at: now + idleTimeout)
+            } else if now >= lastMessage + idleTimeout {
+                engine.stats.idleStreamsClosed.add()
+                engine.logger.debug("closing an idle TCP/TLS connection without an allocation", metadata: ["transport": "\(transport)"])
+                context.close(promise: nil)
+            } else {
+                scheduleIdleCheck(context, at: lastMessage + idleTimeout)
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A ConnectionBind (RFC 6062) turns the connection into a data pipe: this handler goes, and so
+        // does its clock.
+        idleCheck?.cancel()
+        idleCheck = nil
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
