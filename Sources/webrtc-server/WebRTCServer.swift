@@ -63,6 +63,7 @@ struct WebRTCServer: AsyncParsableCommand {
         let logLevel = LogLevelControl(loaded.logLevel)
         logLevel.bootstrap()
         let logger = Logger(label: "webrtc-server")
+        Self.raiseOpenFileLimit(for: loaded, logger: logger)
         let credentials = CredentialStore(loaded.credentials)
         credentials.throttle.update(loaded.throttle)
         let group = MultiThreadedEventLoopGroup.singleton
@@ -111,6 +112,23 @@ struct WebRTCServer: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("stopped")
+    }
+
+    /// Raises the open-file limit to the hard limit, and warns when even that is short of what the
+    /// configured connection and allocation limits can need.
+    static func raiseOpenFileLimit(for settings: ServerSettings, logger: Logger) {
+        guard let change = FileDescriptorLimit.raiseToHard() else { return }
+        if change.after != change.before {
+            logger.info("open files limit raised to the hard limit", metadata: ["from": "\(change.before)", "to": "\(change.after)"])
+        }
+        if let needed = FileDescriptorLimit.needed(maxConnections: settings.signaling.maxConnections,
+                                                   maxAllocations: settings.turn.maxAllocations),
+           change.after < needed {
+            logger.warning("""
+                open files limit \(change.after) is below the \(needed) that signaling.max_connections and \
+                turn.max_allocations can need: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower those limits
+                """)
+        }
     }
 
     /// The layered configuration, or exit 2 with one line naming the bad setting.

@@ -72,3 +72,33 @@ def test_sigterm_stops_the_server_cleanly(start_server):
     s = start_server(*turn_server_args(port))
     assert s.stop() == 0
     assert "stopped" in s.output
+
+
+def open_files_limit(pid):
+    """(soft, hard) RLIMIT_NOFILE of a running process, from /proc."""
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open files line")
+
+
+def test_open_files_limit_is_raised_to_the_hard_limit_and_a_short_one_is_named(start_server):
+    """A shell on a stock box starts the server with a soft limit of 1 024 descriptors: it raises that to
+    the hard limit, and says so when even the hard limit is short of what its limits can need."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    s = start_server(*turn_server_args(free_port()), preexec_fn=low_limit)
+    assert open_files_limit(s.proc.pid) == (4096, 4096)
+    assert "open files limit raised to the hard limit" in s.output and "from=256 to=4096" in s.output, s.output
+    assert "open files limit 4096 is below the 30100 that signaling.max_connections and turn.max_allocations" \
+        in s.output, s.output
+    s.stop()
+
+    s = start_server(*turn_server_args(free_port(), "--signaling.max_connections", "2000", "--turn.max_allocations",
+                                       "1000"), preexec_fn=low_limit)
+    assert open_files_limit(s.proc.pid) == (4096, 4096)
+    assert "is below the" not in s.output, s.output
