@@ -55,6 +55,10 @@ public struct SignalingConfiguration: Sendable {
     /// (Forwarded or X-Forwarded-For header) never counts as from an allowed address.
     public var adminAllowed: @Sendable ([UInt8]) -> Bool = SignalingConfiguration.isLoopback
 
+    /// Addresses (4 or 16 bytes) of reverse proxies whose X-Forwarded-For is believed for the client's
+    /// address (the auth throttle's source); none by default, so the header is ignored.
+    public var trustedProxies: @Sendable ([UInt8]) -> Bool = { _ in false }
+
     public static let isLoopback: @Sendable ([UInt8]) -> Bool = { b in
         if b.count == 4 { return b[0] == 127 }
         guard b.count == 16 else { return false }

@@ -121,6 +121,8 @@ enum ConfigKeys {
                   help: "host put in the ice_servers URLs; empty = turn.external_ip if set, else the host the client connected to"),
         ConfigKey(name: "signaling.ice_credential_lifetime", kind: .scalar, defaultValue: "86400",
                   help: "seconds the TURN credentials minted per session stay valid (they are also revoked when the session ends)"),
+        ConfigKey(name: "signaling.trusted_proxies", kind: .list, defaultValue: "",
+                  help: "addresses or CIDRs of reverse proxies in front of the signaling port whose X-Forwarded-For gives the client's address (for the auth throttle); empty = the header is ignored"),
         ConfigKey(name: "api.token", kind: .scalar, defaultValue: "",
                   help: "bearer token for the /api/ server API; empty = the API refuses every request (401)"),
         ConfigKey(name: "admin.allow", kind: .list, defaultValue: "127.0.0.0/8,::1",
@@ -152,7 +154,7 @@ enum ConfigKeys {
         "turn.bandwidth_limit", "turn.unauthenticated_rate", "turn.unauthenticated_burst", "turn.allow_peers", "turn.deny_peers",
         "signaling.auth_timeout", "signaling.http_timeout", "signaling.max_message_size", "signaling.max_peers_per_room", "signaling.max_connections",
         "signaling.keepalive_interval", "signaling.idle_timeout", "signaling.duplicate_username", "signaling.outbound_buffer",
-        "signaling.abuse_limit", "signaling.abuse_window", "signaling.ice_credential_lifetime", "api.token", "admin.allow",
+        "signaling.abuse_limit", "signaling.abuse_window", "signaling.ice_credential_lifetime", "signaling.trusted_proxies", "api.token", "admin.allow",
         "auth.users", "auth.secrets", "auth.throttle_free_failures", "auth.throttle_window", "auth.throttle_base_delay",
         "auth.throttle_max_delay", "auth.block_after", "auth.block_duration",
     ]

@@ -206,6 +206,8 @@ extension ServerSettings {
         s.apiToken = try r.string("api.token")
         let admin = try r.cidrs("admin.allow")
         s.adminAllowed = { bytes in IPAddress(bytes: bytes).map { ip in admin.contains { $0.contains(ip) } } ?? false }
+        let proxies = try r.cidrs("signaling.trusted_proxies")
+        s.trustedProxies = { bytes in IPAddress(bytes: bytes).map { ip in proxies.contains { $0.contains(ip) } } ?? false }
         let hook = try r.string("webhook.url")
         if !hook.isEmpty {
             guard let url = URL(string: hook), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {

@@ -154,7 +154,7 @@ import TurnTestSupport
     @Test func slowConsumerIsDisconnectedInsteadOfBuffering() async throws {
         let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
         let channel = EmbeddedChannel()
-        let opened = hub.open(remote: "test", channel: channel)
+        let opened = hub.open(source: nil, channel: channel)
         let conn = try #require(opened)
         #expect(conn.send("m0"))
         channel.embeddedEventLoop.run()  // the end-of-tick flush
@@ -173,8 +173,8 @@ import TurnTestSupport
         let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
         let loop = EmbeddedEventLoop()
         let channelA = EmbeddedChannel(loop: loop), channelB = EmbeddedChannel(loop: loop)
-        let a = try #require(hub.open(remote: "a", channel: channelA))
-        let b = try #require(hub.open(remote: "b", channel: channelB))
+        let a = try #require(hub.open(source: nil, channel: channelA))
+        let b = try #require(hub.open(source: nil, channel: channelB))
         #expect(a.send("a1") && b.send("b1") && a.send("a2"))
         // Written, not yet flushed: nothing reaches either socket before the tick ends.
         #expect(try channelA.readOutbound(as: ByteBuffer.self) == nil)
@@ -196,7 +196,7 @@ import TurnTestSupport
         c.authTimeout = .seconds(3600)
         let hub = SignalingHub(configuration: c, credentials: .init(.init()), logger: .init(label: "t"))
         let channel = EmbeddedChannel()
-        let opened = hub.open(remote: "test", channel: channel)
+        let opened = hub.open(source: nil, channel: channel)
         let conn = try #require(opened)
         let start = ContinuousClock.now
         hub.sweep(now: start + .seconds(31))

@@ -153,7 +153,7 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
         let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: .init(.init()), logger: .init(label: "t"))
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
-        let handler = SignalingFrameHandler(hub: hub, room: "r", requestHost: "h", maxFrameSize: 1 << 20)
+        let handler = SignalingFrameHandler(hub: hub, room: "r", requestHost: "h", clientAddress: nil, maxFrameSize: 1 << 20)
         try channel.pipeline.syncOperations.addHandler(handler, position: .first)
         let conn = try #require(handler.connection)
         #expect(conn.send("before"))

@@ -312,6 +312,35 @@ def test_failed_logins_are_delayed_then_blocked_per_source_across_both_halves(st
     assert metric(values, "webrtc_auth_blocked_total", half="turn") >= 1
 
 
+def test_behind_a_trusted_proxy_the_throttle_counts_each_client_not_the_proxy(start_server):
+    """signaling.trusted_proxies: behind nginx (dist/) every client arrives from 127.0.0.1. With the proxy
+    trusted, X-Forwarded-For names the source, so one client's failed logins block that client only; without
+    it, the header is ignored (a client cannot choose its own source to dodge the throttle)."""
+    import websockets
+
+    async def login_via_proxy(server, password, forwarded_for):
+        ws = await websockets.connect(ws_url(server, "ops"), additional_headers={"X-Forwarded-For": forwarded_for})
+        await ws.send(json.dumps({"event": "authenticate", "data": {"username": "alice", "password": password}}))
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 15))
+        await ws.close()
+        return answer
+
+    async def scenario(server):
+        for _ in range(5):
+            assert (await login_via_proxy(server, "wrong", "203.0.113.7"))["event"] == "unauthorized"
+        blocked = await login_via_proxy(server, "pw", "203.0.113.7")
+        assert blocked["event"] == "unauthorized" and blocked["data"]["reason"] == "blocked", blocked
+        return await login_via_proxy(server, "pw", "6.6.6.6, 198.51.100.9")  # another client; a forged first hop
+
+    trusting = start_server(*turn_server_args(free_port(), "--auth.users", "alice=pw", *THROTTLE,
+                                              "--signaling.trusted_proxies", "127.0.0.1"))
+    assert asyncio.run(scenario(trusting))["event"] == "authenticated"
+    trusting.stop()
+    ignoring = start_server(*turn_server_args(free_port(), "--auth.users", "alice=pw", *THROTTLE))
+    other = asyncio.run(scenario(ignoring))
+    assert other["event"] == "unauthorized" and other["data"]["reason"] == "blocked", other
+
+
 def test_wrong_turn_passwords_block_their_source_only(start_server):
     port = free_port()
     s = start_server(*turn_server_args(port, "--auth.users", "alice=pw", *THROTTLE))

@@ -50,6 +50,9 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         let room = Self.room(in: head.uri, configuration) ?? ""
                         let host = IceServers.hostname(fromAuthority: head.headers.first(name: "host") ?? "localhost")
+                        let client = channel.remoteAddress?.addressBytes.map {
+                            ForwardedFor.client(peer: $0, values: head.headers["x-forwarded-for"], trusted: configuration.trustedProxies)
+                        }
                         // The frame handler reads and writes frames itself (WebSocketFraming), in front of
                         // NIO's frame codec: the socket's bytes (decrypted, under TLS) reach it first and its
                         // writes pass no WebSocket handler. NIO's decoder, just added by the upgrader and not
@@ -58,7 +61,8 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                         sync.removeHandler(
                             context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
                         let encoder = try sync.handler(type: WebSocketFrameEncoder.self)
-                        try sync.addHandler(SignalingFrameHandler(hub: hub, room: room, requestHost: host, maxFrameSize: maxFrameSize),
+                        try sync.addHandler(SignalingFrameHandler(hub: hub, room: room, requestHost: host, clientAddress: client,
+                                                          maxFrameSize: maxFrameSize),
                                             position: .before(encoder))
                         return UpgradeResult.webSocket
                     }

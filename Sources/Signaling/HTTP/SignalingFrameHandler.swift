@@ -1,3 +1,4 @@
+import Auth
 import NIOCore
 import NIOWebSocket
 
@@ -10,6 +11,8 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     let hub: SignalingHub
     let room: String
     let requestHost: String
+    /// The client's address (see `ForwardedFor`), nil for a non-IP socket.
+    let clientAddress: [UInt8]?
     private(set) var connection: PeerConnection?
     private var session: SignalingSession?
     private var reader: WebSocketFraming.Reader
@@ -21,10 +24,11 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     private var inMessage = false
     private var failed = false
 
-    init(hub: SignalingHub, room: String, requestHost: String, maxFrameSize: Int) {
+    init(hub: SignalingHub, room: String, requestHost: String, clientAddress: [UInt8]?, maxFrameSize: Int) {
         self.hub = hub
         self.room = room
         self.requestHost = requestHost
+        self.clientAddress = clientAddress
         self.reader = WebSocketFraming.Reader(maxFrameSize: maxFrameSize)
     }
 
@@ -32,7 +36,7 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
         let channel = context.channel
         let limit = hub.configuration.outboundBufferLimit
         try? channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-        guard let conn = hub.open(remote: channel.remoteAddress.map { "\($0)" } ?? "unknown", channel: channel) else {
+        guard let conn = hub.open(source: clientAddress.flatMap(SourceKey.init(addressBytes:)), channel: channel) else {
             let refused = hub.refusedConnection(channel: channel)
             refused.attach(context)
             refused.close(finalEvent: ServerEvents.error(.serverFull, "the server is at its connection limit"),

@@ -21,7 +21,9 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     let id: UInt64
-    let remote: String
+    /// The client's address as the auth throttle counts it (behind a trusted proxy, from its
+    /// X-Forwarded-For); nil for a non-IP socket.
+    let source: SourceKey?
     let opened: ContinuousClock.Instant
     let channel: any Channel
     private let stats: SignalingStats
@@ -50,9 +52,9 @@ public final class PeerConnection: @unchecked Sendable {
     private var flushScheduled = false
     private(set) var closeFrameSent = false
 
-    init(id: UInt64, remote: String, channel: any Channel, stats: SignalingStats, flusher: TickFlusher) {
+    init(id: UInt64, source: SourceKey?, channel: any Channel, stats: SignalingStats, flusher: TickFlusher) {
         self.id = id
-        self.remote = remote
+        self.source = source
         self.channel = channel
         self.stats = stats
         self.flusher = flusher
@@ -67,8 +69,6 @@ public final class PeerConnection: @unchecked Sendable {
     /// On the loop, when the channel goes inactive or the handler is removed: later frames are dropped.
     func detach() { output = .closed }
 
-    /// The client's address as the auth throttle counts it (nil for a non-IP socket).
-    var source: SourceKey? { channel.remoteAddress?.addressBytes.flatMap(SourceKey.init(addressBytes:)) }
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
         if loop.inEventLoop { body() } else { loop.execute(body) }

@@ -69,7 +69,7 @@ public final class SignalingHub: Sendable {
     // MARK: Connections
 
     /// Registers a new socket; nil when `maxConnections` are already open.
-    func open(remote: String, channel: any Channel) -> PeerConnection? {
+    func open(source: SourceKey?, channel: any Channel) -> PeerConnection? {
         let c = configuration
         let stats = self.stats
         let flusher = flushers.flusher(for: channel.eventLoop)
@@ -77,7 +77,7 @@ public final class SignalingHub: Sendable {
             guard c.maxConnections == 0 || s.connections.count < c.maxConnections else { return nil }
             let id = s.nextConnectionID
             s.nextConnectionID += 1
-            let conn = PeerConnection(id: id, remote: remote, channel: channel, stats: stats, flusher: flusher)
+            let conn = PeerConnection(id: id, source: source, channel: channel, stats: stats, flusher: flusher)
             s.connections[id] = conn
             return conn
         }
@@ -87,7 +87,7 @@ public final class SignalingHub: Sendable {
 
     /// A connection outside the hub's count, only to tell a client why it is refused.
     func refusedConnection(channel: any Channel) -> PeerConnection {
-        PeerConnection(id: 0, remote: "", channel: channel, stats: stats, flusher: flushers.flusher(for: channel.eventLoop))
+        PeerConnection(id: 0, source: nil, channel: channel, stats: stats, flusher: flushers.flusher(for: channel.eventLoop))
     }
 
     /// Removes the socket, and its peer if it had joined: the others get `left`, the session's TURN
@@ -252,6 +252,7 @@ public final class SignalingHub: Sendable {
             c.abuseWindow = new.abuseWindow
             c.apiToken = new.apiToken
             c.adminAllowed = new.adminAllowed
+            c.trustedProxies = new.trustedProxies
         }
         iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }
     }

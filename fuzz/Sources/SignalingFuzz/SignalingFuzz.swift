@@ -39,7 +39,7 @@ enum Harness {
         let channel = EmbeddedChannel(loop: loop)
         try! channel.pipeline.syncOperations.addHandler(WebSocketFrameEncoder())
         try! channel.pipeline.syncOperations.addHandler(
-            SignalingFrameHandler(hub: hub, room: "fuzz", requestHost: "fuzz.example", maxFrameSize: 1 << 16), position: .first)
+            SignalingFrameHandler(hub: hub, room: "fuzz", requestHost: "fuzz.example", clientAddress: nil, maxFrameSize: 1 << 16), position: .first)
         try! channel.connect(to: SocketAddress(ipAddress: "198.51.100.7", port: 50_000)).wait()
         return channel
     }
