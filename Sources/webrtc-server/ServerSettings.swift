@@ -204,10 +204,8 @@ extension ServerSettings {
         s.iceServers.turnsPort = turn.tls == nil ? nil : turn.tlsPort
         s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
         s.apiToken = try r.string("api.token")
-        let admin = try r.cidrs("admin.allow")
-        s.adminAllowed = { bytes in IPAddress(bytes: bytes).map { ip in admin.contains { $0.contains(ip) } } ?? false }
-        let proxies = try r.cidrs("signaling.trusted_proxies")
-        s.trustedProxies = { bytes in IPAddress(bytes: bytes).map { ip in proxies.contains { $0.contains(ip) } } ?? false }
+        s.adminAllowed = Self.matcher(try r.cidrs("admin.allow"))
+        s.trustedProxies = Self.matcher(try r.cidrs("signaling.trusted_proxies"))
         let hook = try r.string("webhook.url")
         if !hook.isEmpty {
             guard let url = URL(string: hook), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
@@ -221,6 +219,16 @@ extension ServerSettings {
 
     /// `none` = off; a path = that folder (must hold index.html); empty = ./examples/simple, else the
     /// copy in the source checkout this binary was built from (so `swift run` works from anywhere).
+    /// Whether a client address (4 or 16 bytes) is in `cidrs`. An IPv4-mapped IPv6 address counts as its
+    /// IPv4 address: on a dual-stack listener (`signaling.listen: "::"`) IPv4 clients arrive in that form.
+    static func matcher(_ cidrs: [CIDR]) -> @Sendable ([UInt8]) -> Bool {
+        { bytes in
+            let unmapped = bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
+            guard let ip = IPAddress(bytes: unmapped ? Array(bytes[12...]) : bytes) else { return false }
+            return cidrs.contains { $0.contains(ip) }
+        }
+    }
+
     static func staticDirectory(_ value: String) throws -> String? {
         if value == "none" { return nil }
         let fm = FileManager.default

@@ -440,6 +440,17 @@ def test_every_admin_endpoint_refuses_a_request_without_access(start_server):
     assert welcome["name"] == "webrtc-server" and "turn-udp" in welcome["features"] and welcome["version"]
 
 
+def test_on_a_dual_stack_listener_ipv4_clients_match_ipv4_admin_addresses(start_server):
+    """With signaling.listen "::" an IPv4 client arrives as ::ffff:a.b.c.d; admin.allow's IPv4 entries
+    (the default 127.0.0.0/8) must still match it, and other IPv4 addresses must not."""
+    s = start_server(*turn_server_args(free_port(), "--signaling.listen", "::", "--admin.allow", "127.0.0.2"))
+    assert http_request(s.signaling_port, "GET", "/metrics", source="127.0.0.2")[0] == 200
+    assert http_request(s.signaling_port, "GET", "/metrics", source="127.0.0.1")[0] == 403
+    s.stop()
+    s = start_server(*turn_server_args(free_port(), "--signaling.listen", "::"))
+    assert http_request(s.signaling_port, "GET", "/metrics")[0] == 200  # 127.0.0.1 by the default admin.allow
+
+
 # ---------------------------------------------------------------------------------------------- packaging
 
 def test_check_config_prints_effective_settings_with_secrets_masked(tmp_path):
