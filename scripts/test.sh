@@ -7,19 +7,22 @@ cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # coturn's client tools (turnutils_uclient, turnutils_peer, turnutils_stunclient; its server is not used),
-# and headless Chromium with its WebDriver for the example client.
+# headless Chromium with its WebDriver for the example client, and nginx for the shipped proxy snippet.
 missing=()
 command -v turnutils_uclient >/dev/null && command -v turnutils_peer >/dev/null || missing+=(coturn)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v iptables >/dev/null || missing+=(iptables)  # firewall.sh's test, inside its own network namespace
 command -v ip >/dev/null || missing+=(iproute2)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # runs dist/'s snippet in front of the server
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 # Debian's coturn package may start its own turnserver on 3478; the tests need that port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
+# Likewise Debian's nginx may start on port 80; the test runs its own instance on a free port.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then as_root systemctl stop nginx; fi
 
 # Python test clients (pytest, selenium, websockets, aiortc; Pillow reads the dashboard screenshot) in a project-local venv, refreshed when
 # requirements.txt changes.

@@ -73,6 +73,32 @@ import TurnTestSupport
         }
     }
 
+    @Test func anUpgradeOnAKeptAliveConnectionClosesItUnansweredForTheProxyToRetry() async throws {
+        // A reverse proxy with an upstream connection pool sends the browser's upgrade on a connection
+        // that has served a request before; NIO upgrades only a first request.
+        try await withSignaling { server, port in
+            let pooled = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            pooled.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+            let head = String(decoding: pooled.receive(through: Array("\r\n\r\n".utf8)) ?? [], as: UTF8.self)
+            #expect(head.hasPrefix("HTTP/1.1 200"))
+            #expect(pooled.receive(count: 3) == Array("ok\n".utf8))
+            pooled.send(upgradeRequest("/websocket/room1"))
+            #expect(pooled.isClosedByPeer(), "closed without an answer (a 426 would fail the browser)")
+            #expect(server.hub.stats.lateUpgradesClosed.load(ordering: .relaxed) == 1)
+
+            // The retry, on a connection of its own, upgrades as usual.
+            let (retry, retryHead) = try #require(rawWebSocket(port: port, path: "/websocket/room1"))
+            #expect(retryHead.hasPrefix("HTTP/1.1 101"))
+            retry.shutdown()
+            // A plain request on a kept-alive connection is still answered.
+            let plain = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+            for _ in 0..<2 {
+                plain.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+                #expect(String(decoding: plain.receive(through: Array("ok\n".utf8)) ?? [], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            }
+        }
+    }
+
     @Test func anUpgradedWebSocketIsNotClosedByTheHTTPTimeout() async throws {
         try await withSignaling(configure: { $0.httpTimeout = .seconds(1) }) { _, port in
             let a = WSTestPeer.connect(port: port)

@@ -14,10 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("WEBRTC_SERVER_BINARY", ROOT / ".build" / "debug" / "webrtc-server"))
 
 
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
+def require_tool(name: str, package: str = "coturn") -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if path is None:
-        pytest.fail(f"{name} is not installed (Debian package 'coturn'); scripts/test.sh installs it", pytrace=False)
+        pytest.fail(f"{name} is not installed (Debian package '{package}'); scripts/test.sh installs it", pytrace=False)
     return path
 
 

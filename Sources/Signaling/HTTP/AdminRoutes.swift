@@ -96,7 +96,7 @@ enum AdminRoutes {
             {"connections":\(hub.connectionCount),"rooms":\(hub.roomCount),"peers":\(hub.peerCount),\
             "messages_in":{\(inbound)},"messages_out":{\(outbound)},\
             "auth_failures":\(st.authFailures.load(ordering: .relaxed)),"auth_blocked":\(st.authBlocked.load(ordering: .relaxed)),\
-            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
+            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"late_upgrades_closed":\(st.lateUpgradesClosed.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
             "bad_messages":\(st.badMessages.load(ordering: .relaxed)),"slow_consumers":\(st.slowConsumers.load(ordering: .relaxed)),\
             "hook_failures":\(st.hookFailures.load(ordering: .relaxed))}
             """

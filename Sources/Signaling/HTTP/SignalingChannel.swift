@@ -67,11 +67,18 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                         return UpgradeResult.webSocket
                     }
                 })
+            let isWebSocketUpgrade: @Sendable (HTTPRequestHead) -> Bool = { head in
+                head.headers["upgrade"].contains { $0.lowercased() == "websocket" } && Self.room(in: head.uri, configuration) != nil
+            }
+            let stats = hub.stats
             let http1 = self.http1
             let upgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(LateUpgradeHandler(isWebSocketUpgrade: isWebSocketUpgrade) {
+                            stats.lateUpgradesClosed.add(1, ordering: .relaxed)
+                        })
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
                         // Idle keep-alive connections close after signaling.http_timeout (the first
@@ -89,12 +96,9 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
-            let refused = RefusedUpgradeHandler { head in
-                // Only a WebSocket upgrade to a valid room goes on to the upgrader.
-                head.headers["upgrade"].contains { $0.lowercased() == "websocket" } && Self.room(in: head.uri, configuration) != nil
-            }
+            // Only a WebSocket upgrade to a valid room goes on to the upgrader.
+            let refused = RefusedUpgradeHandler(accepts: isWebSocketUpgrade)
             try channel.pipeline.syncOperations.addHandler(refused, position: .before(upgradeHandler))
-            let stats = hub.stats
             try channel.pipeline.syncOperations.addHandler(
                 RequestHeadDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
                     stats.httpTimeouts.add(1, ordering: .relaxed)

@@ -23,6 +23,9 @@ public final class SignalingStats: Sendable {
     public let authTimeouts = Atomic<Int>(0)
     /// HTTP connections closed by signaling.http_timeout before a complete first request head arrived.
     public let httpTimeouts = Atomic<Int>(0)
+    /// Kept-alive connections closed because a later request on them was a WebSocket upgrade (see
+    /// LateUpgradeHandler): the proxy that sent it retries on a new connection.
+    public let lateUpgradesClosed = Atomic<Int>(0)
     public let rejectedConnections = Atomic<Int>(0)
     /// Bad input answered with an `error` or `invalid_message` event.
     public let badMessages = Atomic<Int>(0)

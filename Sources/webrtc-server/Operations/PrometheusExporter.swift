@@ -82,6 +82,7 @@ final class PrometheusExporter: Sendable {
         counter("webrtc_auth_blocked_total", s.authBlocked.load(ordering: .relaxed), [("half", "signaling")])
         counter("webrtc_signaling_auth_timeouts_total", s.authTimeouts.load(ordering: .relaxed))
         counter("webrtc_signaling_http_timeouts_total", s.httpTimeouts.load(ordering: .relaxed))
+        counter("webrtc_signaling_late_upgrades_closed_total", s.lateUpgradesClosed.load(ordering: .relaxed))
         counter("webrtc_signaling_rejected_connections_total", s.rejectedConnections.load(ordering: .relaxed))
         counter("webrtc_signaling_bad_messages_total", s.badMessages.load(ordering: .relaxed))
         counter("webrtc_signaling_slow_consumers_total", s.slowConsumers.load(ordering: .relaxed))
