@@ -2,6 +2,7 @@
 real binary: the configuration loads, TLS and the WebSocket upgrade pass through, operator endpoints stay
 private, and with signaling.trusted_proxies the failed-login throttle counts each browser, not nginx."""
 import asyncio
+import http.client
 import json
 import socket
 import ssl
@@ -11,6 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, free_port, make_certificate, require_tool, turn_server_args
+from test_operations import metric, scrape
 
 THROTTLE = ["--auth.throttle_free_failures", "5", "--auth.block_after", "3", "--auth.block_duration", "120"]
 
@@ -77,7 +79,6 @@ http {{
 
 
 def https_get(port, path, source, context):
-    import http.client
     conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, source_address=(source, 0), context=context)
     conn.request("GET", path)
     response = conn.getresponse()
@@ -131,5 +132,4 @@ def test_shipped_nginx_snippet_in_front_of_the_server(start_server, nginx):
     asyncio.run(scenario())
     # nginx sent the first upgrade on the connection it had kept from /healthz; the server closed that
     # connection unanswered and nginx retried on a new one (the logins above succeeded).
-    from test_operations import metric, scrape
     assert metric(scrape(server.signaling_port), "webrtc_signaling_late_upgrades_closed_total") >= 1
