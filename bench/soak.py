@@ -88,7 +88,7 @@ def main():
         wait_for_stun(port)
         wait_for_tcp(signaling_port)
         rss_idle = rss_kib(server.pid)
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = sum(cpu_seconds(server.pid))  # user + system
         turn = uclient(port, peer_port, args.allocations, args.interval_ms, messages)
         signaling = subprocess.Popen([
             str(ROOT / ".build" / "release" / "signaling-load"), "--port", str(signaling_port), "--connections",
@@ -116,7 +116,7 @@ def main():
         sampler.start()
         sig_out, _ = signaling.communicate(timeout=seconds + 600)
         turn_result = uclient_result(turn, timeout=seconds + 600)
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu = sum(cpu_seconds(server.pid)) - cpu0
         rss_end = rss_kib(server.pid)
         server.send_signal(signal.SIGTERM)
         server.wait(30)
@@ -138,10 +138,10 @@ def main():
             coturn = start_coturn(cport, ctls)
             try:
                 wait_for_stun(cport)
-                c0 = cpu_seconds(coturn.pid)
+                c0 = sum(cpu_seconds(coturn.pid))
                 result = uclient_result(uclient(cport, peer_port, args.allocations, args.interval_ms, messages),
                                         timeout=seconds + 600)
-                ccpu = cpu_seconds(coturn.pid) - c0
+                ccpu = sum(cpu_seconds(coturn.pid)) - c0
                 print(f"coturn TURN (same load, no signaling): sent {result['sent']}, received {result['received']}, "
                       f"lost {result['lost']} ({result['lost_pct']:.3f}%); CPU {ccpu:.0f} s; "
                       f"RSS at end {rss_kib(coturn.pid)} KiB")
