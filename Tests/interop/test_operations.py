@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -497,6 +498,48 @@ def test_systemd_unit_and_nginx_snippet_are_well_formed():
     nginx = (ROOT / "dist" / "nginx-webrtc-server.conf").read_text()
     assert "proxy_set_header Upgrade $http_upgrade;" in nginx and "location /websocket/" in nginx
     assert re.search(r"location ~ \^/\(metrics\|dashboard\|api/stats\|api/v1/log_level\)", nginx)
+
+
+def test_the_units_service_user_can_read_the_configuration_installed_as_documented():
+    """dist/webrtc-server.service's install lines put the configuration (it holds secrets) at mode 0640
+    with the service's group; a process with the unit's user rights must be able to read it. Reproduced
+    with a real unprivileged process (uid nobody, a scratch gid standing for the group)."""
+    import shutil
+    import tempfile
+
+    unit = (ROOT / "dist" / "webrtc-server.service").read_text()
+    group = re.search(r"^Group=(\S+)$", unit, re.M).group(1)
+    assert re.search(r"^User=\S+$", unit, re.M) and "DynamicUser=yes" not in unit
+    assert f"install -m 640 -g {group} dist/webrtc-server.yaml /etc/webrtc-server/" in unit
+    assert f"useradd --system --no-create-home --shell /usr/sbin/nologin {group}" in unit
+    assert os.geteuid() == 0, "this test switches to an unprivileged user: run it as root (scripts/test.sh does)"
+    nobody, gid = 65534, 4242
+    directory = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        directory.chmod(0o755)
+        binary = directory / "webrtc-server"
+        shutil.copy(BINARY, binary)
+        config = directory / "webrtc-server.yaml"
+        shutil.copy(ROOT / "dist" / "webrtc-server.yaml", config)
+        config.chmod(0o640)
+
+        def check_config_as_service_user():
+            def drop():
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(nobody)
+            return subprocess.run([str(binary), "check-config", "--config", str(config)], capture_output=True,
+                                  text=True, timeout=30, preexec_fn=drop,
+                                  env={k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")})
+
+        os.chown(config, 0, gid)  # install -g GROUP
+        run = check_config_as_service_user()
+        assert run.returncode == 0, run.stderr
+        os.chown(config, 0, 0)  # what the old instructions did (root's group), for a user outside it
+        refused = check_config_as_service_user()
+        assert refused.returncode != 0 and "webrtc-server.yaml" in refused.stderr, refused
+    finally:
+        shutil.rmtree(directory)
 
 
 def test_sighup_rereads_the_signaling_certificate(start_server, tmp_path):
