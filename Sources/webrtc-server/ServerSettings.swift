@@ -219,14 +219,10 @@ extension ServerSettings {
 
     /// `none` = off; a path = that folder (must hold index.html); empty = ./examples/simple, else the
     /// copy in the source checkout this binary was built from (so `swift run` works from anywhere).
-    /// Whether a client address (4 or 16 bytes) is in `cidrs`. An IPv4-mapped IPv6 address counts as its
-    /// IPv4 address: on a dual-stack listener (`signaling.listen: "::"`) IPv4 clients arrive in that form.
+    /// Whether a client address (4 or 16 bytes; the signaling half hands IPv4-mapped IPv6 clients over
+    /// as IPv4) is in `cidrs`.
     static func matcher(_ cidrs: [CIDR]) -> @Sendable ([UInt8]) -> Bool {
-        { bytes in
-            let unmapped = bytes.count == 16 && bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xFF && bytes[11] == 0xFF
-            guard let ip = IPAddress(bytes: unmapped ? Array(bytes[12...]) : bytes) else { return false }
-            return cidrs.contains { $0.contains(ip) }
-        }
+        { bytes in IPAddress(bytes: bytes).map { ip in cidrs.contains { $0.contains(ip) } } ?? false }
     }
 
     static func staticDirectory(_ value: String) throws -> String? {

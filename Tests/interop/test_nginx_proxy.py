@@ -2,7 +2,6 @@
 real binary: the configuration loads, TLS and the WebSocket upgrade pass through, operator endpoints stay
 private, and with signaling.trusted_proxies the failed-login throttle counts each browser, not nginx."""
 import asyncio
-import http.client
 import json
 import socket
 import ssl
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from conftest import ROOT, free_port, make_certificate, require_tool, turn_server_args
-from test_operations import metric, scrape
+from test_operations import http_request, metric, scrape
 
 THROTTLE = ["--auth.throttle_free_failures", "5", "--auth.block_after", "3", "--auth.block_duration", "120"]
 
@@ -78,24 +77,15 @@ http {{
         proc.wait(10)
 
 
-def https_get(port, path, source, context):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, source_address=(source, 0), context=context)
-    conn.request("GET", path)
-    response = conn.getresponse()
-    body = response.read().decode()
-    conn.close()
-    return response.status, body
-
-
 def test_shipped_nginx_snippet_in_front_of_the_server(start_server, nginx):
     server = start_server(*turn_server_args(free_port(), "--auth.users", "alice=pw,bob=pw", *THROTTLE,
                                             "--signaling.trusted_proxies", "127.0.0.1"))
     port, cert = nginx(server.signaling_port)
     context = ssl.create_default_context(cafile=str(cert))
 
-    assert https_get(port, "/healthz", "127.0.0.1", context) == (200, "ok\n")
+    assert http_request(port, "GET", "/healthz", tls=context) == (200, "ok\n")
     for private in ("/metrics", "/api/stats", "/dashboard"):
-        assert https_get(port, private, "127.0.0.1", context)[0] == 404, private
+        assert http_request(port, "GET", private, tls=context)[0] == 404, private
 
     async def login(username, password, source):
         import websockets

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// The client's address when the signaling port sits behind reverse proxies (`signaling.trusted_proxies`,
@@ -25,8 +26,7 @@ enum ForwardedFor {
 
     /// An IPv4 or IPv6 literal (IPv6 also in brackets) as address bytes.
     static func ipAddress(_ text: Substring) -> [UInt8]? {
-        var s = text.drop(while: { $0 == " " || $0 == "\t" })
-        while let last = s.last, last == " " || last == "\t" { s = s.dropLast() }
+        var s = Substring(text.trimmingCharacters(in: .whitespaces))
         if s.first == "[", s.last == "]" { s = s.dropFirst().dropLast() }
         guard !s.isEmpty, let address = try? SocketAddress(ipAddress: String(s), port: 0) else { return nil }
         return address.addressBytes

@@ -185,12 +185,19 @@ public final class PeerConnection: @unchecked Sendable {
 }
 
 extension SocketAddress {
-    /// The IP address as 4 or 16 bytes; nil for a Unix socket.
+    /// The IP address as 4 or 16 bytes; nil for a Unix socket. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, how a dual-stack `::` listener sees an IPv4 client) comes out as its 4 IPv4
+    /// bytes, so every check on client addresses (admin.allow, trusted proxies, the throttle) sees one form.
     var addressBytes: [UInt8]? {
         switch self {
-        case .v4(let a): withUnsafeBytes(of: a.address.sin_addr) { Array($0) }
-        case .v6(let a): withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
-        case .unixDomainSocket: nil
+        case .v4(let a):
+            return withUnsafeBytes(of: a.address.sin_addr) { Array($0) }
+        case .v6(let a):
+            let b = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            let mapped = b[0..<10].allSatisfy { $0 == 0 } && b[10] == 0xFF && b[11] == 0xFF
+            return mapped ? Array(b[12...]) : b
+        case .unixDomainSocket:
+            return nil
         }
     }
 }
