@@ -2,7 +2,9 @@
 # firewall.sh — iptables and ip6tables rules that let in what webrtc-server listens on, derived from the
 # server's own configuration (the same file, WEBRTC_SERVER_* variables and flags the server reads):
 # the signaling port (TCP), STUN/TURN (UDP and TCP, default 3478), TURN over TLS (TCP 5349, when a
-# certificate is configured) and the relay port range (UDP).
+# certificate is configured) and the relay port range (UDP, and TCP for RFC 6062 TCP relays when TURN
+# serves TCP or TLS); also replies to the server's own outgoing traffic and the ICMP that belongs to its
+# flows (conntrack ESTABLISHED,RELATED) and, for IPv6, neighbour discovery.
 #
 # The rules live in their own chain, WEBRTC-SERVER, jumped to from INPUT, so running the script again
 # replaces them instead of adding more, and --remove takes exactly them away.
@@ -67,6 +69,18 @@ apply_family() {
   local tool=$1 proto port purpose
   has "$tool" -n -L "$CHAIN" || run "$tool" -N "$CHAIN"
   run "$tool" -F "$CHAIN"
+  # Besides its ports the server needs the answers to what it sends out (the webhook's HTTP responses,
+  # the peer's side of an RFC 6062 Connect) and the ICMP errors that belong to its flows (port
+  # unreachable, fragmentation needed / packet too big) ...
+  run "$tool" -A "$CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED \
+    -m comment --comment "webrtc-server replies and related ICMP" -j ACCEPT
+  # ... and, over IPv6, neighbour discovery, without which no IPv6 packet reaches it at all.
+  if [ "$tool" = ip6tables ]; then
+    for type in neighbour-solicitation neighbour-advertisement; do
+      run "$tool" -A "$CHAIN" -p ipv6-icmp -m icmp6 --icmpv6-type "$type" \
+        -m comment --comment "webrtc-server IPv6 $type" -j ACCEPT
+    done
+  fi
   while read -r proto port purpose; do
     [ -n "$proto" ] || continue
     run "$tool" -A "$CHAIN" -p "$proto" -m "$proto" --dport "$port" -m comment --comment "webrtc-server $purpose" -j ACCEPT

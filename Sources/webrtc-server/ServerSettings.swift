@@ -149,7 +149,10 @@ extension ServerSettings {
         out.append(("udp", "\(turn.port)", "stun-turn"))
         if turn.tcp { out.append(("tcp", "\(turn.port)", "stun-turn")) }
         if turn.tls != nil { out.append(("tcp", "\(turn.tlsPort)", "stun-turn-tls")) }
-        out.append(("udp", "\(turn.relayPorts.lowerBound):\(turn.relayPorts.upperBound)", "relay"))
+        let relayRange = "\(turn.relayPorts.lowerBound):\(turn.relayPorts.upperBound)"
+        out.append(("udp", relayRange, "relay"))
+        // RFC 6062 TCP allocations (asked for over TCP or TLS) listen on relay ports for their peers.
+        if turn.tcp || turn.tls != nil { out.append(("tcp", relayRange, "tcp-relay")) }
         return out
     }
 

@@ -47,7 +47,7 @@ class Server:
     """A running webrtc-server; waits for its listener log lines instead of sleeping."""
 
     def __init__(self, args, env=None, wait_for=("TURN relay", "signaling listening"), timeout=30,
-                 embedded_defaults=False, preexec_fn=None):
+                 embedded_defaults=False, preexec_fn=None, prefix=()):
         if not BINARY.exists():
             pytest.fail(f"{BINARY} is missing: build it first (scripts/test.sh does)", pytrace=False)
         self.lines: list[str] = []
@@ -63,7 +63,9 @@ class Server:
                              # Tests stop servers with allocations still open; the drain test sets its own.
                              "WEBRTC_SERVER_SHUTDOWN_GRACE_PERIOD": "0"})
         full_env.update(env or {})
-        self.proc = subprocess.Popen([str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        # `prefix` runs the binary through another command, e.g. `ip netns exec NS` (which execs it: the
+        # process is still the server's, so SIGTERM reaches it).
+        self.proc = subprocess.Popen([*prefix, str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=full_env, preexec_fn=preexec_fn)
         self.waiting = set([wait_for] if isinstance(wait_for, str) else wait_for)
         self.reader = threading.Thread(target=self._read, daemon=True)

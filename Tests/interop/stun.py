@@ -35,7 +35,7 @@ def parse(data: bytes) -> dict:
 
 
 def exchange(port: int, message: bytes, host: str = "127.0.0.1", timeout: float = 3.0) -> dict:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         s.sendto(message, (host, port))
         data, _ = s.recvfrom(65535)

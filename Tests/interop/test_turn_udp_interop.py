@@ -18,14 +18,14 @@ def run_uclient(*args: str, timeout: int = 180) -> str:
     return done.stdout + done.stderr
 
 
-def assert_no_loss(output: str):
+def assert_no_loss(output: str, clients: int = CLIENTS, messages: int = MESSAGES):
     lost = re.findall(r"Total lost packets (\d+)", output)
     assert lost, f"uclient did not finish:\n{output[-3000:]}"
     assert int(lost[-1]) == 0, f"lost packets:\n{output[-3000:]}"
     totals = re.findall(r"tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", output, re.M)
     assert totals, output[-3000:]
     sent, received = map(int, totals[-1])
-    assert sent == CLIENTS * MESSAGES and received == sent, f"sent {sent}, received {received}"
+    assert sent == clients * messages and received == sent, f"sent {sent}, received {received}"
 
 
 @pytest.fixture
