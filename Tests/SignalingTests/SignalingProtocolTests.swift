@@ -66,7 +66,7 @@ import TurnTestSupport
         try await withSignaling { _, port in
             let a = WSTestPeer.connect(port: port)
             _ = try await a.join("alice")
-            let (raw, head) = try #require(rawWebSocket(port: port, path: "/websocket/room1"))
+            let (raw, head) = try #require(await rawWebSocket(port: port, path: "/websocket/room1"))
             #expect(head.hasPrefix("HTTP/1.1 101"))
             raw.send(clientFrame(0x1, Array(#"{"event":"authenticate","data":{"username":"bob","password":"pw"}}"#.utf8)))
             let joined = try await a.nextJSON()
@@ -77,7 +77,7 @@ import TurnTestSupport
             let left = try await a.nextJSON()
             #expect(left["event"] as? String == "left")
             #expect((left["data"] as? [String: String]) == ["peer_id": bID, "username": "bob"])
-            #expect(raw.drainUntilClosed(), "the server closes its side too")
+            #expect(await offPool { raw.drainUntilClosed() }, "the server closes its side too")
         }
     }
 
@@ -221,7 +221,7 @@ import TurnTestSupport
             for (path, proto, status) in cases {
                 let s = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
                 s.send(upgradeRequest(path, upgrade: proto))
-                let line = s.receive(count: 12).map { String(decoding: $0, as: UTF8.self) }
+                let line = await offPool { s.receive(count: 12) }.map { String(decoding: $0, as: UTF8.self) }
                 #expect(line == "HTTP/1.1 \(status)", "\(path)")
             }
         }

@@ -136,12 +136,12 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
     /// unmasked frame gets a close frame with 1002.
     @Test func aRawClientIsReadByteByByteAndAnUnmaskedFrameIsClosedWith1002() async throws {
         try await withSignaling { _, port in
-            let (s, head) = try #require(rawWebSocket(port: port, path: "/websocket/raw"))
+            let (s, head) = try #require(await rawWebSocket(port: port, path: "/websocket/raw"))
             #expect(head.hasPrefix("HTTP/1.1 101"))
             for byte in clientFrame(0x1, Array("ping".utf8)) { s.send([byte]) }
-            #expect(s.receive(count: 6) == [0x81, 4] + Array("pong".utf8))
+            #expect(await offPool { s.receive(count: 6) } == [0x81, 4] + Array("pong".utf8))
             s.send(clientFrame(0x1, Array("ping".utf8), masked: false))
-            let close = try #require(s.receive(count: 4))
+            let close = try #require(await offPool { s.receive(count: 4) })
             #expect(close[0] == 0x88 && Int(close[2]) << 8 | Int(close[3]) == 1002)
         }
     }

@@ -2,8 +2,9 @@
 import Glibc
 #endif
 
-/// A plain blocking TCP connection to 127.0.0.1 for tests.
-public final class TCPTestSocket {
+/// A plain blocking TCP connection to 127.0.0.1 for tests. From async tests, make the calls that wait
+/// through `offPool` (SignalingTests' support): blocked cooperative threads starve the server under test.
+public final class TCPTestSocket: @unchecked Sendable {
     public let fd: Int32
 
     public init?(port: UInt16, timeoutMilliseconds: Int = 2000) {
