@@ -1,7 +1,10 @@
+import Auth
 import Foundation
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import ServiceLifecycle
 import Testing
 import TurnTestSupport
 @testable import Signaling
@@ -63,14 +66,43 @@ import TurnTestSupport
             trickling.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8))  // the head never ends
             let keptAlive = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
             keptAlive.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
-            let head = String(decoding: keptAlive.receive(through: Array("\r\n\r\n".utf8)) ?? [], as: UTF8.self)
+            let head = String(decoding: await offPool { keptAlive.receive(through: Array("\r\n\r\n".utf8)) } ?? [], as: UTF8.self)
             #expect(head.hasPrefix("HTTP/1.1 200"))
 
-            #expect(silent.drainUntilClosed(), "a client that never sent a byte is closed")
-            #expect(trickling.drainUntilClosed(), "so is one whose request head never completes")
-            #expect(keptAlive.drainUntilClosed(), "and an idle keep-alive connection after its response")
+            #expect(await offPool { silent.drainUntilClosed() }, "a client that never sent a byte is closed")
+            #expect(await offPool { trickling.drainUntilClosed() }, "so is one whose request head never completes")
+            #expect(await offPool { keptAlive.drainUntilClosed() }, "and an idle keep-alive connection after its response")
             #expect(server.hub.stats.httpTimeouts.load(ordering: .relaxed) == 2)
         }
+    }
+
+    @Test func aGracefulShutdownDoesNotWaitForConnectionsThatNeverSentARequest() async throws {
+        // Browsers open spare connections and send nothing on them until they need one. On SIGTERM the
+        // server waited for each to reach signaling.http_timeout before it could exit.
+        var c = SignalingConfiguration()
+        c.listenAddress = "127.0.0.1"
+        c.port = 0
+        c.keepaliveInterval = .zero
+        c.httpTimeout = .seconds(300)
+        var logger = Logger(label: "signaling-test")
+        logger.logLevel = .critical
+        let server = SignalingServer(hub: SignalingHub(configuration: c, credentials: CredentialStore(.init()), logger: logger),
+                                     logger: logger)
+        let group = ServiceGroup(services: [server], logger: logger)
+        let running = Task { try await group.run() }
+        let port = await server.listeningPort()
+        let spare = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+        let keptAlive = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
+        keptAlive.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+        #expect(String(decoding: await offPool { keptAlive.receive(through: Array("ok\n".utf8)) } ?? [], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+
+        await group.triggerGracefulShutdown()
+        let spareClosed = await offPool { spare.drainUntilClosed() }
+        #expect(spareClosed, "closed by the shutdown, not 300 s after it connected")
+        if !spareClosed { spare.shutdown() }  // so that the run ends and the test reports instead of hanging
+        #expect(await offPool { keptAlive.drainUntilClosed() })
+        try await running.value
+        #expect(server.hub.stats.httpTimeouts.load(ordering: .relaxed) == 0)
     }
 
     @Test func anUpgradeOnAKeptAliveConnectionClosesItUnansweredForTheProxyToRetry() async throws {
@@ -79,22 +111,22 @@ import TurnTestSupport
         try await withSignaling { server, port in
             let pooled = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
             pooled.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
-            let head = String(decoding: pooled.receive(through: Array("\r\n\r\n".utf8)) ?? [], as: UTF8.self)
+            let head = String(decoding: await offPool { pooled.receive(through: Array("\r\n\r\n".utf8)) } ?? [], as: UTF8.self)
             #expect(head.hasPrefix("HTTP/1.1 200"))
-            #expect(pooled.receive(count: 3) == Array("ok\n".utf8))
+            #expect(await offPool { pooled.receive(count: 3) } == Array("ok\n".utf8))
             pooled.send(upgradeRequest("/websocket/room1"))
-            #expect(pooled.isClosedByPeer(), "closed without an answer (a 426 would fail the browser)")
+            #expect(await offPool { pooled.isClosedByPeer() }, "closed without an answer (a 426 would fail the browser)")
             #expect(server.hub.stats.lateUpgradesClosed.load(ordering: .relaxed) == 1)
 
             // The retry, on a connection of its own, upgrades as usual.
-            let (retry, retryHead) = try #require(rawWebSocket(port: port, path: "/websocket/room1"))
+            let (retry, retryHead) = try #require(await rawWebSocket(port: port, path: "/websocket/room1"))
             #expect(retryHead.hasPrefix("HTTP/1.1 101"))
             retry.shutdown()
             // A plain request on a kept-alive connection is still answered.
             let plain = try #require(TCPTestSocket(port: UInt16(port), timeoutMilliseconds: 10_000))
             for _ in 0..<2 {
                 plain.send(Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
-                #expect(String(decoding: plain.receive(through: Array("ok\n".utf8)) ?? [], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+                #expect(String(decoding: await offPool { plain.receive(through: Array("ok\n".utf8)) } ?? [], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
             }
         }
     }

@@ -52,4 +52,11 @@ final class RequestHeadDeadlineHandler: ChannelInboundHandler, RemovableChannelH
         deadline?.cancel()
         deadline = nil
     }
+
+    /// On a graceful shutdown: closes `channel` if it has not delivered a request head yet (this handler
+    /// is still in its pipeline); a request already under way is left to finish. On the channel's loop.
+    static func closeIfNoRequestYet(_ channel: any Channel) {
+        guard (try? channel.pipeline.syncOperations.handler(type: RequestHeadDeadlineHandler.self)) != nil else { return }
+        channel.close(promise: nil)
+    }
 }

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ServiceLifecycle
 
 /// The child channel of the signaling port: HTTP/1.1 for Hummingbird's router, and the WebSocket upgrade
 /// of `GET /websocket/:room`, after which the connection is served by `SignalingFrameHandler` on plain
@@ -109,7 +110,15 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
 
     func handle(value: Value, logger: Logger) async {
         do {
-            switch try await value.upgradeResult.get() {
+            let result = try await withGracefulShutdownHandler {
+                try await value.upgradeResult.get()
+            } onGracefulShutdown: {
+                // Browsers open spare connections that send nothing until they are needed; waiting for
+                // their first request would hold a shutdown until signaling.http_timeout.
+                let channel = value.channel
+                channel.eventLoop.execute { RequestHeadDeadlineHandler.closeIfNoRequestYet(channel) }
+            }
+            switch result {
             case .webSocket:
                 return  // the frame handler owns the connection from here
             case .notUpgraded(let http):
