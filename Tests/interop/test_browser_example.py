@@ -1,13 +1,12 @@
-"""examples/simple in real headless Chromium (two browsers in one room, relay-only through our TURN)."""
+"""examples/simple in real headless Chromium: browsers in one room, relay-only through our TURN, and
+reconnecting by themselves when the server restarts."""
 import shutil
+import socket
 import time
 
 import pytest
 
-import socket
-
 from conftest import RELAY_MAX, RELAY_MIN, free_port, make_certificate, turn_server_args
-
 
 
 def chrome(ignore_certificate_errors=False):
@@ -31,6 +30,20 @@ def chrome(ignore_certificate_errors=False):
 
 def summaries(driver):
     return driver.execute_async_script("const done = arguments[arguments.length - 1]; webrtcSummary().then(done);")
+
+
+def wait_for_calls(browsers, others, sessions=1, timeout=60):
+    """Polls the browsers' own stats (there is no event to wait on from here) until each has `others`
+    peers decoding video, in its `sessions`-th signaling session; returns the last summaries."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = [summaries(b) for b in browsers]
+        if all(s["sessions"] == sessions and len(s["peers"]) == others
+               and all(p["framesDecoded"] > 10 and p["localCandidateType"] for p in s["peers"]) for s in state):
+            return state
+        if time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -60,13 +73,7 @@ def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, 
             browsers.append(b)
             b.get(f"http://127.0.0.1:{server.signaling_port}/room/browser-test?user={user}&password=pw&relay=1"
                   f"&ice={ice}&autojoin=1")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = [summaries(b) for b in browsers]
-            if all(len(s["peers"]) == others and all(p["framesDecoded"] > 10 and p["localCandidateType"] for p in s["peers"])
-                   for s in state):
-                break
-            time.sleep(0.5)  # polling the browsers' own stats: there is no event to wait on from here
+        state = wait_for_calls(browsers, others)
         for s in state:
             assert s["relayOnly"] is True
             assert len(s["peers"]) == others, state
@@ -90,6 +97,49 @@ def test_chromium_peers_play_each_others_video_relayed_through_our_turn(server, 
             for entry in b.get_log("browser")[-30:]:
                 print("browser:", entry["message"])
         print(server.output[-3000:])
+        raise
+    finally:
+        for b in browsers:
+            b.quit()
+
+
+def test_chromium_peers_reconnect_and_call_again_after_a_server_restart(start_server):
+    """The server is stopped (SIGTERM: `shutdown`, then the sockets close) and started again on the same
+    ports: both pages reconnect by themselves, get new peer ids and call each other again through the new
+    server's relays."""
+    turn_port, signaling_port = free_port(), free_port(socket.SOCK_STREAM)
+    args = turn_server_args(turn_port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1",
+                            "--signaling.port", str(signaling_port))
+    first = start_server(*args)
+    browsers, state, second = [], [], None
+    try:
+        for user in ("alice", "bob"):
+            b = chrome()
+            browsers.append(b)
+            b.get(f"http://127.0.0.1:{signaling_port}/room/restart?user={user}&password=pw&relay=1&ice=udp&autojoin=1")
+        state = wait_for_calls(browsers, others=1)
+        assert all(s["sessions"] == 1 and s["peers"] and s["peers"][0]["framesDecoded"] > 10 for s in state), state
+        ids_before = {s["myId"] for s in state}
+
+        assert first.stop() == 0
+        second = start_server(*args)
+        state = wait_for_calls(browsers, others=1, sessions=2)
+        ids_after = [s["myId"] for s in state]
+        assert not ids_before & set(ids_after), state
+        for s, other in ((state[0], ids_after[1]), (state[1], ids_after[0])):
+            assert s["sessions"] == 2 and s["received"].get("shutdown") == 1, s
+            [peer] = s["peers"]
+            assert peer["peer"] == other, state
+            assert peer["connectionState"] == "connected" and peer["framesDecoded"] > 10, state
+            assert peer["localCandidateType"] == "relay", state
+            assert RELAY_MIN <= int(peer["localAddress"].rsplit(":", 1)[1]) <= RELAY_MAX, state
+    except Exception:
+        for s in state:
+            print("state:", s)
+        for b in browsers:
+            for entry in b.get_log("browser")[-30:]:
+                print("browser:", entry["message"])
+        print((second or first).output[-3000:])
         raise
     finally:
         for b in browsers:

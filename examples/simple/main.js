@@ -2,6 +2,8 @@
 // (with per-session TURN credentials) from `authenticated`, and opens one RTCPeerConnection per
 // other peer (a mesh). Offers and answers follow "perfect negotiation", so two peers that start
 // negotiating at once never deadlock: the polite one rolls back, the impolite one carries on.
+// When the signaling socket drops (network change, server restart) it reconnects with backoff; the
+// calls keep running until the new session is in, then the mesh is built again under the new id.
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -15,13 +17,19 @@ let myId = null;
 let iceServers = [];
 let relayOnly = false;
 let localStream = null;
+let login = null;                 // { username, password }, kept for reconnecting
+let reconnectDelay = 1000;        // ms; doubles up to RECONNECT_MAX while the server cannot be reached
+const RECONNECT_MAX = 10000;
+let stayAway = null;              // why not to reconnect (kicked, replaced, wrong password, room full...)
+let sessions = 0;                 // authenticated sessions so far (more than one after a reconnect)
 const received = {};  // messages by event, for webrtcSummary()
 const pendingNames = new Map();  // roster names, until those peers' offers arrive
 
 const setStatus = (text) => { document.getElementById('status').textContent = text; };
 
 function send(event, to, data) {
-  socket.send(JSON.stringify({ event, to, data }));
+  // While reconnecting there is no one to tell; the new session negotiates afresh.
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ event, to, data }));
 }
 
 function videoFor(peerId, username) {
@@ -113,8 +121,17 @@ function render() {
   setStatus(`${myId ? 'in room as ' + myId : 'connecting'}${relayOnly ? ' (relay only)' : ''}; ${states.join(', ') || 'alone'}`);
 }
 
+// Errors after which coming back would only be refused again.
+const FINAL_ERRORS = new Set(['kicked', 'replaced', 'room_full', 'rate_limited']);
+
 const handlers = {
   authenticated(data) {
+    // After a reconnect the old calls belong to the old session: its TURN credentials are revoked and
+    // the others were told it left. Drop them; the room's peers offer to the new id as to any newcomer.
+    for (const id of [...peers.keys()]) removePeer(id);
+    pendingNames.clear();
+    sessions += 1;
+    reconnectDelay = 1000;
     myId = data.peer_id;
     iceServers = onlyTransport(data.ice_servers || [], params.get('ice'));
     // The peers already in the room heard `joined` and start the connections to us; their offers
@@ -131,18 +148,24 @@ const handlers = {
   offer(data, from) { return onDescription(from, data.description); },
   answer(data, from) { return onDescription(from, data.description); },
   candidate(data, from) { return onCandidate(from, data.candidate); },
-  unauthorized() { setStatus('wrong user or password'); },
-  error(data) { console.warn('server error', data); setStatus(`error: ${data.code}: ${data.message}`); },
-  shutdown() { setStatus('the server is shutting down'); },
+  unauthorized(data) {
+    stayAway = data.reason === 'blocked' ? `too many failed logins, retry in ${data.retry_after} s` : 'wrong user or password';
+    setStatus(stayAway);
+  },
+  error(data) {
+    console.warn('server error', data);
+    if (FINAL_ERRORS.has(data.code)) stayAway = `${data.code}: ${data.message}`;
+    setStatus(`error: ${data.code}: ${data.message}`);
+  },
+  shutdown() { setStatus('the server is restarting; calls go on, reconnecting'); },
 };
 
-async function join(username, password) {
-  localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
-  document.getElementById('local-video').srcObject = localStream;
+function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  socket = new WebSocket(`${scheme}://${location.host}/websocket/${encodeURIComponent(room)}`);
-  socket.onopen = () => socket.send(JSON.stringify({ event: 'authenticate', data: { username, password } }));
-  socket.onmessage = async ({ data }) => {
+  const ws = new WebSocket(`${scheme}://${location.host}/websocket/${encodeURIComponent(room)}`);
+  socket = ws;
+  ws.onopen = () => ws.send(JSON.stringify({ event: 'authenticate', data: login }));
+  ws.onmessage = async ({ data }) => {
     if (data === 'pong') return;
     const message = JSON.parse(data);
     received[message.event] = (received[message.event] || 0) + 1;
@@ -154,10 +177,25 @@ async function join(username, password) {
       console.error(message.event, err);
     }
   };
-  socket.onclose = () => {
-    setStatus('disconnected');
-    for (const id of [...peers.keys()]) removePeer(id);
+  ws.onclose = () => {
+    if (stayAway) {
+      for (const id of [...peers.keys()]) removePeer(id);
+      setStatus(`disconnected: ${stayAway}`);
+      return;
+    }
+    // Calls already up keep their media flowing meanwhile (through TURN too, until the old server
+    // lets go of its allocations).
+    setStatus(`signaling lost; reconnecting in ${reconnectDelay / 1000} s`);
+    setTimeout(connect, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX);
   };
+}
+
+async function join(username, password) {
+  localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  document.getElementById('local-video').srcObject = localStream;
+  login = { username, password };
+  connect();
   // Text ping keeps proxies from closing an idle socket.
   setInterval(() => socket.readyState === WebSocket.OPEN && socket.send('ping'), 20000);
 }
@@ -189,7 +227,7 @@ window.webrtcSummary = async () => {
       localAddress: local ? `${local.address}:${local.port}` : null,
     });
   }
-  return { myId, relayOnly, iceServers, peers: out, received };
+  return { myId, sessions, relayOnly, iceServers, peers: out, received };
 };
 
 document.getElementById('username').value = params.get('user') || '';
