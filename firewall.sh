@@ -69,9 +69,9 @@ apply_family() {
   local tool=$1 proto port purpose
   has "$tool" -n -L "$CHAIN" || run "$tool" -N "$CHAIN"
   run "$tool" -F "$CHAIN"
-  # Besides its ports the server needs the answers to what it sends out (the webhook's HTTP responses,
-  # the peer's side of an RFC 6062 Connect) and the ICMP errors that belong to its flows (port
-  # unreachable, fragmentation needed / packet too big) ...
+  # Besides its ports the server needs the answers to what it sends out (the webhook's HTTP responses
+  # and DNS lookups) and the ICMP errors that belong to its flows (port unreachable, fragmentation
+  # needed / packet too big) ...
   run "$tool" -A "$CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED \
     -m comment --comment "webrtc-server replies and related ICMP" -j ACCEPT
   # ... and, over IPv6, neighbour discovery, without which no IPv6 packet reaches it at all.

@@ -17,12 +17,16 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = ROOT / "firewall.sh"
 
 
-@pytest.fixture
-def netns():
+def require_network_tools():
     for tool in ("ip", "iptables", "ip6tables"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (Debian packages iproute2, iptables); scripts/test.sh installs them",
                         pytrace=False)
+
+
+@pytest.fixture
+def netns():
+    require_network_tools()
     name = f"wrtc-fw-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     yield name
@@ -107,10 +111,7 @@ CLIENTS, MESSAGES = 4, 100
 
 @pytest.fixture
 def box():
-    for tool in ("ip", "iptables", "ip6tables"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} is not installed (Debian packages iproute2, iptables); scripts/test.sh installs it",
-                        pytrace=False)
+    require_network_tools()
     tag = uuid.uuid4().hex[:6]
     server, client = f"wfs-{tag}", f"wfc-{tag}"
     for ns in (server, client):
