@@ -2,8 +2,8 @@
 // (with per-session TURN credentials) from `authenticated`, and opens one RTCPeerConnection per
 // other peer (a mesh). Offers and answers follow "perfect negotiation", so two peers that start
 // negotiating at once never deadlock: the polite one rolls back, the impolite one carries on.
-// When the signaling socket drops (network change, server restart) it reconnects with backoff; the
-// calls keep running until the new session is in, then the mesh is built again under the new id.
+// When the signaling socket drops (network change, server restart) it reconnects with backoff, leaves
+// the calls alone until the new session is in, then builds the mesh again under the new id.
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -183,8 +183,8 @@ function connect() {
       setStatus(`disconnected: ${stayAway}`);
       return;
     }
-    // Calls already up keep their media flowing meanwhile (through TURN too, until the old server
-    // lets go of its allocations).
+    // Calls already up are left alone: a direct one keeps flowing, a relayed one as long as the server
+    // keeps its allocations (a stopping server's grace period; not after a session ends on a running one).
     setStatus(`signaling lost; reconnecting in ${reconnectDelay / 1000} s`);
     setTimeout(connect, reconnectDelay);
     reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX);
