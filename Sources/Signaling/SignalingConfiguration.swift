@@ -59,11 +59,10 @@ public struct SignalingConfiguration: Sendable {
     /// address (the auth throttle's source); none by default, so the header is ignored.
     public var trustedProxies: @Sendable ([UInt8]) -> Bool = { _ in false }
 
+    /// 127.0.0.0/8 and ::1. IPv4-mapped clients arrive here as IPv4 (`SocketAddress.addressBytes`).
     public static let isLoopback: @Sendable ([UInt8]) -> Bool = { b in
         if b.count == 4 { return b[0] == 127 }
-        guard b.count == 16 else { return false }
-        if b[0..<15].allSatisfy({ $0 == 0 }), b[15] == 1 { return true }
-        return b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF && b[12] == 127
+        return b.count == 16 && b[0..<15].allSatisfy({ $0 == 0 }) && b[15] == 1
     }
     /// false: the port serves only `/healthz`, `/readyz`, `/api/v1/welcome` and the admin endpoints (a
     /// TURN-only deployment that still wants metrics and the dashboard); `/websocket/…`, the server API

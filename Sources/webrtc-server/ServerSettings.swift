@@ -220,14 +220,14 @@ extension ServerSettings {
         signaling = s
     }
 
-    /// `none` = off; a path = that folder (must hold index.html); empty = ./examples/simple, else the
-    /// copy in the source checkout this binary was built from (so `swift run` works from anywhere).
     /// Whether a client address (4 or 16 bytes; the signaling half hands IPv4-mapped IPv6 clients over
     /// as IPv4) is in `cidrs`.
     static func matcher(_ cidrs: [CIDR]) -> @Sendable ([UInt8]) -> Bool {
         { bytes in IPAddress(bytes: bytes).map { ip in cidrs.contains { $0.contains(ip) } } ?? false }
     }
 
+    /// `none` = off; a path = that folder (must hold index.html); empty = ./examples/simple, else the
+    /// copy in the source checkout this binary was built from (so `swift run` works from anywhere).
     static func staticDirectory(_ value: String) throws -> String? {
         if value == "none" { return nil }
         let fm = FileManager.default

@@ -116,6 +116,21 @@ def start_server():
         assert code == 0, f"server exited with {code} on SIGTERM:\n{s.output}"
 
 
+def echoes(host: str, port: int, family=socket.AF_INET, timeout=10.0, alive=lambda: True) -> bool:
+    """Whether a UDP echo peer at host:port sends a probe back within `timeout` (while `alive()`)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline and alive():
+            s.sendto(b"probe", (host, port))
+            try:
+                if s.recvfrom(100)[0] == b"probe":
+                    return True
+            except socket.timeout:
+                pass
+    return False
+
+
 def echo_peer(host: str, family=socket.AF_INET):
     """coturn's turnutils_peer (a UDP echo peer) on `host`; yields its port once it echoes a probe."""
     tool = require_tool("turnutils_peer")
@@ -123,19 +138,9 @@ def echo_peer(host: str, family=socket.AF_INET):
         s.bind((host, 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([tool, "-L", host, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.settimeout(0.2)
-        while True:
-            s.sendto(b"probe", (host, port))
-            try:
-                if s.recvfrom(100)[0] == b"probe":
-                    break
-            except socket.timeout:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"turnutils_peer did not start on {host}", pytrace=False)
+    if not echoes(host, port, family, alive=lambda: proc.poll() is None):
+        proc.kill()
+        pytest.fail(f"turnutils_peer did not start on {host}", pytrace=False)
     yield port
     proc.terminate()
     proc.wait(5)

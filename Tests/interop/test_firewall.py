@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BINARY, ROOT, make_certificate, require_tool
-from test_turn_udp_interop import assert_no_loss
+from test_turn_udp_interop import assert_no_loss, run_uclient
 
 HERE = Path(__file__).resolve().parent
 
@@ -165,12 +165,7 @@ def reachable(ns):
 
 
 def uclient(ns, *args):
-    tool = require_tool("turnutils_uclient")
-    try:
-        done = subprocess.run(["ip", "netns", "exec", ns, tool, *args], capture_output=True, text=True, timeout=90)
-    except subprocess.TimeoutExpired as stuck:  # a dropped packet shows as a client that waits for ever
-        pytest.fail(f"turnutils_uclient {' '.join(args)} did not finish:\n{(stuck.stdout or b'').decode()[-2000:]}")
-    return done.stdout + done.stderr
+    return run_uclient(*args, timeout=90, prefix=["ip", "netns", "exec", ns])
 
 
 def test_behind_a_drop_policy_the_rules_let_in_everything_the_server_needs(box, start_server, tmp_path):
@@ -196,15 +191,8 @@ def test_behind_a_drop_policy_the_rules_let_in_everything_the_server_needs(box, 
                              "-p", "3480"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         from_client(client_ns, f"""
-            import socket, time
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.settimeout(0.2)
-                for _ in range(50):
-                    s.sendto(b"probe", ("{CLIENT_V4}", 3480))
-                    try:
-                        if s.recv(100) == b"probe": break
-                    except socket.timeout: pass
-                else: raise SystemExit("turnutils_peer does not echo")
+            import conftest
+            if not conftest.echoes("{CLIENT_V4}", 3480): raise SystemExit("turnutils_peer does not echo")
         """)
         for transport, port in (([], "3478"), (["-t"], "3478"), (["-t", "-S"], "5349")):
             out = uclient(client_ns, *transport, "-u", "alice", "-w", "wonderland", "-e", CLIENT_V4, "-r", "3480",

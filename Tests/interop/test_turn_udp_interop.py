@@ -12,9 +12,13 @@ import stun
 CLIENTS, MESSAGES = 10, 1000
 
 
-def run_uclient(*args: str, timeout: int = 180) -> str:
+def run_uclient(*args: str, timeout: int = 180, prefix=()) -> str:
+    """turnutils_uclient's output; `prefix` runs it through another command (`ip netns exec NS`)."""
     tool = require_tool("turnutils_uclient")
-    done = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        done = subprocess.run([*prefix, tool, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as stuck:  # a lost answer shows as a client that waits for ever
+        pytest.fail(f"turnutils_uclient {' '.join(args)} did not finish:\n{(stuck.stdout or b'').decode()[-2000:]}")
     return done.stdout + done.stderr
 
 
