@@ -77,15 +77,12 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        // bench/: the signaling load client (figures go to BENCHMARKS.md).
+        // bench/: the signaling load client (figures go to BENCHMARKS.md), on plain sockets and epoll.
+        .target(name: "CEpoll", path: "bench/CEpoll"),
         .executableTarget(
             name: "signaling-load",
             dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "CEpoll",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "bench/signaling-load"

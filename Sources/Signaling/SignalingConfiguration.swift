@@ -12,7 +12,7 @@ public struct SignalingConfiguration: Sendable {
     }
 
     public var listenAddress = "0.0.0.0"
-    /// Event loop threads of the signaling port; 0 = half the cores, at least one.
+    /// Event loop threads of the signaling port; 0 = one per core.
     public var threads = 0
     public var port = 8080
     /// PEM files; both set = wss:// and https:// on `port`.

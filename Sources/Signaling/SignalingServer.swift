@@ -81,12 +81,13 @@ public final class SignalingServer: Service, Sendable {
         }
     }
 
-    /// The signaling port's own event loops: `threads`, or half the cores (at least one) for 0. Fewer
-    /// loops than cores keeps a message on one thread from reader to writer and leaves cores for the
-    /// kernel's TCP work and for TURN (see BENCHMARKS.md: 1 loop on 2 cores held p99 < 20 ms to 30 000
-    /// messages/s, 2 loops to 20 000).
+    /// The signaling port's own event loops: `threads`, or one per core for 0. A message whose sender
+    /// and receiver are on different loops costs more CPU than one that stays on one thread (about 20 %
+    /// more per message on 2 cores), but with a loop per core a burst is spread over every core instead
+    /// of queueing behind one: on 2 cores, p99 under load was 2–7 ms with 2 loops against 3–68 ms with
+    /// one from 20 000 to 40 000 messages/s (BENCHMARKS.md, 2026-11-24).
     var eventLoopGroupProvider: EventLoopGroupProvider {
-        let n = hub.configuration.threads > 0 ? hub.configuration.threads : max(1, System.coreCount / 2)
+        let n = hub.configuration.threads > 0 ? hub.configuration.threads : max(1, System.coreCount)
         return .shared(Self.groups.withLock { g in
             if let existing = g[n] { return existing }
             let group = MultiThreadedEventLoopGroup(numberOfThreads: n)

@@ -91,7 +91,7 @@ enum ConfigKeys {
         ConfigKey(name: "signaling.listen", kind: .scalar, defaultValue: "0.0.0.0", help: "address the signaling HTTP server binds to"),
         ConfigKey(name: "signaling.port", kind: .scalar, defaultValue: "8080", help: "signaling HTTP/WebSocket port"),
         ConfigKey(name: "signaling.threads", kind: .scalar, defaultValue: "0",
-                  help: "event loop threads of the signaling port; 0 = half the cores, at least 1 (see BENCHMARKS.md)"),
+                  help: "event loop threads of the signaling port; 0 = one per core (see BENCHMARKS.md)"),
         ConfigKey(name: "signaling.tls_cert", kind: .scalar, defaultValue: "",
                   help: "PEM certificate chain; with signaling.tls_key the port serves https/wss (TLS 1.2+); the file is re-read on SIGHUP (a new path needs a restart)"),
         ConfigKey(name: "signaling.tls_key", kind: .scalar, defaultValue: "", help: "PEM private key for signaling.tls_cert; re-read on SIGHUP"),

@@ -1,0 +1,127 @@
+// signaling-load: a load client for the signaling half, in the spirit of nextcloud-spreed-signaling's
+// `client`. It opens N authenticated WebSocket connections in rooms of K peers, then sends M directed
+// messages per second in total for D seconds, and reports delivered messages/s, delivery latency
+// percentiles and the server's RSS per connection (read from /proc/PID/status).
+//
+// The client shares the machine with the server it measures, so every microsecond it spends per message
+// is taken from the server. It therefore runs on plain sockets and one epoll loop (Connection.swift,
+// LoadLoop.swift): one write(2) per message sent, one read(2) per readable socket, frames built and
+// parsed in reused buffers. The earlier version, on SwiftNIO channel handlers, cost about 1.5 times as
+// much CPU per message (BENCHMARKS.md, 2026-11-24).
+import ArgumentParser
+import Foundation
+
+@main
+struct SignalingLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "signaling-load",
+                                                    abstract: "Load client for webrtc-server's WebSocket signaling.")
+
+    @Option(help: "Server host (an IPv4 address).") var host = "127.0.0.1"
+    @Option(help: "Server signaling port.") var port = 8080
+    @Option(help: "Connections to open.") var connections = 1000
+    @Option(help: "Peers per room.") var roomSize = 10
+    @Option(help: "Directed messages per second, in total (0 = connect, measure memory, stop).") var rate = 0
+    @Option(help: "Seconds to send for.") var duration = 10
+    @Option(help: "Username to authenticate with (duplicates are allowed by default).") var user = "bench"
+    @Option(help: "Password.") var password = "bench"
+    @Option(help: "PID of the server, for its RSS and CPU.") var serverPid: Int?
+    @Option(help: "Seconds allowed for connecting everything.") var connectTimeout = 120
+
+    func validate() throws {
+        guard connections > 0, roomSize > 0, rate >= 0, duration > 0 else {
+            throw ValidationError("connections, room-size and duration must be positive, rate not negative")
+        }
+        guard inet_addr(host) != INADDR_NONE else { throw ValidationError("--host must be an IPv4 address") }
+    }
+
+    func run() throws {
+        let loop = try LoadLoop()
+        let rssBefore = serverPid.flatMap(rssKiB)
+        print("server RSS before: \(rssBefore.map { "\($0) KiB" } ?? "n/a")")
+
+        // Phase 1: connect and authenticate, one connection after the other (blocking, with a timeout):
+        // the server answers each within a fraction of a millisecond, and a sequential phase keeps the
+        // client simple. Events that arrive meanwhile (joined) wait in the sockets until phase 2's loop.
+        let started = Date()
+        let auth = #"{"event":"authenticate","data":{"username":"\#(user)","password":"\#(password)"}}"#
+        var failed = 0
+        for i in 0..<connections {
+            if Date().timeIntervalSince(started) > Double(connectTimeout) { break }
+            do {
+                let c = try Connection.open(host: host, port: port, path: "/websocket/load-\(i / roomSize)",
+                                            authenticate: auth)
+                try loop.add(c)
+            } catch {
+                failed += 1
+                if failed <= 3 { print("connection \(i) failed: \(error)") }
+            }
+        }
+        let connectSeconds = Date().timeIntervalSince(started)
+        let ok = loop.connectionCount
+        print(String(format: "connected and authenticated: %d of %d in %.1f s (%d failed)", ok, connections, connectSeconds,
+                     failed))
+        // Let the server settle (allocator, joined broadcasts) before reading RSS; the loop meanwhile
+        // reads the joined events, which is how the first peer of each room learns its target.
+        loop.run(seconds: 3)
+        if let pid = serverPid, let before = rssBefore, let after = rssKiB(pid), ok > 0 {
+            print(String(format: "server RSS after: %d KiB; per idle connection: %.1f KiB", after, Double(after - before) / Double(ok)))
+        }
+
+        // Phase 2: directed messages at `rate` per second in total, then 2 s to drain what is in flight.
+        if rate > 0 {
+            let serverCPU0 = serverPid.flatMap(cpuSeconds)
+            let clientCPU0 = ownCPUSeconds()
+            loop.run(seconds: Double(duration), sendingPerSecond: Double(rate))
+            let serverCPU = serverPid.flatMap(cpuSeconds).flatMap { now in serverCPU0.map { now - $0 } }
+            let clientCPU = ownCPUSeconds() - clientCPU0
+            loop.run(seconds: 2)
+            var latencies = loop.latenciesMicros
+            latencies.sort()
+            func pct(_ p: Double) -> Double {
+                latencies.isEmpty ? .nan : Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000
+            }
+            let sent = loop.sent, delivered = loop.delivered
+            print(String(format: "sent %d, delivered %d (%.2f%% lost), error events %d", sent, delivered,
+                         sent == 0 ? 0 : 100 * Double(sent - delivered) / Double(sent), loop.errors))
+            print(String(format: "delivered/s: %.0f over %d s", Double(delivered) / Double(duration), duration))
+            print(String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", pct(0.5), pct(0.9), pct(0.99),
+                         latencies.last.map { Double($0) / 1000 } ?? .nan))
+            if let cpu = serverCPU {
+                print(String(format: "server CPU: %.2f s over %d s (%.0f%% of one core), %.1f µs per delivered message",
+                             cpu, duration, 100 * cpu / Double(duration), delivered == 0 ? 0 : 1e6 * cpu / Double(delivered)))
+            }
+            print(String(format: "client CPU: %.2f s (%.0f%% of one core), %.1f µs per delivered message", clientCPU,
+                         100 * clientCPU / Double(duration), delivered == 0 ? 0 : 1e6 * clientCPU / Double(delivered)))
+            if clientCPU / Double(duration) >= 0.85 {
+                // Its one loop both sends and times deliveries: near saturation, latency includes its queue.
+                print("warning: the load client's loop was near saturation; the latency figures include its own queueing")
+            }
+            if loop.lostConnections > 0 { print("warning: \(loop.lostConnections) connections closed during the run") }
+            if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
+        }
+        loop.closeAll()
+    }
+}
+
+/// utime + stime of a process, in seconds (/proc/PID/stat fields 14 and 15, in clock ticks).
+func cpuSeconds(_ pid: Int) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+func ownCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+func rssKiB(_ pid: Int) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+    }
+    return nil
+}
