@@ -96,7 +96,7 @@ struct SignalingLoad: ParsableCommand {
                 // Its one loop both sends and times deliveries: near saturation, latency includes its queue.
                 print("warning: the load client's loop was near saturation; the latency figures include its own queueing")
             }
-            if loop.lostConnections > 0 { print("warning: \(loop.lostConnections) connections closed during the run") }
+            if loop.lostConnections > 0 { print("warning: \(loop.lostConnections) connections were closed after their login") }
             if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
         }
         loop.closeAll()
