@@ -187,21 +187,9 @@ func appendFrame(to out: inout [UInt8], opcode: UInt8, payload: UnsafeRawBufferP
         out.append(0x80 | 127)
         for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((n >> shift) & 0xFF)) }
     }
-    let key = UInt32(truncatingIfNeeded: rng.next())
-    let mask = (UInt8(key >> 24), UInt8((key >> 16) & 0xFF), UInt8((key >> 8) & 0xFF), UInt8(key & 0xFF))
-    out.append(mask.0)
-    out.append(mask.1)
-    out.append(mask.2)
-    out.append(mask.3)
-    for i in 0..<n {
-        let m: UInt8
-        switch i & 3 {
-        case 0: m = mask.0
-        case 1: m = mask.1
-        case 2: m = mask.2
-        default: m = mask.3
-        }
-        out.append(payload[i] ^ m)
+    withUnsafeBytes(of: UInt32(truncatingIfNeeded: rng.next())) { mask in
+        out.append(contentsOf: mask)
+        for i in 0..<n { out.append(payload[i] ^ mask[i & 3]) }
     }
 }
 

@@ -42,7 +42,7 @@ final class LoadLoop {
         if !c.partial.isEmpty {
             let leftover = c.partial
             c.partial = []
-            leftover.withUnsafeBufferPointer { handle(c, $0) }
+            _ = leftover.withUnsafeBufferPointer { handle(c, $0) }
         }
     }
 
@@ -60,7 +60,7 @@ final class LoadLoop {
         let end = start + UInt64(seconds * 1e9)
         var lastTick = start, readyAt = start
         var credit = 0.0
-        var ready = byFD.compactMap { $0 }.filter { $0.target != nil }
+        var ready = senders
         var events = [epoll_event](repeating: epoll_event(), count: 512)
         while true {
             let now = Self.monotonicNanos()
@@ -82,7 +82,7 @@ final class LoadLoop {
             lastTick = tick
             // Who can send changes only on joined/left: rebuilt once a second, not every tick.
             if tick - readyAt > 1_000_000_000 {
-                ready = byFD.compactMap { $0 }.filter { $0.target != nil }
+                ready = senders
                 readyAt = tick
             }
             if ready.isEmpty { credit = 0; continue }
@@ -94,6 +94,9 @@ final class LoadLoop {
             }
         }
     }
+
+    /// The connections that know a peer to send to.
+    private var senders: [Connection] { byFD.compactMap { $0 }.filter { $0.target != nil } }
 
     private static let directedStart = Array(#"{"event":"m","to":""#.utf8)
     private static let directedMiddle = Array(#"","data":{"t":"#.utf8)
@@ -232,17 +235,13 @@ final class LoadLoop {
     }
 }
 
+/// `value` in decimal, without the String (and, at 19 digits, the heap allocation) `String(value)` makes.
 private func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    var v = value, count = 0
-    withUnsafeMutableBytes(of: &digits) { d in
-        repeat {
-            d[count] = UInt8(ascii: "0") + UInt8(v % 10)
-            v /= 10
-            count += 1
-        } while v > 0
-        for i in stride(from: count - 1, through: 0, by: -1) { out.append(d[i]) }
-    }
+    let start = out.count
+    var v = value
+    repeat {
+        out.append(UInt8(ascii: "0") + UInt8(v % 10))
+        v /= 10
+    } while v > 0
+    out[start...].reverse()
 }
