@@ -121,12 +121,14 @@ struct WebRTCServer: AsyncParsableCommand {
         if change.after != change.before {
             logger.info("open files limit raised to the hard limit", metadata: ["from": "\(change.before)", "to": "\(change.after)"])
         }
-        if let needed = FileDescriptorLimit.needed(maxConnections: settings.signaling.maxConnections,
-                                                   maxAllocations: settings.turn.maxAllocations),
+        // With signaling off, its port serves only health and admin requests: the spare 100 cover them.
+        let connections = settings.signalingEnabled ? settings.signaling.maxConnections : nil
+        if let needed = FileDescriptorLimit.needed(maxConnections: connections, maxAllocations: settings.turn.maxAllocations),
            change.after < needed {
+            let keys = connections == nil ? "turn.max_allocations" : "signaling.max_connections and turn.max_allocations"
             logger.warning("""
-                open files limit \(change.after) is below the \(needed) that signaling.max_connections and \
-                turn.max_allocations can need: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower those limits
+                open files limit \(change.after) is below the \(needed) that \(keys) can need: \
+                raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower \(connections == nil ? "it" : "those limits")
                 """)
         }
     }

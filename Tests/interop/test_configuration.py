@@ -102,3 +102,10 @@ def test_open_files_limit_is_raised_to_the_hard_limit_and_a_short_one_is_named(s
                                        "1000"), preexec_fn=low_limit)
     assert open_files_limit(s.proc.pid) == (4096, 4096)
     assert "is below the" not in s.output, s.output
+    s.stop()
+
+    # TURN only: signaling connections are not counted, nor named.
+    s = start_server(*turn_server_args(free_port(), "--signaling.enabled", "false", "--turn.max_allocations", "5000"),
+                     preexec_fn=low_limit, wait_for=("TURN relay", "admin listening"))
+    assert "open files limit 4096 is below the 5100 that turn.max_allocations can need" in s.output, s.output
+    assert "signaling.max_connections" not in s.output, s.output

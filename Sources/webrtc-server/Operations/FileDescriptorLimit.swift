@@ -30,11 +30,12 @@ enum FileDescriptorLimit {
         return Change(before: before, after: UInt64(target))
     }
 
-    /// Descriptors the configured limits can call for: one per signaling connection and per UDP
-    /// allocation's relay socket, plus listeners and files. Nil when either limit is 0 (unlimited).
-    static func needed(maxConnections: Int, maxAllocations: Int) -> UInt64? {
-        guard maxConnections > 0, maxAllocations > 0 else { return nil }
-        return UInt64(maxConnections + maxAllocations + 100)
+    /// Descriptors the configured limits can call for: one per signaling connection (nil when signaling
+    /// is off) and per UDP allocation's relay socket, plus listeners and files. Nil when a limit in play
+    /// is 0 (unlimited).
+    static func needed(maxConnections: Int?, maxAllocations: Int) -> UInt64? {
+        guard maxAllocations > 0, (maxConnections ?? 1) > 0 else { return nil }
+        return UInt64((maxConnections ?? 0) + maxAllocations + 100)
     }
 
     private static var resource: __rlimit_resource_t { __rlimit_resource_t(RLIMIT_NOFILE.rawValue) }
