@@ -9,6 +9,13 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     /// Last 8 bytes of an IPv6 address, or the IPv4 address in the low 32 bits (host order).
     public let low: UInt64
 
+    /// The relay path hashes addresses for every packet (permissions by IP, channels by peer), so an
+    /// IPv4 address hashes as one word and an IPv6 one as two, instead of the three synthesized fields.
+    public func hash(into hasher: inout Hasher) {
+        if isIPv6 { hasher.combine(high) }
+        hasher.combine(low)
+    }
+
     public init(ipv4: UInt32) {
         isIPv6 = false
         high = 0
@@ -139,6 +146,16 @@ public struct TransportAddress: Hashable, Sendable, CustomStringConvertible {
     public init(ip: IPAddress, port: UInt16) {
         self.ip = ip
         self.port = port
+    }
+
+    /// An IPv4 address and port hash as one word (see `IPAddress.hash(into:)`).
+    public func hash(into hasher: inout Hasher) {
+        if ip.isIPv6 {
+            ip.hash(into: &hasher)
+            hasher.combine(port)
+        } else {
+            hasher.combine(ip.low | UInt64(port) << 32)
+        }
     }
 
     /// Converts a NIO socket address without allocating (no string formatting).

@@ -14,4 +14,12 @@ public struct FiveTuple: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(transport) \(client)->\(server)" }
+
+    /// Every packet from a client looks its allocation up by five-tuple: the client's address and the
+    /// server's port and transport are hashed (the server's IP is one of a few listen addresses);
+    /// equality still compares all five.
+    public func hash(into hasher: inout Hasher) {
+        client.hash(into: &hasher)
+        hasher.combine(UInt32(server.port) | UInt32(transport.rawValue) << 16)
+    }
 }

@@ -103,8 +103,10 @@ final class TurnEngine: @unchecked Sendable {
     }
 
     func start() {
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
-            self?.sweep()
+        // A strong capture: a weak one would give the engine a reference-count side table, slowing every
+        // retain and release of it on the relay path. stop() cancels the task, which lets go of the engine.
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            sweep()
         }
     }
 
@@ -307,8 +309,10 @@ final class TurnEngine: @unchecked Sendable {
 
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
+        RelaySocketHandler.detach(a.relayChannel)
         a.relayChannel.close(promise: nil)
         if let additional = a.additional {
+            RelaySocketHandler.detach(additional.channel)
             additional.channel.close(promise: nil)
             shared.portPool.release(additional.port)
         }
