@@ -61,7 +61,7 @@ extension TurnEngine {
         allocation.bytesToPeer &+= n
         // A dual allocation sends to a peer of the other family from its second relay socket.
         if let additional = allocation.additional, peer.ip.isIPv6 == additional.relayedAddress.ip.isIPv6 {
-            additional.channel.write(AddressedEnvelope(remoteAddress: address, data: payload), promise: nil)
+            additional.channel.writeDatagram(AddressedEnvelope(remoteAddress: address, data: payload))
             scheduleClientFlush(additional.channel)
             return
         }

@@ -81,7 +81,7 @@ struct DatagramCoalescer {
         let metadata = segments > 1
             ? AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
             : nil
-        channel.write(AddressedEnvelope(remoteAddress: address, data: b, metadata: metadata), promise: nil)
+        channel.writeDatagram(AddressedEnvelope(remoteAddress: address, data: b, metadata: metadata))
         buffer = nil
         segments = 0
     }
