@@ -8,12 +8,12 @@ extension TurnEngine {
     /// peer, then the message is silently discarded." Otherwise the data goes to the bound peer in a
     /// UDP datagram from the relayed transport address.
     @inline(__always)
-    func relayChannelData(_ buffer: ByteBuffer, context: RequestContext) {
+    func relayChannelData(_ buffer: ByteBuffer, from fiveTuple: FiveTuple) {
         guard let (number, payload) = ChannelData.parse(buffer) else {
             stats.malformedDropped.add()
             return
         }
-        guard let allocation = allocations[context.fiveTuple],
+        guard let allocation = allocations[fiveTuple],
               let binding = allocation.channels.binding(for: number, now: .now())
         else {
             stats.unroutableDropped.add()

@@ -88,12 +88,14 @@ final class TurnEngine: @unchecked Sendable {
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
     let gso: Bool
     var configuration: TurnConfiguration { shared.configuration }
-    var stats: TurnStats { shared.stats }
+    /// Stored, not read through `shared` each time: it is counted for every relayed packet.
+    let stats: TurnStats
     var logger: Logger { shared.logger }
 
     init(eventLoop: EventLoop, shared: TurnShared) {
         self.eventLoop = eventLoop
         self.shared = shared
+        stats = shared.stats
         gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
         limits = shared.limits.current
         authenticator = LongTermAuthenticator(
@@ -119,16 +121,18 @@ final class TurnEngine: @unchecked Sendable {
 
     /// One datagram (or stream frame) from a client. RFC 8656 §12.4 / RFC 7983: the first two bits
     /// tell ChannelData (01) from STUN (00); anything else is dropped and counted.
+    /// `path` is only built for STUN messages: ChannelData needs the five-tuple alone.
     @inline(__always)
-    func receive(_ buffer: ByteBuffer, context: RequestContext) {
+    func receive(_ buffer: ByteBuffer, fiveTuple: FiveTuple, path: @autoclosure () -> ClientPath) {
         guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else {
             stats.malformedDropped.add()
             return
         }
         if ChannelData.isChannelData(firstByte: first) {
-            relayChannelData(buffer, context: context)
+            relayChannelData(buffer, from: fiveTuple)
             return
         }
+        let context = RequestContext(fiveTuple: fiveTuple, path: path())
         let message: StunMessage
         do {
             message = try StunMessage(decoding: buffer)

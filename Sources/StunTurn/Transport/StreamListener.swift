@@ -38,7 +38,7 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let fiveTuple else { return }
         if idleTimeout > .zero { lastMessage = .now() }
-        engine.receive(unwrapInboundIn(data), context: RequestContext(fiveTuple: fiveTuple, path: .stream(context.channel)))
+        engine.receive(unwrapInboundIn(data), fiveTuple: fiveTuple, path: .stream(context.channel))
     }
 
     private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {

@@ -19,7 +19,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let client = TransportAddress(envelope.remoteAddress) else { return }
         let ft = FiveTuple(client: client, server: localAddress, transport: .udp)
-        engine.receive(envelope.data, context: RequestContext(fiveTuple: ft, path: .datagram(context.channel, envelope.remoteAddress)))
+        engine.receive(envelope.data, fiveTuple: ft, path: .datagram(context.channel, envelope.remoteAddress))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
