@@ -13,7 +13,7 @@ import Glibc
 public final class TurnServer: Service, @unchecked Sendable {
     public let shared: TurnShared
     private let group: EventLoopGroup
-    private var engines: [TurnEngine] = []
+    private(set) var engines: [TurnEngine] = []
     private var channels: [Channel] = []
     /// The TCP/TLS listening sockets (closed first when draining).
     private var streamServers: [Channel] = []

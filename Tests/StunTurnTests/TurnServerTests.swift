@@ -144,6 +144,27 @@ import Testing
         }
     }
 
+    /// The relay socket's handler holds its allocation strongly (see RelaySocketHandler): deleting the
+    /// allocation must still free it, with its relay socket closed.
+    @Test func aDeletedAllocationIsFreed() async throws {
+        final class WeakReference: @unchecked Sendable { weak var object: AnyObject? }
+        try await withTurnServer { server, port in
+            let c = TurnTestClient(serverPort: port)
+            _ = c.allocate()
+            let engine = try #require(server.engines.first)
+            let allocation = WeakReference()
+            let relayClosed = try await engine.eventLoop.submit { () -> EventLoopFuture<Void> in
+                let a = engine.allocations.values.first!
+                allocation.object = a
+                return a.relayChannel.closeFuture
+            }.get()
+            #expect(try await engine.eventLoop.submit { allocation.object != nil }.get())
+            #expect(c.refresh(lifetime: 0)?.lifetime == 0)
+            try await relayClosed.get()
+            #expect(try await engine.eventLoop.submit { allocation.object == nil }.get())
+        }
+    }
+
     @Test func anotherUserOnTheSameFiveTupleIs441() async throws {
         try await withTurnServer { _, port in
             let c = TurnTestClient(serverPort: port)
