@@ -125,10 +125,12 @@ struct WebRTCServer: AsyncParsableCommand {
         let connections = settings.signalingEnabled ? settings.signaling.maxConnections : nil
         if let needed = FileDescriptorLimit.needed(maxConnections: connections, maxAllocations: settings.turn.maxAllocations),
            change.after < needed {
-            let keys = connections == nil ? "turn.max_allocations" : "signaling.max_connections and turn.max_allocations"
+            let (keys, them) = connections == nil
+                ? ("turn.max_allocations", "it")
+                : ("signaling.max_connections and turn.max_allocations", "those limits")
             logger.warning("""
                 open files limit \(change.after) is below the \(needed) that \(keys) can need: \
-                raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower \(connections == nil ? "it" : "those limits")
+                raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower \(them)
                 """)
         }
     }

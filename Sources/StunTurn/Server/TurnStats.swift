@@ -2,49 +2,33 @@ import Auth
 import Synchronization
 
 /// Relayed packets and bytes in one direction, by the client's transport (udp, tcp, tls). Counted for
-/// every relayed packet, so each count is its own stored atomic: no array element to retain and
+/// every relayed packet, so the counts are atomics stored inline: no counter object to retain and
 /// release per packet.
 public final class RelayedCounters: Sendable {
-    private let udpPackets = Atomic<Int>(0), tcpPackets = Atomic<Int>(0), tlsPackets = Atomic<Int>(0)
-    private let udpBytes = Atomic<Int>(0), tcpBytes = Atomic<Int>(0), tlsBytes = Atomic<Int>(0)
+    private let packetCounts = InlineArray<3, Atomic<Int>> { _ in Atomic(0) }
+    private let byteCounts = InlineArray<3, Atomic<Int>> { _ in Atomic(0) }
 
     @inline(__always)
     func add(_ transport: FiveTuple.Transport, bytes n: Int) {
-        switch transport {
-        case .udp:
-            udpPackets.add(1, ordering: .relaxed)
-            udpBytes.add(n, ordering: .relaxed)
-        case .tcp:
-            tcpPackets.add(1, ordering: .relaxed)
-            tcpBytes.add(n, ordering: .relaxed)
-        case .tls:
-            tlsPackets.add(1, ordering: .relaxed)
-            tlsBytes.add(n, ordering: .relaxed)
-        }
+        packetCounts[transport.index].add(1, ordering: .relaxed)
+        byteCounts[transport.index].add(n, ordering: .relaxed)
     }
 
-    public func packets(_ t: FiveTuple.Transport) -> Int {
-        switch t {
-        case .udp: udpPackets.load(ordering: .relaxed)
-        case .tcp: tcpPackets.load(ordering: .relaxed)
-        case .tls: tlsPackets.load(ordering: .relaxed)
-        }
-    }
-
-    public func bytes(_ t: FiveTuple.Transport) -> Int {
-        switch t {
-        case .udp: udpBytes.load(ordering: .relaxed)
-        case .tcp: tcpBytes.load(ordering: .relaxed)
-        case .tls: tlsBytes.load(ordering: .relaxed)
-        }
-    }
-
+    public func packets(_ t: FiveTuple.Transport) -> Int { packetCounts[t.index].load(ordering: .relaxed) }
+    public func bytes(_ t: FiveTuple.Transport) -> Int { byteCounts[t.index].load(ordering: .relaxed) }
     public var totalPackets: Int { FiveTuple.Transport.allCases.reduce(0) { $0 + packets($1) } }
     public var totalBytes: Int { FiveTuple.Transport.allCases.reduce(0) { $0 + bytes($1) } }
 }
 
 extension FiveTuple.Transport: CaseIterable {
     public static let allCases: [FiveTuple.Transport] = [.udp, .tcp, .tls]
+    @inline(__always) var index: Int {
+        switch self {
+        case .udp: 0
+        case .tcp: 1
+        case .tls: 2
+        }
+    }
     public var name: String {
         switch self {
         case .udp: "udp"

@@ -34,7 +34,7 @@ enum FileDescriptorLimit {
     /// is off) and per UDP allocation's relay socket, plus listeners and files. Nil when a limit in play
     /// is 0 (unlimited).
     static func needed(maxConnections: Int?, maxAllocations: Int) -> UInt64? {
-        guard maxAllocations > 0, (maxConnections ?? 1) > 0 else { return nil }
+        guard maxAllocations > 0, maxConnections != 0 else { return nil }
         return UInt64((maxConnections ?? 0) + maxAllocations + 100)
     }
 
