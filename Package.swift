@@ -87,6 +87,17 @@ let package = Package(
             ],
             path: "bench/signaling-load"
         ),
+        // bench/: a bare UDP forwarder on NIO channels or on plain sockets: the floors (turn_bench.py --floor).
+        .executableTarget(
+            name: "nio-udp-floor",
+            dependencies: [
+                "CEpoll",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "bench/nio-udp-floor"
+        ),
         .testTarget(name: "AuthTests", dependencies: ["Auth"]),
         .testTarget(
             name: "SignalingTests",

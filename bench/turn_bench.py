@@ -6,12 +6,18 @@ For each server and load it prints: server CPU seconds per 1000 relayed packets 
 /proc/PID/stat), lost packets % (as turnutils_uclient reports it), and peak RSS (VmHWM).
 Relayed packets = messages the clients sent to the peer + messages they got back (each crosses the relay).
 
+With --floor it also runs coturn behind bench/nio-udp-floor (clients -> forwarder -> coturn), a bare UDP
+forwarder that carries per round trip what a TURN relay carries (two datagrams read, two written) and does
+nothing else, once on SwiftNIO channels and once on plain sockets (--raw). Their CPU per relayed packet, next
+to coturn's in the same run, is the least a relay whose data path runs through NIO channels can cost, and
+the least one beside them can (UDP loads only).
+
 With --syscalls it also counts each server's syscalls during the load (perf tracepoints, `perf stat -p`)
 and prints them per relayed packet: what each server asks of the kernel, next to what it costs.
 
 Usage: bench/turn_bench.py [--repeat N] [--loads flood,paced,tcp,tls] [--binary PATH] [--ours-args "--turn.threads 1"]
-                           [--messages N] [--syscalls]
-Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server; perf (Debian
+                           [--messages N] [--syscalls] [--floor]
+Needs: coturn (Debian package: turnserver and turnutils_*), a release build of webrtc-server (and of nio-udp-floor for --floor); perf (Debian
 linux-perf) with tracepoints for --syscalls.
 """
 import argparse
@@ -186,6 +192,41 @@ def measure(name: str, start, load: list[str], peer_port: int, syscalls: bool = 
     return result
 
 
+def measure_floor(floor_binary: str, raw: bool, load: list[str], peer_port: int) -> tuple[dict, dict]:
+    """coturn behind a floor forwarder (NIO channels, or plain sockets with `raw`): the load goes to the
+    forwarder, which forwards to coturn. Returns the forwarder's figures and coturn's, over the same load."""
+    name = "raw-udp-floor" if raw else "nio-udp-floor"
+    port, tls_port, floor_port = free_port(), free_port(), free_port()
+    coturn = start_coturn(port, tls_port)
+    floor = subprocess.Popen([floor_binary, "--port", str(floor_port), "--upstream-port", str(port), *(["--raw"] if raw else [])],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_stun(port)
+        wait_for_stun(floor_port)  # a Binding answered through the forwarder: both are up and connected
+        before = {p.pid: cpu_seconds(p.pid) for p in (floor, coturn)}
+        t0 = time.monotonic()
+        load_result = run_load(floor_port, peer_port, load)
+        wall = time.monotonic() - t0
+        results = []
+        for label, proc in ((name, floor), ("coturn-behind", coturn)):
+            after = cpu_seconds(proc.pid)
+            r = dict(load_result, name=label, wall=wall, user=after[0] - before[proc.pid][0],
+                     sys=after[1] - before[proc.pid][1], rss_kib=peak_rss_kib(proc.pid))
+            r["cpu"] = r["user"] + r["sys"]
+            relayed = r["sent"] + r["received"]
+            r["cpu_per_1000"] = r["cpu"] / relayed * 1000 if relayed else float("nan")
+            results.append(r)
+    finally:
+        for proc in (floor, coturn):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return results[0], results[1]
+
+
 def print_syscalls(load_name: str, name: str, r: dict):
     relayed = r["sent"] + r["received"]
     counts = {k: int(v) for k, v in r["syscalls"].items() if k != "task-clock" and v}
@@ -203,6 +244,9 @@ def main():
     ap.add_argument("--ours-args", default="", help="extra flags for webrtc-server, e.g. '--turn.threads 1'")
     ap.add_argument("--messages", type=int, help="messages per client (uclient -n) instead of each load's 20000")
     ap.add_argument("--syscalls", action="store_true", help="also count each server's syscalls (perf tracepoints)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also run coturn behind bench/nio-udp-floor, a bare UDP forwarder on NIO channels and on plain sockets (UDP loads)")
+    ap.add_argument("--floor-binary", default=str(ROOT / ".build" / "release" / "nio-udp-floor"))
     args = ap.parse_args()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(KEY), "-out", str(CERT)], check=True, capture_output=True)
@@ -216,11 +260,19 @@ def main():
     print(f"{'load':6} {'server':14} {'cpu_s/1k_pkts':>13} {'lost%':>7} {'peakRSS_MiB':>11} {'cpu_s':>6} {'user_s':>6} {'sys_s':>6} {'wall_s':>6} {'relayed':>8}")
     try:
         for load_name in args.loads.split(","):
+            floor = args.floor and "-t" not in LOADS[load_name]
             rows = {"coturn": [], "webrtc-server": []}
+            if floor:
+                rows |= {"nio-udp-floor": [], "raw-udp-floor": [], "coturn-behind": []}
             for _ in range(args.repeat):
                 rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port, args.syscalls))
                 rows["webrtc-server"].append(measure(
                     "webrtc-server", lambda p, t: start_ours(args.binary, p, t, args.ours_args.split()), LOADS[load_name], peer_port, args.syscalls))
+                if floor:
+                    for raw in (False, True):
+                        forwarder, behind = measure_floor(args.floor_binary, raw, LOADS[load_name], peer_port)
+                        rows[forwarder["name"]].append(forwarder)
+                        rows["coturn-behind"].append(behind)
             summary = {}
             for name, results in rows.items():
                 for r in results:
@@ -231,6 +283,10 @@ def main():
                 summary[name] = statistics.median(r["cpu_per_1000"] for r in results)
             ratio = summary["webrtc-server"] / summary["coturn"] if summary["coturn"] else float("nan")
             print(f"{load_name:6} ratio (ours/coturn, median CPU per relayed packet): {ratio:.2f}")
+            if floor:
+                for name in ("nio-udp-floor", "raw-udp-floor"):
+                    print(f"{load_name:6} ratio ({name}/coturn, median CPU per relayed packet): "
+                          f"{summary[name] / summary['coturn']:.2f}")
     finally:
         peer.terminate()
         peer.wait(5)
