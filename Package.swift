@@ -91,7 +91,7 @@ let package = Package(
         .executableTarget(
             name: "nio-udp-floor",
             dependencies: [
-                "CEpoll",
+                "CEpoll", "StunTurn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

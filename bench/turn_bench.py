@@ -180,16 +180,24 @@ def measure(name: str, start, load: list[str], peer_port: int, syscalls: bool = 
             result["syscalls"] = stop_syscall_count(perf, perf_out)
         result["rss_kib"] = peak_rss_kib(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    relayed = result["sent"] + result["received"]
-    result["cpu_per_1000"] = result["cpu"] / relayed * 1000 if relayed else float("nan")
+        stop(proc)
+    result["cpu_per_1000"] = per_1000_relayed(result["cpu"], result)
     result["name"] = name
     return result
+
+
+def stop(proc: subprocess.Popen):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def per_1000_relayed(cpu: float, load_result: dict) -> float:
+    relayed = load_result["sent"] + load_result["received"]
+    return cpu / relayed * 1000 if relayed else float("nan")
 
 
 def measure_floor(floor_binary: str, raw: bool, load: list[str], peer_port: int) -> tuple[dict, dict]:
@@ -213,17 +221,11 @@ def measure_floor(floor_binary: str, raw: bool, load: list[str], peer_port: int)
             r = dict(load_result, name=label, wall=wall, user=after[0] - before[proc.pid][0],
                      sys=after[1] - before[proc.pid][1], rss_kib=peak_rss_kib(proc.pid))
             r["cpu"] = r["user"] + r["sys"]
-            relayed = r["sent"] + r["received"]
-            r["cpu_per_1000"] = r["cpu"] / relayed * 1000 if relayed else float("nan")
+            r["cpu_per_1000"] = per_1000_relayed(r["cpu"], r)
             results.append(r)
     finally:
-        for proc in (floor, coturn):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(floor)
+        stop(coturn)
     return results[0], results[1]
 
 

@@ -122,11 +122,7 @@ public final class TurnServer: Service, @unchecked Sendable {
             for engine in engines {
                 let channel = try await Self.datagram(engine.eventLoop, v6: address.contains(":"))
                     .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
-                    .channelOption(.datagramVectorReadMessageCount, value: 32)
-                    .channelOption(.maxMessagesPerRead, value: 1)
-                    .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 2048))
-                    .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                    .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+                    .turnListenerReadOptions()
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine))

@@ -1,8 +1,9 @@
 // nio-udp-floor: what a UDP relay whose data path runs through SwiftNIO channels costs at the very least.
 //
 // A bare forwarder on one NIO event loop, shaped like webrtc-server's TURN relay path: one listening
-// socket facing the clients (vector reads of 32 datagrams) and one upstream socket per client (vector
-// reads of 8), each read batch flushed once. It forwards every datagram unchanged: no parsing, no
+// socket facing the clients and one upstream socket per client, with the read options of our listener
+// and relay sockets (StunTurn's `turnListenerReadOptions`/`turnRelayReadOptions`: vector reads of 32 and
+// of 8 datagrams), each read batch flushed once. It forwards every datagram unchanged: no parsing, no
 // authentication, no permission or channel lookup, no counters, only a table from client port to
 // upstream socket. Put in front of coturn (clients → floor → coturn's listener), it carries per round
 // trip what a TURN server's relay carries (two datagrams read, two written), so its CPU per relayed
@@ -12,6 +13,7 @@
 import ArgumentParser
 import NIOCore
 import NIOPosix
+import StunTurn
 
 @main
 struct UDPFloor: ParsableCommand {
@@ -34,11 +36,7 @@ struct UDPFloor: ParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: upstreamPort)
         let listener = try DatagramBootstrap(group: group)
-            .channelOption(.datagramVectorReadMessageCount, value: 32)
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 2048))
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            .turnListenerReadOptions()
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstream))
@@ -76,9 +74,7 @@ final class Route {
     func open(on loop: EventLoop) {
         let route = NIOLoopBound(self, eventLoop: loop)
         DatagramBootstrap(group: loop)
-            .channelOption(.datagramVectorReadMessageCount, value: 8)
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
+            .turnRelayReadOptions()
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(UpstreamSide(route: route.value))

@@ -241,9 +241,7 @@ extension TurnEngine {
         let engine = self
         // IPv6 relays take IPv6 only (a held socket was made so, and the option cannot change once bound).
         let bootstrap = (heldSocket == nil ? TurnServer.datagram(eventLoop, v6: family == .ipv6) : DatagramBootstrap(group: eventLoop))
-            .channelOption(.datagramVectorReadMessageCount, value: 8)
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
+            .turnRelayReadOptions()
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
