@@ -145,7 +145,7 @@ import Testing
     }
 
     /// The relay socket's handler holds its allocation strongly (see RelaySocketHandler): deleting the
-    /// allocation must still free it, with its relay socket closed.
+    /// allocation must still free it once its relay socket is closed.
     @Test func aDeletedAllocationIsFreed() async throws {
         final class WeakReference: @unchecked Sendable { weak var object: AnyObject? }
         try await withTurnServer { server, port in

@@ -13,7 +13,7 @@ struct RawForwarder {
     func run() throws -> Never {
         let listener = try Self.udpSocket(port: port)
         let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epoll >= 0 else { throw ValidationFailure("epoll_create1: errno \(errno)") }
+        guard epoll >= 0 else { throw ForwarderError("epoll_create1: errno \(errno)") }
         try Self.watch(listener, epoll: epoll)
         var upstream = Self.loopback(port: upstreamPort)
         // Client port (network order) → upstream socket, and upstream socket → its client's address.
@@ -26,7 +26,7 @@ struct RawForwarder {
         print("nio-udp-floor --raw: 127.0.0.1:\(port) -> 127.0.0.1:\(upstreamPort)")
         while true {
             let ready = epoll_wait(epoll, &events, Int32(events.count), -1)
-            if ready < 0 { guard errno == EINTR else { throw ValidationFailure("epoll_wait: errno \(errno)") }; continue }
+            if ready < 0 { guard errno == EINTR else { throw ForwarderError("epoll_wait: errno \(errno)") }; continue }
             for e in 0..<Int(ready) {
                 let fd = events[e].data.fd
                 if fd == listener {
@@ -36,6 +36,7 @@ struct RawForwarder {
                         var route = routeOf[clientPort]
                         if route < 0 {
                             route = try Self.udpSocket(port: 0)
+                            guard Int(route) < clientOf.count else { throw ForwarderError("descriptor \(route) out of range") }
                             try Self.watch(route, epoll: epoll)
                             routeOf[clientPort] = route
                             clientOf[Int(route)] = from[i]
@@ -52,7 +53,7 @@ struct RawForwarder {
         }
     }
 
-    struct ValidationFailure: Error, CustomStringConvertible {
+    struct ForwarderError: Error, CustomStringConvertible {
         let description: String
         init(_ description: String) { self.description = description }
     }
@@ -67,7 +68,7 @@ struct RawForwarder {
 
     static func udpSocket(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ValidationFailure("socket: errno \(errno)") }
+        guard fd >= 0 else { throw ForwarderError("socket: errno \(errno)") }
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -75,7 +76,7 @@ struct RawForwarder {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw ValidationFailure("bind 127.0.0.1:\(port): errno \(errno)") }
+        guard bound == 0 else { throw ForwarderError("bind 127.0.0.1:\(port): errno \(errno)") }
         return fd
     }
 
@@ -83,6 +84,6 @@ struct RawForwarder {
         var event = epoll_event()
         event.events = EPOLLIN.rawValue
         event.data.fd = fd
-        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else { throw ValidationFailure("epoll_ctl: errno \(errno)") }
+        guard epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) == 0 else { throw ForwarderError("epoll_ctl: errno \(errno)") }
     }
 }

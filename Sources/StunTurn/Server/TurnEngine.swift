@@ -313,10 +313,8 @@ final class TurnEngine: @unchecked Sendable {
 
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
-        RelaySocketHandler.detach(a.relayChannel)
         a.relayChannel.close(promise: nil)
         if let additional = a.additional {
-            RelaySocketHandler.detach(additional.channel)
             additional.channel.close(promise: nil)
             shared.portPool.release(additional.port)
         }

@@ -4,8 +4,8 @@ import NIOCore
 /// side is flushed once per read batch.
 ///
 /// It holds its allocation strongly (a weak reference would move the allocation's reference counts to a
-/// side table, which every retain and release on the relay path would then go through); the engine
-/// clears it when it deletes the allocation, and closing the socket removes the handler anyway.
+/// side table, which every retain and release on the relay path would then go through). Deleting the
+/// allocation closes its relay socket, and NIO removes a closed channel's handlers, which lets go of it.
 final class RelaySocketHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
@@ -21,11 +21,6 @@ final class RelaySocketHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         if let allocation { engine.flushToClient(allocation) }
-    }
-
-    /// Drops the handler's reference to its allocation (called when the allocation is deleted).
-    static func detach(_ channel: Channel) {
-        (try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self))?.allocation = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
