@@ -30,10 +30,12 @@ let package = Package(
             name: "Auth",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // sendmmsg and UDP_SEGMENT for the relay path's writes (Swift's Glibc module lacks them).
+        .target(name: "CUDPBatch"),
         .target(
             name: "StunTurn",
             dependencies: [
-                "Auth",
+                "Auth", "CUDPBatch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -8,7 +8,8 @@ Relayed packets = messages the clients sent to the peer + messages they got back
 
 With --floor it also runs coturn behind bench/nio-udp-floor (clients -> forwarder -> coturn), a bare UDP
 forwarder that carries per round trip what a TURN relay carries (two datagrams read, two written) and does
-nothing else, once on SwiftNIO channels and once on plain sockets (--raw). Their CPU per relayed packet, next
+nothing else: on SwiftNIO channels, on NIO channels for reading with plain sendmmsg for writing
+(--raw-writes), and on plain sockets (--raw). Their CPU per relayed packet, next
 to coturn's in the same run, is the least a relay whose data path runs through NIO channels can cost, and
 the least one beside them can (UDP loads only).
 
@@ -200,13 +201,16 @@ def per_1000_relayed(cpu: float, load_result: dict) -> float:
     return cpu / relayed * 1000 if relayed else float("nan")
 
 
-def measure_floor(floor_binary: str, raw: bool, load: list[str], peer_port: int) -> tuple[dict, dict]:
-    """coturn behind a floor forwarder (NIO channels, or plain sockets with `raw`): the load goes to the
-    forwarder, which forwards to coturn. Returns the forwarder's figures and coturn's, over the same load."""
-    name = "raw-udp-floor" if raw else "nio-udp-floor"
+# The floor forwarder's modes: row name -> its flags (NIO channels; NIO reads with plain sendmmsg writes; plain sockets).
+FLOORS = {"nio-udp-floor": [], "nio-raw-writes": ["--raw-writes"], "raw-udp-floor": ["--raw"]}
+
+
+def measure_floor(floor_binary: str, name: str, load: list[str], peer_port: int) -> tuple[dict, dict]:
+    """coturn behind a floor forwarder in one of its FLOORS modes: the load goes to the forwarder, which
+    forwards to coturn. Returns the forwarder's figures and coturn's, over the same load."""
     port, tls_port, floor_port = free_port(), free_port(), free_port()
     coturn = start_coturn(port, tls_port)
-    floor = subprocess.Popen([floor_binary, "--port", str(floor_port), "--upstream-port", str(port), *(["--raw"] if raw else [])],
+    floor = subprocess.Popen([floor_binary, "--port", str(floor_port), "--upstream-port", str(port), *FLOORS[name]],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_stun(port)
@@ -265,15 +269,15 @@ def main():
             floor = args.floor and "-t" not in LOADS[load_name]
             rows = {"coturn": [], "webrtc-server": []}
             if floor:
-                rows |= {"nio-udp-floor": [], "raw-udp-floor": [], "coturn-behind": []}
+                rows |= {name: [] for name in FLOORS} | {"coturn-behind": []}
             for _ in range(args.repeat):
                 rows["coturn"].append(measure("coturn", start_coturn, LOADS[load_name], peer_port, args.syscalls))
                 rows["webrtc-server"].append(measure(
                     "webrtc-server", lambda p, t: start_ours(args.binary, p, t, args.ours_args.split()), LOADS[load_name], peer_port, args.syscalls))
                 if floor:
-                    for raw in (False, True):
-                        forwarder, behind = measure_floor(args.floor_binary, raw, LOADS[load_name], peer_port)
-                        rows[forwarder["name"]].append(forwarder)
+                    for name in FLOORS:
+                        forwarder, behind = measure_floor(args.floor_binary, name, LOADS[load_name], peer_port)
+                        rows[name].append(forwarder)
                         rows["coturn-behind"].append(behind)
             summary = {}
             for name, results in rows.items():
@@ -286,7 +290,7 @@ def main():
             ratio = summary["webrtc-server"] / summary["coturn"] if summary["coturn"] else float("nan")
             print(f"{load_name:6} ratio (ours/coturn, median CPU per relayed packet): {ratio:.2f}")
             if floor:
-                for name in ("nio-udp-floor", "raw-udp-floor"):
+                for name in FLOORS:
                     print(f"{load_name:6} ratio ({name}/coturn, median CPU per relayed packet): "
                           f"{summary[name] / summary['coturn']:.2f}")
     finally:

@@ -120,15 +120,16 @@ public final class TurnServer: Service, @unchecked Sendable {
         do {
             var bound: [SocketAddress] = []
             for engine in engines {
-                let channel = try await Self.datagram(engine.eventLoop, v6: address.contains(":"))
-                    .channelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
+                // Made here (IPv6-only for IPv6) and adopted by NIO: the relay path writes to its descriptor.
+                let fd = try UDPSocket.bound(host: address, port: port, reusePort: true)
+                let channel = try await DatagramBootstrap(group: engine.eventLoop)
                     .turnListenerReadOptions()
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine))
+                            try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine, fd: fd))
                         }
                     }
-                    .bind(host: address, port: port).get()
+                    .withBoundSocket(fd).get()
                 channels.append(channel)
                 if engine === engines.first, let local = channel.localAddress { bound.append(local) }
             }

@@ -24,6 +24,7 @@ struct UDPFloor: ParsableCommand {
     @Option(help: "UDP port to listen on, on 127.0.0.1.") var port: Int
     @Option(help: "UDP port to forward to, on 127.0.0.1 (e.g. coturn's listener).") var upstreamPort: Int
     @Flag(help: "Forward on plain sockets, epoll and recvmmsg/sendmmsg instead of NIO channels.") var raw = false
+    @Flag(help: "Read with NIO channels, write with plain sendmmsg on the same sockets.") var rawWrites = false
 
     func validate() throws {
         guard (1...65535).contains(port), (1...65535).contains(upstreamPort) else {
@@ -33,6 +34,7 @@ struct UDPFloor: ParsableCommand {
 
     func run() throws {
         if raw { try RawForwarder(port: port, upstreamPort: upstreamPort).run() }
+        if rawWrites { try HybridForwarder.run(port: port, upstreamPort: upstreamPort) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: upstreamPort)
         let listener = try DatagramBootstrap(group: group)

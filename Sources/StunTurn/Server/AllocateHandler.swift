@@ -136,7 +136,8 @@ extension TurnEngine {
                     shared.quota.release(user: credential.username)
                     respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
                 case .success(let channel):
-                    let allocation = newAllocation(m, context, credential, family: family, port: port, channel: channel, lifetime: lifetime)
+                    let allocation = newAllocation(m, context, credential, family: family, port: port,
+                                                   socket: WritableSocket(channel: channel, fd: -1, writer: writer), lifetime: lifetime)
                     allocation.tcpListener = listener
                     listener.allocation = allocation
                     registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime)
@@ -158,10 +159,10 @@ extension TurnEngine {
                     return
                 }
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
-            case .success(let (channel, boundPort)):
-                let allocation = newAllocation(m, context, credential, family: family, port: boundPort, channel: channel, lifetime: lifetime)
+            case .success(let (socket, boundPort)):
+                let allocation = newAllocation(m, context, credential, family: family, port: boundPort, socket: socket, lifetime: lifetime)
                 allocation.reservedToken = reservedToken
-                try? channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
+                try? socket.channel.pipeline.syncOperations.handler(type: RelaySocketHandler.self).allocation = allocation
                 guard wantsAdditional else {
                     registerAllocation(allocation, request: m, context, integrity: integrity, lifetime: lifetime,
                                        reservedToken: reservedToken, refusedAdditional: refusedAdditional)
@@ -177,10 +178,10 @@ extension TurnEngine {
     }
 
     func newAllocation(_ m: StunMessage, _ context: RequestContext, _ credential: SessionCredential, family: AddressFamily,
-                       port: UInt16, channel: Channel, lifetime: UInt32) -> Allocation {
+                       port: UInt16, socket: WritableSocket, lifetime: UInt32) -> Allocation {
         Allocation(fiveTuple: context.fiveTuple, credential: credential,
                    relayedAddress: TransportAddress(ip: family == .ipv6 ? shared.relayedIP6! : shared.relayedIP, port: port),
-                   relayPort: port, relayChannel: channel, clientPath: context.path,
+                   relayPort: port, relaySocket: socket, clientPath: context.path,
                    expires: .now() + .seconds(Int64(lifetime)), allocateTransaction: m.transactionID)
     }
 
@@ -218,7 +219,8 @@ extension TurnEngine {
             switch result {
             case .failure:
                 completion(false)
-            case .success(let (channel, port)):
+            case .success(let (socket, port)):
+                let channel = socket.channel
                 guard allocations[allocation.fiveTuple] == nil else {
                     channel.close(promise: nil)
                     shared.portPool.release(port)
@@ -236,19 +238,27 @@ extension TurnEngine {
     /// given back and another one tried, so a port in use is never handed out.
     /// `heldSocket`: the socket that has held a reserved port since its EVEN-PORT reservation; it becomes
     /// the relay socket as it is (no new bind, so nothing else can take the port in between).
+    /// The socket is made here (`UDPSocket`, IPv6-only for IPv6) and adopted by NIO, so that the relay
+    /// path can write to its descriptor.
     func bindRelay(port: UInt16, family: AddressFamily, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
-                   heldSocket: CInt? = nil, completion: @escaping (Result<(Channel, UInt16), Error>) -> Void) {
+                   heldSocket: CInt? = nil, completion: @escaping (Result<(WritableSocket, UInt16), Error>) -> Void) {
         let engine = self
-        // IPv6 relays take IPv6 only (a held socket was made so, and the option cannot change once bound).
-        let bootstrap = (heldSocket == nil ? TurnServer.datagram(eventLoop, v6: family == .ipv6) : DatagramBootstrap(group: eventLoop))
+        let bootstrap = DatagramBootstrap(group: eventLoop)
             .turnRelayReadOptions()
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
                 }
             }
-        let bound = heldSocket.map { bootstrap.withBoundSocket($0) }
-            ?? bootstrap.bind(host: configuration.relayBindAddress(family), port: Int(port))
+        let fd: CInt
+        let bound: EventLoopFuture<Channel>
+        do {
+            fd = try heldSocket ?? UDPSocket.bound(host: configuration.relayBindAddress(family), port: Int(port))
+            bound = bootstrap.withBoundSocket(fd)
+        } catch {
+            fd = -1
+            bound = eventLoop.makeFailedFuture(error)
+        }
         bound
             .hop(to: eventLoop)
             .assumeIsolated()  // the callback runs on this engine's loop, so it may use non-Sendable state
@@ -264,7 +274,7 @@ extension TurnEngine {
                                                                 name: .init(rawValue: CInt(IP_MTU_DISCOVER)))
                         _ = channel.setOption(option, value: Int(IP_PMTUDISC_DO))
                     }
-                    completion(.success((channel, port)))
+                    completion(.success((WritableSocket(channel: channel, fd: fd, writer: writer), port)))
                 case .failure(let error):
                     shared.portPool.release(port)
                     var refused = refused

@@ -31,7 +31,9 @@ final class Allocation {
     /// What the client is told (XOR-RELAYED-ADDRESS): the external address when configured.
     let relayedAddress: TransportAddress
     let relayPort: UInt16
-    let relayChannel: Channel
+    /// The relay socket (for a TCP allocation a listening socket, whose descriptor is not written to).
+    let relaySocket: WritableSocket
+    var relayChannel: Channel { relaySocket.channel }
     /// Where relayed data and answers to the client go out.
     let clientPath: ClientPath
     var expires: NIODeadline
@@ -62,13 +64,13 @@ final class Allocation {
     }
 
     init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relayPort: UInt16,
-         relayChannel: Channel, clientPath: ClientPath, expires: NIODeadline,
+         relaySocket: WritableSocket, clientPath: ClientPath, expires: NIODeadline,
          allocateTransaction: TransactionID) {
         self.fiveTuple = fiveTuple
         self.credential = credential
         self.relayedAddress = relayedAddress
         self.relayPort = relayPort
-        self.relayChannel = relayChannel
+        self.relaySocket = relaySocket
         self.clientPath = clientPath
         self.expires = expires
         self.allocateTransaction = allocateTransaction

@@ -3,7 +3,7 @@ import NIOCore
 /// How packets get back to a client: a datagram to its address on the listener socket, or bytes on
 /// its TCP/TLS connection.
 enum ClientPath {
-    case datagram(Channel, SocketAddress)
+    case datagram(WritableSocket, SocketAddress)
     case stream(Channel)
 
     /// Writes one STUN message or ChannelData message. On a stream, ChannelData is padded to a
@@ -11,8 +11,8 @@ enum ClientPath {
     @inline(__always)
     func write(_ buffer: ByteBuffer) {
         switch self {
-        case .datagram(let channel, let address):
-            channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
+        case .datagram(let socket, let address):
+            socket.channel.write(AddressedEnvelope(remoteAddress: address, data: buffer), promise: nil)
         case .stream(let channel):
             let pad = (4 - buffer.readableBytes % 4) % 4
             if pad == 0 {
@@ -29,7 +29,7 @@ enum ClientPath {
 
     var channel: Channel {
         switch self {
-        case .datagram(let channel, _): return channel
+        case .datagram(let socket, _): return socket.channel
         case .stream(let channel): return channel
         }
     }

@@ -65,7 +65,7 @@ extension TurnEngine {
             scheduleClientFlush(additional.channel)
             return
         }
-        allocation.toPeer.add(payload, to: peer, address, gso: gso, channel: allocation.relayChannel)
+        allocation.toPeer.add(payload, to: peer, address, gso: gso, socket: allocation.relaySocket)
         if !allocation.relayNeedsFlush {
             allocation.relayNeedsFlush = true
             dirtyRelays.append(allocation)
@@ -88,18 +88,18 @@ extension TurnEngine {
             return
         }
         allocation.bytesToClient &+= payload.readableBytes
-        guard case .datagram(let clientChannel, let clientAddress) = allocation.clientPath else {
+        guard case .datagram(let clientSocket, let clientAddress) = allocation.clientPath else {
             relayFromPeerOverStream(allocation, peer: peer, payload: payload, now: now)
             return
         }
         let client = allocation.fiveTuple.client
         if let number = allocation.channels.channel(for: peer, now: now) {
-            allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, channel: clientChannel) {
+            allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, socket: clientSocket) {
                 ChannelData.write(channel: number, payload: payload, into: &$0, padded: false)
             }
         } else {
             allocation.toClient.add(length: DataIndication.length(peer: peer, payloadLength: payload.readableBytes), to: client,
-                                    clientAddress, gso: gso, channel: clientChannel) {
+                                    clientAddress, gso: gso, socket: clientSocket) {
                 DataIndication.write(peer: peer, payload: payload, into: &$0)
             }
         }
@@ -129,28 +129,34 @@ extension TurnEngine {
         stats.toClient.add(allocation.fiveTuple.transport, bytes: payload.readableBytes)
     }
 
-    /// End of a relay socket's read batch: write what was queued for the client. The listener socket
-    /// is flushed once after every socket that was readable in this event-loop tick has been read, so
+    /// End of a relay socket's read batch: queue what was gathered for the client. The writer is
+    /// flushed once after every socket that was readable in this event-loop tick has been read, so
     /// packets relayed from many allocations leave in one `sendmmsg`.
     @inline(__always)
     func flushToClient(_ allocation: Allocation) {
-        guard !allocation.toClient.isEmpty else { return }
-        let channel = allocation.clientPath.channel
-        allocation.toClient.emit(channel)
-        scheduleClientFlush(channel)
+        guard !allocation.toClient.isEmpty, case .datagram(let socket, _) = allocation.clientPath else { return }
+        allocation.toClient.emit(socket)
+        scheduleTickFlush()
     }
 
-    /// Flushes `channel` once, after every socket readable in this event-loop tick has been read.
+    /// Flushes `channel` (a TCP/TLS client's connection, a dual allocation's IPv6 relay socket) once,
+    /// after every socket readable in this event-loop tick has been read.
     @inline(__always)
     func scheduleClientFlush(_ channel: Channel) {
         if !dirtyClientChannels.contains(where: { $0 === channel }) { dirtyClientChannels.append(channel) }
-        if !clientFlushScheduled {
-            clientFlushScheduled = true
-            eventLoop.execute { [self] in
-                clientFlushScheduled = false
-                for c in dirtyClientChannels { c.flush() }
-                dirtyClientChannels.removeAll(keepingCapacity: true)
-            }
+        scheduleTickFlush()
+    }
+
+    /// At the end of this event-loop tick: send what the writer holds, flush the channels written to.
+    @inline(__always)
+    func scheduleTickFlush() {
+        guard !tickFlushScheduled else { return }
+        tickFlushScheduled = true
+        eventLoop.execute { [self] in
+            tickFlushScheduled = false
+            writer.flush()
+            for c in dirtyClientChannels { c.flush() }
+            dirtyClientChannels.removeAll(keepingCapacity: true)
         }
     }
 }

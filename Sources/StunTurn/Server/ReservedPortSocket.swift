@@ -13,19 +13,7 @@ enum ReservedPortSocket {
     /// A UDP socket bound to `host:port` (IPv6-only for an IPv6 host, as the relay sockets are); nil when
     /// the port is taken or the address is not a literal IP.
     static func bind(host: String, port: UInt16) -> CInt? {
-        guard let address = try? SocketAddress(ipAddress: host, port: Int(port)) else { return nil }
-        let family = address.protocolFamily
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        if family == AF_INET6 {
-            var on: CInt = 1
-            setsockopt(fd, CInt(IPPROTO_IPV6), IPV6_V6ONLY, &on, socklen_t(MemoryLayout<CInt>.size))
-        }
-        guard address.withSockAddr({ Glibc.bind(fd, $0, socklen_t($1)) }) == 0 else {
-            Glibc.close(fd)
-            return nil
-        }
-        return fd
+        try? UDPSocket.bound(host: host, port: Int(port))
     }
 
     static func close(_ fd: CInt) { _ = Glibc.close(fd) }

@@ -78,15 +78,17 @@ final class TurnEngine: @unchecked Sendable {
     var pendingAllocations: Set<FiveTuple> = []
     /// Relay sockets written to during the current read batch, flushed when the batch ends.
     var dirtyRelays: [Allocation] = []
-    /// Listener sockets written to by relay sockets in this tick, flushed together at its end.
+    /// Channels written to in this tick outside the writer, flushed together at its end.
     var dirtyClientChannels: [Channel] = []
-    var clientFlushScheduled = false
+    var tickFlushScheduled = false
     private var sweeper: RepeatedTask?
     /// This loop's copy of the live limits, refreshed by the sweeper.
     var limits: TurnLimits
 
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
     let gso: Bool
+    /// Relayed UDP datagrams of this loop's sockets, sent with sendmmsg at the end of a read batch or tick.
+    let writer: DatagramWriter
     var configuration: TurnConfiguration { shared.configuration }
     /// Stored, not read through `shared` each time: it is counted for every relayed packet.
     let stats: TurnStats
@@ -97,6 +99,7 @@ final class TurnEngine: @unchecked Sendable {
         self.shared = shared
         stats = shared.stats
         gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
+        writer = DatagramWriter(dropped: { [stats = shared.stats] in stats.sendFailed.add($0) })
         limits = shared.limits.current
         authenticator = LongTermAuthenticator(
             realm: shared.configuration.realm,
@@ -313,6 +316,7 @@ final class TurnEngine: @unchecked Sendable {
 
     func delete(_ a: Allocation, reason: String) {
         guard allocations.removeValue(forKey: a.fiveTuple) != nil else { return }
+        writer.flush()  // what was relayed before the delete still goes out
         a.relayChannel.close(promise: nil)
         if let additional = a.additional {
             additional.channel.close(promise: nil)
@@ -331,15 +335,15 @@ final class TurnEngine: @unchecked Sendable {
         logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
     }
 
-    /// Flushes every relay socket written during this read batch (one sendmmsg each).
+    /// Sends what this read batch queued for peers (one sendmmsg per relay socket).
     @inline(__always)
     func flushDirtyRelays() {
         guard !dirtyRelays.isEmpty else { return }
         for a in dirtyRelays {
             a.relayNeedsFlush = false
-            a.toPeer.emit(a.relayChannel)
-            a.relayChannel.flush()
+            a.toPeer.emit(a.relaySocket)
         }
         dirtyRelays.removeAll(keepingCapacity: true)
+        writer.flush()
     }
 }

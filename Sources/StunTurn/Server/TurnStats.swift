@@ -61,6 +61,9 @@ public final class TurnStats: Sendable {
     /// Relayed packets dropped over an allocation's bandwidth cap (turn.bandwidth_limit), and their bytes.
     public let bandwidthDropped = StatCounter()
     public let bandwidthDroppedBytes = StatCounter()
+    /// Relayed datagrams the kernel refused to send (a full send buffer, an ICMP error reported on the
+    /// socket) or whose socket closed before the end of the tick.
+    public let sendFailed = StatCounter()
     /// TCP/TLS connections closed for holding no allocation and sending nothing for turn.stream_idle_timeout.
     public let idleStreamsClosed = StatCounter()
     private let errorCodes = Mutex<[Int: Int]>([:])
@@ -93,6 +96,7 @@ public final class TurnStats: Sendable {
             "rate_limited": rateLimited.value,
             "bandwidth_dropped": bandwidthDropped.value,
             "idle_streams_closed": idleStreamsClosed.value,
+            "send_failed": sendFailed.value,
         ]
     }
 }

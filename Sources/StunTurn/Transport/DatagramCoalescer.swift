@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Coalesces consecutive equal-sized datagrams to one destination into a single UDP GSO write
-/// (Linux UDP_SEGMENT through NIO's per-message `segmentSize`): the kernel walks its send path once
+/// (Linux UDP_SEGMENT, queued on the event loop's `DatagramWriter`): the kernel walks its send path once
 /// per batch instead of once per packet. Within one read batch a relay typically forwards runs of
 /// same-sized packets to one destination (RTP video packets of a frame, a flood from a test client).
 ///
@@ -27,10 +27,10 @@ struct DatagramCoalescer {
             && buffer!.readableBytes + length <= Self.maxBytes
     }
 
-    /// Queues one datagram of exactly `length` bytes, written by `body`. Emits (writes, unflushed) the
-    /// pending batch through `channel` first if this datagram cannot join it.
+    /// Queues one datagram of exactly `length` bytes, written by `body`. Emits (queues, unsent) the
+    /// pending batch on `socket` first if this datagram cannot join it.
     @inline(__always)
-    mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel,
+    mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: WritableSocket,
                       _ body: (inout ByteBuffer) -> Void) {
         if segments > 0 {
             if gso, canJoin(length: length, to: target) {
@@ -38,9 +38,9 @@ struct DatagramCoalescer {
                 segments += 1
                 return
             }
-            emit(channel)
+            emit(socket)
         }
-        var b = channel.allocator.buffer(capacity: gso ? min(Self.maxBytes, max(length, 1) * 16) : length)
+        var b = socket.channel.allocator.buffer(capacity: gso ? min(Self.maxBytes, max(length, 1) * 16) : length)
         body(&b)
         buffer = b
         self.target = target
@@ -52,12 +52,12 @@ struct DatagramCoalescer {
     /// Queues a ready-made datagram. A datagram that stays alone is written as the very buffer passed
     /// in (a slice of the received batch: no copy); only when a second one joins is a batch buffer made.
     @inline(__always)
-    mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, channel: Channel) {
+    mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: WritableSocket) {
         let length = payload.readableBytes
         if segments > 0 {
             if gso, canJoin(length: length, to: target) {
                 if segments == 1 {
-                    var batch = channel.allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
+                    var batch = socket.channel.allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
                     batch.writeImmutableBuffer(buffer!)
                     buffer = batch
                 }
@@ -65,7 +65,7 @@ struct DatagramCoalescer {
                 segments += 1
                 return
             }
-            emit(channel)
+            emit(socket)
         }
         buffer = payload
         self.target = target
@@ -74,15 +74,20 @@ struct DatagramCoalescer {
         segments = 1
     }
 
-    /// Writes the pending batch (if any) to `channel` without flushing.
+    /// Queues the pending batch (if any) on `socket`'s writer, to be sent when the writer is flushed.
     @inline(__always)
-    mutating func emit(_ channel: Channel) {
+    mutating func emit(_ socket: WritableSocket) {
         guard segments > 0, let b = buffer, let address = socketAddress else { return }
-        let metadata = segments > 1
-            ? AddressedEnvelope<ByteBuffer>.Metadata(ecnState: .transportNotCapable, packetInfo: nil, segmentSize: segmentSize)
-            : nil
-        channel.writeDatagram(AddressedEnvelope(remoteAddress: address, data: b, metadata: metadata))
+        socket.writer.enqueue(b, to: address, fd: socket.fd, channel: socket.channel, segmentSize: segments > 1 ? segmentSize : 0)
         buffer = nil
         segments = 0
     }
+}
+
+/// A UDP socket the relay path writes to itself: its NIO channel, its descriptor, and the writer of
+/// the event loop that owns it.
+struct WritableSocket {
+    let channel: Channel
+    let fd: CInt
+    let writer: DatagramWriter
 }

@@ -1,14 +1,29 @@
 import NIOCore
 
 /// The UDP listener's only handler: framing is the datagram, so it hands each one to the engine and
-/// flushes the batch's writes when the read batch ends (NIO reads them with recvmmsg, writes with sendmmsg).
+/// flushes the batch's writes when the read batch ends (NIO reads them with recvmmsg; answers go out
+/// through the channel, relayed data through the engine's `DatagramWriter` on descriptor `fd`).
 final class UDPListenerHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
     let engine: TurnEngine
+    let fd: CInt
     var localAddress = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
+    /// This listener as the relay path writes to it; set once the handler is in its channel.
+    private var socket: WritableSocket?
 
-    init(engine: TurnEngine) { self.engine = engine }
+    init(engine: TurnEngine, fd: CInt) {
+        self.engine = engine
+        self.fd = fd
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        socket = WritableSocket(channel: context.channel, fd: fd, writer: engine.writer)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        socket = nil  // the socket holds the channel, which holds this handler
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         if let a = context.localAddress.flatMap(TransportAddress.init) { localAddress = a }
@@ -19,7 +34,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         guard let client = TransportAddress(envelope.remoteAddress) else { return }
         let ft = FiveTuple(client: client, server: localAddress, transport: .udp)
-        engine.receive(envelope.data, fiveTuple: ft, path: .datagram(context.channel, envelope.remoteAddress))
+        engine.receive(envelope.data, fiveTuple: ft, path: .datagram(socket!, envelope.remoteAddress))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

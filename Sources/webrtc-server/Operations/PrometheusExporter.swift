@@ -66,6 +66,7 @@ final class PrometheusExporter: Sendable {
         counter("webrtc_turn_rate_limited_total", t.rateLimited.value)
         counter("webrtc_turn_bandwidth_dropped_packets_total", t.bandwidthDropped.value)
         counter("webrtc_turn_bandwidth_dropped_bytes_total", t.bandwidthDroppedBytes.value)
+        counter("webrtc_turn_send_failed_packets_total", t.sendFailed.value)
         counter("webrtc_turn_malformed_dropped_total", t.malformedDropped.value)
         counter("webrtc_turn_unroutable_dropped_total", t.unroutableDropped.value)
         counter("webrtc_turn_idle_streams_closed_total", t.idleStreamsClosed.value)

@@ -1,0 +1,71 @@
+#define _GNU_SOURCE
+#include "CUDPBatch.h"
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+enum { max_batch = 64 };
+
+/// Sends datagrams[0..<count] (all from one socket); returns how many the kernel refused.
+static int send_run(const unsigned char *arena, const struct cudp_datagram *datagrams, int count) {
+    struct mmsghdr messages[max_batch];
+    struct iovec vectors[max_batch];
+    union {
+        char bytes[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } controls[max_batch];
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        const struct cudp_datagram *d = &datagrams[i];
+        vectors[i].iov_base = (void *)(arena + d->offset);
+        vectors[i].iov_len = d->length;
+        messages[i].msg_hdr.msg_name = (void *)&d->address;
+        messages[i].msg_hdr.msg_namelen = d->address_length;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        if (d->segment_size > 0) {
+            memset(controls[i].bytes, 0, sizeof(controls[i].bytes));
+            messages[i].msg_hdr.msg_control = controls[i].bytes;
+            messages[i].msg_hdr.msg_controllen = sizeof(controls[i].bytes);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&messages[i].msg_hdr);
+            c->cmsg_level = SOL_UDP;
+            c->cmsg_type = UDP_SEGMENT;
+            c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            memcpy(CMSG_DATA(c), &d->segment_size, sizeof(uint16_t));
+        }
+    }
+    int refused = 0;
+    int sent = 0;
+    while (sent < count) {
+        int n = sendmmsg(datagrams[0].fd, messages + sent, (unsigned)(count - sent), MSG_DONTWAIT);
+        if (n > 0) {
+            sent += n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            refused++;  // the first unsent one fails: skip it, send the rest
+            sent++;
+        }
+    }
+    return refused;
+}
+
+int cudp_send_batch(const unsigned char *arena, const struct cudp_datagram *datagrams, int count) {
+    int refused = 0;
+    int start = 0;
+    while (start < count) {
+        int fd = datagrams[start].fd;
+        int end = start + 1;
+        while (end < count && end - start < max_batch && datagrams[end].fd == fd) end++;
+        if (fd >= 0) refused += send_run(arena, datagrams + start, end - start);
+        start = end;
+    }
+    return refused;
+}

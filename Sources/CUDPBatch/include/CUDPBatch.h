@@ -1,0 +1,23 @@
+// Batched UDP sends for the TURN relay path. Swift's Glibc module exports neither sendmmsg nor
+// struct mmsghdr (they need _GNU_SOURCE), nor UDP_SEGMENT's control message.
+#pragma once
+#include <netinet/in.h>
+#include <stdint.h>
+
+/// One datagram waiting to be sent: `length` bytes at `offset` in the caller's arena, from socket
+/// `fd` to `address` (`address_length` bytes of it; an IPv4 address fits in a sockaddr_in6). When
+/// `segment_size` is non-zero the bytes are several datagrams of that size (the last may be shorter)
+/// sent with one UDP GSO write (UDP_SEGMENT). `fd` < 0 marks a datagram to skip.
+struct cudp_datagram {
+    int fd;
+    uint32_t offset;
+    uint32_t length;
+    uint16_t segment_size;
+    uint16_t address_length;
+    struct sockaddr_in6 address;
+};
+
+/// Sends `count` datagrams without blocking; consecutive ones from the same socket go out in one
+/// sendmmsg (up to 64 per call). A datagram the kernel refuses (a full send buffer, an ICMP error
+/// reported on the socket, a firewall) is skipped and the rest still go. Returns how many were refused.
+int cudp_send_batch(const unsigned char *arena, const struct cudp_datagram *datagrams, int count);
