@@ -335,15 +335,18 @@ final class TurnEngine: @unchecked Sendable {
         logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
     }
 
-    /// Sends what this read batch queued for peers (one sendmmsg per relay socket).
+    /// Queues what this read batch gathered for peers (a GSO run per relay socket where the batch
+    /// allows); it is sent with the rest of the tick's datagrams at the tick's end. Sending it here
+    /// instead, or sending each relay socket's datagrams to the client at the end of its own read,
+    /// cost more CPU per packet under the paced load (BENCHMARKS.md, 2026-11-24 12:45).
     @inline(__always)
-    func flushDirtyRelays() {
+    func queueDirtyRelays() {
         guard !dirtyRelays.isEmpty else { return }
         for a in dirtyRelays {
             a.relayNeedsFlush = false
             a.toPeer.emit(a.relaySocket)
         }
         dirtyRelays.removeAll(keepingCapacity: true)
-        writer.flush()
+        scheduleTickFlush()
     }
 }

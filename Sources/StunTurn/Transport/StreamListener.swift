@@ -67,7 +67,7 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.flush()
-        engine.flushDirtyRelays()
+        engine.queueDirtyRelays()
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -39,7 +39,7 @@ final class UDPListenerHandler: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         context.flush()
-        engine.flushDirtyRelays()
+        engine.queueDirtyRelays()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
