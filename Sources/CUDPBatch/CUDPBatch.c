@@ -49,8 +49,11 @@ static int send_run(const unsigned char *arena, const struct cudp_datagram *data
             sent += n;
         } else if (n < 0 && errno == EINTR) {
             continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+            refused += count - sent;  // the socket's send buffer is full: the rest would fail the same way
+            break;
         } else {
-            refused++;  // the first unsent one fails: skip it, send the rest
+            refused++;  // this one is refused (e.g. too big for the path): skip it, send the rest
             sent++;
         }
     }

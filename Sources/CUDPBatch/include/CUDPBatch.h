@@ -18,6 +18,7 @@ struct cudp_datagram {
 };
 
 /// Sends `count` datagrams without blocking; consecutive ones from the same socket go out in one
-/// sendmmsg (up to 64 per call). A datagram the kernel refuses (a full send buffer, an ICMP error
-/// reported on the socket, a firewall) is skipped and the rest still go. Returns how many were refused.
+/// sendmmsg (up to 64 per call). A datagram the kernel refuses (too big for the path, a firewall, an
+/// ICMP error reported on the socket) is skipped and the rest still go; when a socket's send buffer is
+/// full, the rest of that socket's datagrams are dropped. Returns how many were not sent.
 int cudp_send_batch(const unsigned char *arena, const struct cudp_datagram *datagrams, int count);
