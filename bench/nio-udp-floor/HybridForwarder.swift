@@ -64,7 +64,7 @@ final class HybridClientSide: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     let listener: RawBatch
     let upstream: sockaddr_in
-    var routes: [Int: RawBatch] = [:]
+    var routes = RouteTable<RawBatch>()
     var unsent: [RawBatch] = []
 
     init(listener: RawBatch, upstream: sockaddr_in) {
@@ -74,18 +74,7 @@ final class HybridClientSide: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        let clientPort = datagram.remoteAddress.port ?? 0
-        let route: RawBatch
-        if let known = routes[clientPort] {
-            route = known
-        } else {
-            do {
-                route = try open(for: datagram.remoteAddress, on: context.eventLoop)
-            } catch {
-                fatalError("nio-udp-floor: cannot open an upstream socket: \(error)")
-            }
-            routes[clientPort] = route
-        }
+        let route = routes.route(for: datagram.remoteAddress) { try open(for: datagram.remoteAddress, on: context.eventLoop) }
         route.add(datagram.data, to: upstream)
         if !unsent.contains(where: { $0 === route }) { unsent.append(route) }
     }

@@ -51,6 +51,23 @@ struct UDPFloor: ParsableCommand {
     }
 }
 
+/// Each client's route, by its port (all clients are on 127.0.0.1), opened when the client is first seen.
+struct RouteTable<Route> {
+    private var routes: [Int: Route] = [:]
+
+    mutating func route(for client: SocketAddress, open: () throws -> Route) -> Route {
+        let port = client.port ?? 0
+        if let known = routes[port] { return known }
+        do {
+            let route = try open()
+            routes[port] = route
+            return route
+        } catch {
+            fatalError("nio-udp-floor: cannot open an upstream socket: \(error)")
+        }
+    }
+}
+
 /// One client's path: its address, and the upstream socket that speaks for it.
 final class Route {
     let client: SocketAddress
@@ -103,21 +120,17 @@ final class Route {
 final class ClientSide: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     let upstreamAddress: SocketAddress
-    var routes: [Int: Route] = [:]
+    var routes = RouteTable<Route>()
     var unflushed: [Route] = []
 
     init(upstream: SocketAddress) { upstreamAddress = upstream }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        let clientPort = datagram.remoteAddress.port ?? 0
-        let route: Route
-        if let known = routes[clientPort] {
-            route = known
-        } else {
-            route = Route(client: datagram.remoteAddress, listener: context.channel)
-            routes[clientPort] = route
+        let route = routes.route(for: datagram.remoteAddress) {
+            let route = Route(client: datagram.remoteAddress, listener: context.channel)
             route.open(on: context.eventLoop)
+            return route
         }
         route.forward(AddressedEnvelope(remoteAddress: upstreamAddress, data: datagram.data))
         if !route.written {

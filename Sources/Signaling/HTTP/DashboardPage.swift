@@ -109,7 +109,7 @@ function update(s) {
   table($("roomtable"), ["room", "user", "peer id"], rows);
   const errors = Object.entries(turn.errors || {}).map(([code, n]) => ["TURN error " + code, n]);
   for (const k of ["auth_failures", "auth_blocked", "rate_limited", "bandwidth_dropped", "malformed_dropped",
-                   "unroutable_dropped", "peer_policy_rejections", "quota_rejections"]) errors.push(["TURN " + k.replace(/_/g, " "), c[k] || 0]);
+                   "unroutable_dropped", "peer_policy_rejections", "quota_rejections", "send_failed"]) errors.push(["TURN " + k.replace(/_/g, " "), c[k] || 0]);
   for (const k of ["auth_failures", "auth_blocked", "auth_timeouts", "bad_messages", "rejected_connections", "slow_consumers", "hook_failures"])
     errors.push(["signaling " + k.replace(/_/g, " "), sig[k]]);
   table($("errors"), ["counter", "count"], errors);

@@ -87,7 +87,7 @@ final class TurnEngine: @unchecked Sendable {
 
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
     let gso: Bool
-    /// Relayed UDP datagrams of this loop's sockets, sent with sendmmsg at the end of a read batch or tick.
+    /// Relayed UDP datagrams of this loop's sockets, sent with sendmmsg at the end of the tick.
     let writer: DatagramWriter
     var configuration: TurnConfiguration { shared.configuration }
     /// Stored, not read through `shared` each time: it is counted for every relayed packet.

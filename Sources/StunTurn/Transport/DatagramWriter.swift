@@ -3,7 +3,7 @@ import NIOCore
 
 /// The relay path's UDP writes, one per event loop: relayed datagrams (GSO runs included) are copied
 /// into one arena allocated once and sent with `sendmmsg` straight on the sockets' descriptors, on the
-/// event loop that owns those sockets, at the end of the read batch or tick. NIO's channels still read
+/// event loop that owns those sockets, at the end of the event-loop tick. NIO's channels still read
 /// every socket and write every STUN answer; only the relayed data bypasses their pending-write path,
 /// which cost about a fifth of a relay's CPU under a paced load (BENCHMARKS.md, "NIO reads, plain
 /// writes"). Confined to its event loop.
