@@ -21,78 +21,100 @@ import Testing
         }
     }
 
-    /// A sending socket made as the relay path makes its sockets: bound here, adopted by NIO.
-    static func sender(_ group: EventLoopGroup) async throws -> (Channel, CInt) {
-        let fd = try UDPSocket.bound(host: "127.0.0.1", port: 0)
-        return (try await DatagramBootstrap(group: group).withBoundSocket(fd).get(), fd)
+    final class DropCount: Sendable {
+        let value = Atomic(0)
     }
 
-    static func withReceiver(_ body: (EventLoopGroup, SocketAddress, AsyncStream<[UInt8]>.AsyncIterator) async throws -> Void) async throws {
+    /// A receiving socket on 127.0.0.1, a writer whose drops are counted, and sending sockets made as
+    /// the relay path makes its sockets (bound here, adopted by NIO).
+    final class Harness {
+        let group: EventLoopGroup
+        let target: SocketAddress
+        let writer: DatagramWriter
+        private var received: AsyncStream<[UInt8]>.AsyncIterator
+        private let drops = DropCount()
+        private var senders: [Channel] = []
+
+        init(group: EventLoopGroup, target: SocketAddress, received: AsyncStream<[UInt8]>) {
+            self.group = group
+            self.target = target
+            self.received = received.makeAsyncIterator()
+            writer = DatagramWriter(dropped: { [drops] in drops.value.add($0, ordering: .relaxed) })
+        }
+
+        var dropped: Int { drops.value.load(ordering: .relaxed) }
+
+        /// The next datagram the receiver got.
+        func next() async -> [UInt8]? { await received.next() }
+
+        func sender() async throws -> (Channel, CInt) {
+            let fd = try UDPSocket.bound(host: "127.0.0.1", port: 0)
+            let channel = try await DatagramBootstrap(group: group).withBoundSocket(fd).get()
+            senders.append(channel)
+            return (channel, fd)
+        }
+
+        func close() async throws {
+            for channel in senders { try? await channel.close() }
+        }
+    }
+
+    static func withHarness(_ body: (Harness) async throws -> Void) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let receiver = Receiver()
         let channel = try await DatagramBootstrap(group: group)
             .channelInitializer { $0.pipeline.addHandler(receiver) }
             .bind(host: "127.0.0.1", port: 0).get()
-        try await body(group, channel.localAddress!, receiver.received.makeAsyncIterator())
+        let harness = Harness(group: group, target: channel.localAddress!, received: receiver.received)
+        try await body(harness)
+        try await harness.close()
         try await channel.close()
         try await group.shutdownGracefully()
     }
 
     @Test func queuedDatagramsArriveInOrderAndAGSORunArrivesAsItsSegments() async throws {
         try #require(System.supportsUDPSegmentationOffload, "this test needs UDP GSO (Linux 4.18 or later)")
-        try await Self.withReceiver { group, target, iterator in
-            var iterator = iterator
-            let (channel, fd) = try await Self.sender(group)
-            let dropped = Atomic(0)
-            let writer = DatagramWriter(dropped: { dropped.add($0, ordering: .relaxed) })
-            writer.enqueue(ByteBuffer(bytes: [1, 2, 3]), to: target, fd: fd, channel: channel)
+        try await Self.withHarness { h in
+            let (channel, fd) = try await h.sender()
+            h.writer.enqueue(ByteBuffer(bytes: [1, 2, 3]), to: h.target, fd: fd, channel: channel)
             // Three segments of 4 bytes and a short last one, in one write.
-            writer.enqueue(ByteBuffer(bytes: [10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12, 13]), to: target, fd: fd,
-                           channel: channel, segmentSize: 4)
-            #expect(!writer.isEmpty)
-            writer.flush()
-            #expect(writer.isEmpty)
-            #expect(await iterator.next() == [1, 2, 3])
-            #expect(await iterator.next() == [10, 10, 10, 10])
-            #expect(await iterator.next() == [11, 11, 11, 11])
-            #expect(await iterator.next() == [12, 12, 12, 12])
-            #expect(await iterator.next() == [13])
-            #expect(dropped.load(ordering: .relaxed) == 0)
-            try await channel.close()
+            h.writer.enqueue(ByteBuffer(bytes: [10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12, 13]), to: h.target, fd: fd,
+                             channel: channel, segmentSize: 4)
+            #expect(!h.writer.isEmpty)
+            h.writer.flush()
+            #expect(h.writer.isEmpty)
+            #expect(await h.next() == [1, 2, 3])
+            #expect(await h.next() == [10, 10, 10, 10])
+            #expect(await h.next() == [11, 11, 11, 11])
+            #expect(await h.next() == [12, 12, 12, 12])
+            #expect(await h.next() == [13])
+            #expect(h.dropped == 0)
         }
     }
 
     @Test func aDatagramQueuedForASocketClosedSinceIsCountedNotSent() async throws {
-        try await Self.withReceiver { group, target, iterator in
-            var iterator = iterator
-            let (closing, closingFD) = try await Self.sender(group)
-            let (open, openFD) = try await Self.sender(group)
-            let dropped = Atomic(0)
-            let writer = DatagramWriter(dropped: { dropped.add($0, ordering: .relaxed) })
-            writer.enqueue(ByteBuffer(bytes: [1]), to: target, fd: closingFD, channel: closing)
+        try await Self.withHarness { h in
+            let (closing, closingFD) = try await h.sender()
+            let (open, openFD) = try await h.sender()
+            h.writer.enqueue(ByteBuffer(bytes: [1]), to: h.target, fd: closingFD, channel: closing)
             try await closing.close()
-            writer.enqueue(ByteBuffer(bytes: [2]), to: target, fd: openFD, channel: open)
-            writer.flush()
+            h.writer.enqueue(ByteBuffer(bytes: [2]), to: h.target, fd: openFD, channel: open)
+            h.writer.flush()
             // The first thing to arrive is the open socket's datagram: the other was never written.
-            #expect(await iterator.next() == [2])
-            #expect(dropped.load(ordering: .relaxed) == 1)
-            try await open.close()
+            #expect(await h.next() == [2])
+            #expect(h.dropped == 1)
         }
     }
 
     @Test func aDatagramTheKernelRefusesIsCountedAndTheRestStillGo() async throws {
-        try await Self.withReceiver { group, target, iterator in
-            var iterator = iterator
-            let (channel, fd) = try await Self.sender(group)
-            let dropped = Atomic(0)
-            let writer = DatagramWriter(dropped: { dropped.add($0, ordering: .relaxed) })
+        try await Self.withHarness { h in
+            let (channel, fd) = try await h.sender()
             // Larger than any UDP datagram can be: sendmmsg refuses it (EMSGSIZE).
-            writer.enqueue(ByteBuffer(repeating: 7, count: 70_000), to: target, fd: fd, channel: channel)
-            writer.enqueue(ByteBuffer(bytes: [3]), to: target, fd: fd, channel: channel)
-            writer.flush()
-            #expect(await iterator.next() == [3])
-            #expect(dropped.load(ordering: .relaxed) == 1)
-            try await channel.close()
+            h.writer.enqueue(ByteBuffer(repeating: 7, count: 70_000), to: h.target, fd: fd, channel: channel)
+            h.writer.enqueue(ByteBuffer(bytes: [3]), to: h.target, fd: fd, channel: channel)
+            h.writer.flush()
+            #expect(await h.next() == [3])
+            #expect(h.dropped == 1)
         }
     }
 }
