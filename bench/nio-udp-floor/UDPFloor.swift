@@ -1,15 +1,18 @@
 // nio-udp-floor: what a UDP relay whose data path runs through SwiftNIO channels costs at the very least.
 //
 // A bare forwarder on one NIO event loop, shaped like webrtc-server's TURN relay path: one listening
-// socket facing the clients and one upstream socket per client, with the read options of our listener
-// and relay sockets (StunTurn's `turnListenerReadOptions`/`turnRelayReadOptions`: vector reads of 32 and
-// of 8 datagrams), each read batch flushed once. It forwards every datagram unchanged: no parsing, no
-// authentication, no permission or channel lookup, no counters, only a table from client port to
-// upstream socket. Put in front of coturn (clients → floor → coturn's listener), it carries per round
-// trip what a TURN server's relay carries (two datagrams read, two written), so its CPU per relayed
-// packet, measured in the same run as coturn's own, bounds from below any relay built on NIO channels.
-// With --raw it forwards the same way on plain sockets instead (RawForwarder.swift).
-// `bench/turn_bench.py --floor` runs both; the figures are in BENCHMARKS.md.
+// socket facing the clients and one upstream socket per client, made as StunTurn makes them
+// (`UDPSocket`, adopted by NIO) and read with the read options of our listener and relay sockets
+// (StunTurn's `turnListenerReadOptions`/`turnRelayReadOptions`: vector reads of 32 and of 8 datagrams),
+// each read batch flushed once. It forwards every datagram unchanged: no parsing, no authentication, no
+// permission or channel lookup, no counters, only a table from client port to upstream socket. Put in
+// front of coturn (clients → floor → coturn's listener), it carries per round trip what a TURN server's
+// relay carries (two datagrams read, two written), so its CPU per relayed packet, measured in the same
+// run as coturn's own, bounds from below any relay built on NIO channels.
+// With --raw-writes it writes as our relay path does, with StunTurn's `DatagramWriter` (`sendmmsg` on
+// the sockets' descriptors) instead of through the channels; with --raw it forwards on plain sockets
+// and epoll instead of NIO (RawForwarder.swift). `bench/turn_bench.py --floor` runs all three; the
+// figures are in BENCHMARKS.md.
 import ArgumentParser
 import NIOCore
 import NIOPosix
@@ -24,7 +27,7 @@ struct UDPFloor: ParsableCommand {
     @Option(help: "UDP port to listen on, on 127.0.0.1.") var port: Int
     @Option(help: "UDP port to forward to, on 127.0.0.1 (e.g. coturn's listener).") var upstreamPort: Int
     @Flag(help: "Forward on plain sockets, epoll and recvmmsg/sendmmsg instead of NIO channels.") var raw = false
-    @Flag(help: "Read with NIO channels, write with plain sendmmsg on the same sockets.") var rawWrites = false
+    @Flag(help: "Read with NIO channels, write with StunTurn's DatagramWriter (sendmmsg on the same sockets).") var rawWrites = false
 
     func validate() throws {
         guard (1...65535).contains(port), (1...65535).contains(upstreamPort) else {
@@ -34,36 +37,41 @@ struct UDPFloor: ParsableCommand {
 
     func run() throws {
         if raw { try RawForwarder(port: port, upstreamPort: upstreamPort).run() }
-        if rawWrites { try HybridForwarder.run(port: port, upstreamPort: upstreamPort) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: upstreamPort)
+        let writes: Writes = rawWrites ? .writer(DatagramWriter(dropped: { _ in })) : .channels
+        let fd = try UDPSocket.bound(host: "127.0.0.1", port: port)
         let listener = try DatagramBootstrap(group: group)
             .turnListenerReadOptions()
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstream))
+                    try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstream, listenerFD: fd, writes: writes))
                 }
             }
-            .bind(host: "127.0.0.1", port: port)
+            .withBoundSocket(fd)
             .wait()
-        print("nio-udp-floor: 127.0.0.1:\(port) -> 127.0.0.1:\(upstreamPort)")
+        print("nio-udp-floor\(rawWrites ? " --raw-writes" : ""): 127.0.0.1:\(port) -> 127.0.0.1:\(upstreamPort)")
         try listener.closeFuture.wait()
     }
 }
 
-/// Each client's route, by its port (all clients are on 127.0.0.1), opened when the client is first seen.
-struct RouteTable<Route> {
-    private var routes: [Int: Route] = [:]
+/// How the forwarder writes: through NIO's channels, or as our relay path does.
+enum Writes: @unchecked Sendable {  // the writer is only used on the one event loop
+    case channels
+    case writer(DatagramWriter)
 
-    mutating func route(for client: SocketAddress, open: () throws -> Route) -> Route {
-        let port = client.port ?? 0
-        if let known = routes[port] { return known }
-        do {
-            let route = try open()
-            routes[port] = route
-            return route
-        } catch {
-            fatalError("nio-udp-floor: cannot open an upstream socket: \(error)")
+    /// Writes `datagram` (unflushed) from `channel`, whose descriptor is `fd`.
+    func write(_ datagram: AddressedEnvelope<ByteBuffer>, on channel: Channel, fd: CInt) {
+        switch self {
+        case .channels: channel.pipeline.syncOperations.write(NIOAny(datagram), promise: nil)
+        case .writer(let writer): writer.enqueue(datagram.data, to: datagram.remoteAddress, fd: fd, channel: channel)
+        }
+    }
+
+    func flush(_ channel: Channel) {
+        switch self {
+        case .channels: channel.flush()
+        case .writer(let writer): writer.flush()
         }
     }
 }
@@ -72,26 +80,32 @@ struct RouteTable<Route> {
 final class Route {
     let client: SocketAddress
     let listener: Channel
+    let listenerFD: CInt
+    let writes: Writes
     var upstream: Channel?
+    var upstreamFD: CInt = -1
     /// Datagrams that arrived before the upstream socket was bound.
     var waiting: [AddressedEnvelope<ByteBuffer>] = []
     var written = false
 
-    init(client: SocketAddress, listener: Channel) {
+    init(client: SocketAddress, listener: Channel, listenerFD: CInt, writes: Writes) {
         self.client = client
         self.listener = listener
+        self.listenerFD = listenerFD
+        self.writes = writes
     }
 
     func forward(_ datagram: AddressedEnvelope<ByteBuffer>) {
         if let upstream {
-            upstream.pipeline.syncOperations.write(NIOAny(datagram), promise: nil)
+            writes.write(datagram, on: upstream, fd: upstreamFD)
         } else {
             waiting.append(datagram)
         }
     }
 
-    func open(on loop: EventLoop) {
+    func open(on loop: EventLoop) throws {
         let route = NIOLoopBound(self, eventLoop: loop)
+        let fd = try UDPSocket.bound(host: "127.0.0.1", port: 0)
         DatagramBootstrap(group: loop)
             .turnRelayReadOptions()
             .channelInitializer { channel in
@@ -99,16 +113,17 @@ final class Route {
                     try channel.pipeline.syncOperations.addHandler(UpstreamSide(route: route.value))
                 }
             }
-            .bind(host: "127.0.0.1", port: 0)
+            .withBoundSocket(fd)
             .assumeIsolated()
             .whenComplete { result in
                 let route = route.value
                 switch result {
                 case .success(let channel):
                     route.upstream = channel
+                    route.upstreamFD = fd
                     for datagram in route.waiting { route.forward(datagram) }
                     route.waiting = []
-                    channel.flush()
+                    route.writes.flush(channel)
                 case .failure(let error):
                     fatalError("nio-udp-floor: cannot bind an upstream socket: \(error)")
                 }
@@ -120,17 +135,27 @@ final class Route {
 final class ClientSide: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     let upstreamAddress: SocketAddress
-    var routes = RouteTable<Route>()
+    let listenerFD: CInt
+    let writes: Writes
+    var routes: [Int: Route] = [:]  // by client port: all clients are on 127.0.0.1
     var unflushed: [Route] = []
 
-    init(upstream: SocketAddress) { upstreamAddress = upstream }
+    init(upstream: SocketAddress, listenerFD: CInt, writes: Writes) {
+        upstreamAddress = upstream
+        self.listenerFD = listenerFD
+        self.writes = writes
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        let route = routes.route(for: datagram.remoteAddress) {
-            let route = Route(client: datagram.remoteAddress, listener: context.channel)
-            route.open(on: context.eventLoop)
-            return route
+        let clientPort = datagram.remoteAddress.port ?? 0
+        let route: Route
+        if let known = routes[clientPort] {
+            route = known
+        } else {
+            route = Route(client: datagram.remoteAddress, listener: context.channel, listenerFD: listenerFD, writes: writes)
+            routes[clientPort] = route
+            do { try route.open(on: context.eventLoop) } catch { fatalError("nio-udp-floor: cannot open an upstream socket: \(error)") }
         }
         route.forward(AddressedEnvelope(remoteAddress: upstreamAddress, data: datagram.data))
         if !route.written {
@@ -142,7 +167,7 @@ final class ClientSide: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) {
         for route in unflushed {
             route.written = false
-            route.upstream?.flush()
+            if let upstream = route.upstream { writes.flush(upstream) }
         }
         unflushed.removeAll(keepingCapacity: true)
     }
@@ -157,11 +182,10 @@ final class UpstreamSide: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        route.listener.pipeline.syncOperations.write(
-            NIOAny(AddressedEnvelope(remoteAddress: route.client, data: datagram.data)), promise: nil)
+        route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: datagram.data), on: route.listener, fd: route.listenerFD)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        route.listener.flush()
+        route.writes.flush(route.listener)
     }
 }

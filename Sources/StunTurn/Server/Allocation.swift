@@ -48,7 +48,7 @@ final class Allocation {
     var tcpListener: TCPRelayListener?
     /// The port held under a RESERVATION-TOKEN for this allocation's EVEN-PORT request, if any.
     var reservedToken: UInt64?
-    /// True when the relay socket has unflushed writes (flushed once per read batch).
+    /// True when `toPeer` holds datagrams of this read batch (queued on the writer when the batch ends).
     var relayNeedsFlush = false
     /// Datagrams to peers, and to the client, waiting for the end of the read batch (GSO batching).
     var toPeer = DatagramCoalescer()

@@ -1,8 +1,8 @@
 import NIOCore
 
 /// The data path. Runs on the allocation's event loop: no task, actor hop or lock per packet, O(1)
-/// lookups (5-tuple → allocation, channel → peer, peer IP → permission), payloads sliced not copied on
-/// the way out, writes flushed once per read batch.
+/// lookups (5-tuple → allocation, channel → peer, peer IP → permission), payloads sliced and copied once, into
+/// the writer's arena, on the way out, writes sent together at the end of the event-loop tick (`DatagramWriter`).
 extension TurnEngine {
     /// RFC 8656 §12.5: "If the ChannelData message is received on a channel that is not bound to any
     /// peer, then the message is silently discarded." Otherwise the data goes to the bound peer in a
@@ -133,7 +133,7 @@ extension TurnEngine {
     /// flushed once after every socket that was readable in this event-loop tick has been read, so
     /// packets relayed from many allocations leave in one `sendmmsg`.
     @inline(__always)
-    func flushToClient(_ allocation: Allocation) {
+    func queueToClient(_ allocation: Allocation) {
         guard !allocation.toClient.isEmpty, case .datagram(let socket, _) = allocation.clientPath else { return }
         allocation.toClient.emit(socket)
         scheduleTickFlush()

@@ -76,7 +76,7 @@ final class TurnEngine: @unchecked Sendable {
     var allocations: [FiveTuple: Allocation] = [:]
     /// Allocations whose relay socket is still being bound; retransmitted Allocates wait for it.
     var pendingAllocations: Set<FiveTuple> = []
-    /// Relay sockets written to during the current read batch, flushed when the batch ends.
+    /// Relay sockets written to during the current read batch, queued on the writer when the batch ends.
     var dirtyRelays: [Allocation] = []
     /// Channels written to in this tick outside the writer, flushed together at its end.
     var dirtyClientChannels: [Channel] = []

@@ -49,8 +49,9 @@ struct DatagramCoalescer {
         segments = 1
     }
 
-    /// Queues a ready-made datagram. A datagram that stays alone is written as the very buffer passed
-    /// in (a slice of the received batch: no copy); only when a second one joins is a batch buffer made.
+    /// Queues a ready-made datagram. A datagram that stays alone is handed to the writer as the very
+    /// buffer passed in (a slice of the received batch, copied once into the writer's arena); only when
+    /// a second one joins is a batch buffer made.
     @inline(__always)
     mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: WritableSocket) {
         let length = payload.readableBytes
@@ -84,10 +85,3 @@ struct DatagramCoalescer {
     }
 }
 
-/// A UDP socket the relay path writes to itself: its NIO channel, its descriptor, and the writer of
-/// the event loop that owns it.
-struct WritableSocket {
-    let channel: Channel
-    let fd: CInt
-    let writer: DatagramWriter
-}

@@ -6,8 +6,9 @@ import NIOCore
 /// event loop that owns those sockets, at the end of the event-loop tick. NIO's channels still read
 /// every socket and write every STUN answer; only the relayed data bypasses their pending-write path,
 /// which cost about a fifth of a relay's CPU under a paced load (BENCHMARKS.md, "NIO reads, plain
-/// writes"). Confined to its event loop.
-final class DatagramWriter {
+/// writes"). Confined to its event loop. Public for `bench/nio-udp-floor --raw-writes`, which writes
+/// with it to measure NIO's reads under exactly our writes.
+public final class DatagramWriter {
     static let arenaCapacity = 512 * 1024
     static let capacity = 512
 
@@ -21,7 +22,7 @@ final class DatagramWriter {
     /// Called with how many datagrams a flush could not send (refused by the kernel, or their socket closed).
     private let dropped: (Int) -> Void
 
-    init(dropped: @escaping (Int) -> Void) {
+    public init(dropped: @escaping (Int) -> Void) {
         self.dropped = dropped
     }
 
@@ -35,7 +36,7 @@ final class DatagramWriter {
     /// Queues `bytes` to `address` from socket `fd` of `channel`: one datagram, or with `segmentSize`
     /// several of that size in one GSO write.
     @inline(__always)
-    func enqueue(_ bytes: ByteBuffer, to address: SocketAddress, fd: CInt, channel: Channel, segmentSize: Int = 0) {
+    public func enqueue(_ bytes: ByteBuffer, to address: SocketAddress, fd: CInt, channel: Channel, segmentSize: Int = 0) {
         let length = bytes.readableBytes
         guard length <= Self.arenaCapacity else {
             dropped(1)
@@ -62,7 +63,7 @@ final class DatagramWriter {
     }
 
     /// Sends everything queued.
-    func flush() {
+    public func flush() {
         guard count > 0 else { return }
         var closed = 0
         for i in 0..<count where !(channels[i]?.isActive ?? false) {
@@ -75,4 +76,12 @@ final class DatagramWriter {
         used = 0
         if refused + closed > 0 { dropped(refused + closed) }
     }
+}
+
+/// A UDP socket the relay path writes to itself: its NIO channel, its descriptor, and the writer of
+/// the event loop that owns it.
+struct WritableSocket {
+    let channel: Channel
+    let fd: CInt
+    let writer: DatagramWriter
 }

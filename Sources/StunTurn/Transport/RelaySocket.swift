@@ -1,7 +1,7 @@
 import NIOCore
 
-/// The relay socket of one allocation: datagrams from peers go to the engine's relay path; the client
-/// side is flushed once per read batch.
+/// The relay socket of one allocation: datagrams from peers go to the engine's relay path; what a read
+/// batch relays to the client is queued on the writer when the batch ends.
 ///
 /// It holds its allocation strongly (a weak reference would move the allocation's reference counts to a
 /// side table, which every retain and release on the relay path would then go through). Deleting the
@@ -20,7 +20,7 @@ final class RelaySocketHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if let allocation { engine.flushToClient(allocation) }
+        if let allocation { engine.queueToClient(allocation) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -8,11 +8,11 @@ import Musl
 /// UDP sockets made and bound here, then handed to NIO (`DatagramBootstrap.withBoundSocket`), so that
 /// the relay path knows their descriptors and can write relayed datagrams with `sendmmsg` itself
 /// (`DatagramWriter`). IPv6 sockets take IPv6 only (IPV6_V6ONLY), so `0.0.0.0` and `::` can both be
-/// bound on one port.
-enum UDPSocket {
+/// bound on one port. Public for `bench/nio-udp-floor`, which makes its sockets the same way.
+public enum UDPSocket {
     /// A UDP socket bound to `host:port` (a literal IP; port 0 for any). `reusePort` sets SO_REUSEPORT,
     /// for one listener socket per event loop on the same port. Throws an `IOError` naming the call.
-    static func bound(host: String, port: Int, reusePort: Bool = false) throws -> CInt {
+    public static func bound(host: String, port: Int, reusePort: Bool = false) throws -> CInt {
         let address = try SocketAddress(ipAddress: host, port: port)
         let family = address.protocol.rawValue
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
