@@ -202,7 +202,7 @@ def per_1000_relayed(cpu: float, load_result: dict) -> float:
 
 
 # The floor forwarder's modes: row name -> its flags (NIO channels; NIO reads with plain sendmmsg writes; plain sockets).
-FLOORS = {"nio-udp-floor": [], "nio-raw-writes": ["--raw-writes"], "raw-udp-floor": ["--raw"]}
+FLOORS = {"nio-udp-floor": [], "nio-raw-writes": ["--raw-writes"], "nio-drain": ["--drain"], "raw-udp-floor": ["--raw"]}
 
 
 def measure_floor(floor_binary: str, name: str, load: list[str], peer_port: int) -> tuple[dict, dict]:

@@ -72,3 +72,26 @@ int cudp_send_batch(const unsigned char *arena, const struct cudp_datagram *data
     }
     return refused;
 }
+
+int cudp_recv_batch(int fd, unsigned char *buffer, int slot, int count, struct sockaddr_in6 *from, int *lengths) {
+    struct mmsghdr messages[max_batch];
+    struct iovec vectors[max_batch];
+    if (count > max_batch) count = max_batch;
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = buffer + (size_t)i * (size_t)slot;
+        vectors[i].iov_len = (size_t)slot;
+        messages[i].msg_hdr.msg_name = &from[i];
+        messages[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in6);
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n;
+    do {
+        n = recvmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT, NULL);
+    } while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++) {
+        lengths[i] = (messages[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int)messages[i].msg_len;
+    }
+    return n;
+}

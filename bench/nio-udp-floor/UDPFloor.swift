@@ -2,17 +2,19 @@
 //
 // A bare forwarder on one NIO event loop, shaped like webrtc-server's TURN relay path: one listening
 // socket facing the clients and one upstream socket per client, made as StunTurn makes them
-// (`UDPSocket`, adopted by NIO) and read with the read options of our listener and relay sockets
-// (StunTurn's `turnListenerReadOptions`/`turnRelayReadOptions`: vector reads of 32 and of 8 datagrams),
+// (`UDPSocket`, adopted by NIO) and read with NIO's vector reads (32 datagrams per recvmmsg on the
+// listener, 8 on an upstream socket, as our relay path read until it drained its sockets itself),
 // each read batch flushed once. It forwards every datagram unchanged: no parsing, no authentication, no
 // permission or channel lookup, no counters, only a table from client port to upstream socket. Put in
 // front of coturn (clients → floor → coturn's listener), it carries per round trip what a TURN server's
 // relay carries (two datagrams read, two written), so its CPU per relayed packet, measured in the same
 // run as coturn's own, bounds from below any relay built on NIO channels.
 // With --raw-writes it writes as our relay path does, with StunTurn's `DatagramWriter` (`sendmmsg` on
-// the sockets' descriptors) instead of through the channels; with --raw it forwards on plain sockets
-// and epoll instead of NIO (RawForwarder.swift). `bench/turn_bench.py --floor` runs all three; the
-// figures are in BENCHMARKS.md.
+// the sockets' descriptors) instead of through the channels; with --drain it also reads as our relay
+// path does (NIO reads the first datagram of each wake-up with StunTurn's read options, the handler
+// the rest with StunTurn's `DatagramDrain`); with --raw it forwards on plain sockets and epoll instead
+// of NIO (RawForwarder.swift). `bench/turn_bench.py --floor` runs all four; the figures are in
+// BENCHMARKS.md.
 import ArgumentParser
 import NIOCore
 import NIOPosix
@@ -28,6 +30,7 @@ struct UDPFloor: ParsableCommand {
     @Option(help: "UDP port to forward to, on 127.0.0.1 (e.g. coturn's listener).") var upstreamPort: Int
     @Flag(help: "Forward on plain sockets, epoll and recvmmsg/sendmmsg instead of NIO channels.") var raw = false
     @Flag(help: "Read with NIO channels, write with StunTurn's DatagramWriter (sendmmsg on the same sockets).") var rawWrites = false
+    @Flag(help: "Read and write as webrtc-server's relay path: NIO reads each wake-up's first datagram, StunTurn's DatagramDrain the rest; writes as --raw-writes.") var drain = false
 
     func validate() throws {
         guard (1...65535).contains(port), (1...65535).contains(upstreamPort) else {
@@ -39,18 +42,18 @@ struct UDPFloor: ParsableCommand {
         if raw { try RawForwarder(port: port, upstreamPort: upstreamPort).run() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let upstream = try SocketAddress(ipAddress: "127.0.0.1", port: upstreamPort)
-        let writes: Writes = rawWrites ? .writer(DatagramWriter(dropped: { _ in })) : .channels
+        let writes: Writes = rawWrites || drain ? .writer(DatagramWriter(dropped: { _ in })) : .channels
+        let reads = drain ? Reads.drain(DatagramDrain(truncated: { _ in })) : .channels
         let fd = try UDPSocket.bound(host: "127.0.0.1", port: port)
-        let listener = try DatagramBootstrap(group: group)
-            .turnListenerReadOptions()
+        let listener = try reads.options(DatagramBootstrap(group: group), listener: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstream, listenerFD: fd, writes: writes))
+                    try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstream, listenerFD: fd, writes: writes, reads: reads))
                 }
             }
             .withBoundSocket(fd)
             .wait()
-        print("nio-udp-floor\(rawWrites ? " --raw-writes" : ""): 127.0.0.1:\(port) -> 127.0.0.1:\(upstreamPort)")
+        print("nio-udp-floor\(rawWrites ? " --raw-writes" : "")\(drain ? " --drain" : ""): 127.0.0.1:\(port) -> 127.0.0.1:\(upstreamPort)")
         try listener.closeFuture.wait()
     }
 }
@@ -76,23 +79,51 @@ enum Writes: @unchecked Sendable {  // the writer is only used on the one event 
     }
 }
 
+/// How the forwarder reads: all through NIO's channels (vector reads), or as our relay path does.
+enum Reads: @unchecked Sendable {  // the drain is only used on the one event loop
+    case channels
+    case drain(DatagramDrain)
+
+    func options(_ bootstrap: DatagramBootstrap, listener: Bool) -> DatagramBootstrap {
+        switch self {
+        case .drain: return listener ? bootstrap.turnListenerReadOptions() : bootstrap.turnRelayReadOptions()
+        case .channels:
+            let count = listener ? 32 : 8
+            let vectorReads = bootstrap.channelOption(.datagramVectorReadMessageCount, value: count)
+                .channelOption(.maxMessagesPerRead, value: 1)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: count * 2048))
+            guard listener else { return vectorReads }
+            return vectorReads.channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+        }
+    }
+
+    /// After NIO's read of `channel` (descriptor `fd`): the rest of its datagrams, when draining.
+    func rest(of channel: Channel, fd: CInt, _ body: (ByteBuffer, TransportAddress) -> Void) {
+        guard case .drain(let drain) = self else { return }
+        drain.drain(fd, while: channel.isActive) { payload, source, _ in body(payload, source) }
+    }
+}
+
 /// One client's path: its address, and the upstream socket that speaks for it.
 final class Route {
     let client: SocketAddress
     let listener: Channel
     let listenerFD: CInt
     let writes: Writes
+    let reads: Reads
     var upstream: Channel?
     var upstreamFD: CInt = -1
     /// Datagrams that arrived before the upstream socket was bound.
     var waiting: [AddressedEnvelope<ByteBuffer>] = []
     var written = false
 
-    init(client: SocketAddress, listener: Channel, listenerFD: CInt, writes: Writes) {
+    init(client: SocketAddress, listener: Channel, listenerFD: CInt, writes: Writes, reads: Reads) {
         self.client = client
         self.listener = listener
         self.listenerFD = listenerFD
         self.writes = writes
+        self.reads = reads
     }
 
     func forward(_ datagram: AddressedEnvelope<ByteBuffer>) {
@@ -106,8 +137,7 @@ final class Route {
     func open(on loop: EventLoop) throws {
         let route = NIOLoopBound(self, eventLoop: loop)
         let fd = try UDPSocket.bound(host: "127.0.0.1", port: 0)
-        DatagramBootstrap(group: loop)
-            .turnRelayReadOptions()
+        reads.options(DatagramBootstrap(group: loop), listener: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(UpstreamSide(route: route.value))
@@ -137,27 +167,32 @@ final class ClientSide: ChannelInboundHandler {
     let upstreamAddress: SocketAddress
     let listenerFD: CInt
     let writes: Writes
+    let reads: Reads
     var routes: [Int: Route] = [:]  // by client port: all clients are on 127.0.0.1
     var unflushed: [Route] = []
 
-    init(upstream: SocketAddress, listenerFD: CInt, writes: Writes) {
+    init(upstream: SocketAddress, listenerFD: CInt, writes: Writes, reads: Reads) {
         upstreamAddress = upstream
         self.listenerFD = listenerFD
         self.writes = writes
+        self.reads = reads
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        let clientPort = datagram.remoteAddress.port ?? 0
+        forward(datagram.data, from: datagram.remoteAddress.port ?? 0, context: context) { datagram.remoteAddress }
+    }
+
+    func forward(_ payload: ByteBuffer, from clientPort: Int, context: ChannelHandlerContext, client: () -> SocketAddress) {
         let route: Route
         if let known = routes[clientPort] {
             route = known
         } else {
-            route = Route(client: datagram.remoteAddress, listener: context.channel, listenerFD: listenerFD, writes: writes)
+            route = Route(client: client(), listener: context.channel, listenerFD: listenerFD, writes: writes, reads: reads)
             routes[clientPort] = route
             do { try route.open(on: context.eventLoop) } catch { fatalError("nio-udp-floor: cannot open an upstream socket: \(error)") }
         }
-        route.forward(AddressedEnvelope(remoteAddress: upstreamAddress, data: datagram.data))
+        route.forward(AddressedEnvelope(remoteAddress: upstreamAddress, data: payload))
         if !route.written {
             route.written = true
             unflushed.append(route)
@@ -165,6 +200,9 @@ final class ClientSide: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        reads.rest(of: context.channel, fd: listenerFD) { payload, source in
+            forward(payload, from: Int(source.port), context: context) { source.socketAddress() }
+        }
         for route in unflushed {
             route.written = false
             if let upstream = route.upstream { writes.flush(upstream) }
@@ -186,6 +224,10 @@ final class UpstreamSide: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        let route = route
+        route.reads.rest(of: context.channel, fd: route.upstreamFD) { payload, _ in
+            route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: payload), on: route.listener, fd: route.listenerFD)
+        }
         route.writes.flush(route.listener)
     }
 }

@@ -1,5 +1,5 @@
-// Batched UDP sends for the TURN relay path. Swift's Glibc module exports neither sendmmsg nor
-// struct mmsghdr (they need _GNU_SOURCE), nor UDP_SEGMENT's control message.
+// Batched UDP reads and sends for the TURN relay path. Swift's Glibc module exports neither sendmmsg nor
+// recvmmsg nor struct mmsghdr (they need _GNU_SOURCE), nor UDP_SEGMENT's control message.
 #pragma once
 #include <netinet/in.h>
 #include <stdint.h>
@@ -22,3 +22,9 @@ struct cudp_datagram {
 /// ICMP error reported on the socket) is skipped and the rest still go; when a socket's send buffer is
 /// full, the rest of that socket's datagrams are dropped. Returns how many were not sent.
 int cudp_send_batch(const unsigned char *arena, const struct cudp_datagram *datagrams, int count);
+
+/// Reads up to `count` (at most 64) datagrams from `fd` without blocking, datagram i into bytes
+/// [i * slot, (i + 1) * slot) of `buffer` and its source address into `from[i]` (a sockaddr_in or a
+/// sockaddr_in6, as `sin6_family` says). `lengths[i]` is the datagram's length, or -1 when it was
+/// longer than `slot` and got cut. Returns how many were read, or -1 with errno set (EAGAIN: none left).
+int cudp_recv_batch(int fd, unsigned char *buffer, int slot, int count, struct sockaddr_in6 *from, int *lengths);

@@ -243,18 +243,19 @@ extension TurnEngine {
     func bindRelay(port: UInt16, family: AddressFamily, attemptsLeft: Int, refused: Set<UInt16>, even: Bool, dontFragment: Bool,
                    heldSocket: CInt? = nil, completion: @escaping (Result<(WritableSocket, UInt16), Error>) -> Void) {
         let engine = self
-        let bootstrap = DatagramBootstrap(group: eventLoop)
-            .turnRelayReadOptions()
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine))
-                }
-            }
         let fd: CInt
         let bound: EventLoopFuture<Channel>
         do {
-            fd = try heldSocket ?? UDPSocket.bound(host: configuration.relayBindAddress(family), port: Int(port))
-            bound = bootstrap.withBoundSocket(fd)
+            let socket = try heldSocket ?? UDPSocket.bound(host: configuration.relayBindAddress(family), port: Int(port))
+            fd = socket
+            bound = DatagramBootstrap(group: eventLoop)
+                .turnRelayReadOptions()
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(engine: engine, fd: socket))
+                    }
+                }
+                .withBoundSocket(socket)
         } catch {
             fd = -1
             bound = eventLoop.makeFailedFuture(error)

@@ -75,14 +75,12 @@ extension TurnEngine {
     /// RFC 8656 §11.3 (and §12.6): data from a peer is relayed only if a permission exists for its IP;
     /// over a bound channel as ChannelData, otherwise as a Data indication with XOR-PEER-ADDRESS and DATA.
     @inline(__always)
-    func relayFromPeer(_ allocation: Allocation, _ envelope: AddressedEnvelope<ByteBuffer>) {
-        guard let peer = TransportAddress(envelope.remoteAddress) else { return }
+    func relayFromPeer(_ allocation: Allocation, from peer: TransportAddress, _ payload: ByteBuffer) {
         let now = NIODeadline.now()
         guard allocation.permissions.permits(peer.ip, now: now) else {
             stats.unroutableDropped.add()
             return
         }
-        let payload = envelope.data
         if limits.bandwidthLimit > 0, !allocation.bandwidth.take(payload.readableBytes, limit: limits.bandwidthLimit, now: now) {
             dropOverCap(payload.readableBytes)
             return

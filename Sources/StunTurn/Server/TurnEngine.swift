@@ -89,6 +89,8 @@ final class TurnEngine: @unchecked Sendable {
     let gso: Bool
     /// Relayed UDP datagrams of this loop's sockets, sent with sendmmsg at the end of the tick.
     let writer: DatagramWriter
+    /// The relay path's reads past NIO's first of each wake-up, for every UDP socket of this loop.
+    let drain: DatagramDrain
     var configuration: TurnConfiguration { shared.configuration }
     /// Stored, not read through `shared` each time: it is counted for every relayed packet.
     let stats: TurnStats
@@ -100,6 +102,7 @@ final class TurnEngine: @unchecked Sendable {
         stats = shared.stats
         gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
         writer = DatagramWriter(dropped: { [stats = shared.stats] in stats.sendFailed.add($0) })
+        drain = DatagramDrain(truncated: { [stats = shared.stats] in stats.malformedDropped.add($0) })
         limits = shared.limits.current
         authenticator = LongTermAuthenticator(
             realm: shared.configuration.realm,

@@ -45,7 +45,8 @@ public final class TurnStats: Sendable {
     /// Relayed data, client → peer and peer → client.
     public let toPeer = RelayedCounters()
     public let toClient = RelayedCounters()
-    /// Datagrams that were neither STUN nor valid ChannelData, or failed to decode.
+    /// Datagrams that were neither STUN nor valid ChannelData, failed to decode, or were too long to read
+    /// whole (over `DatagramDrain.slot` bytes).
     public let malformedDropped = StatCounter()
     /// ChannelData/Send/peer data dropped for lack of allocation, binding or permission.
     public let unroutableDropped = StatCounter()

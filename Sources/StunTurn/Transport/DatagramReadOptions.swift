@@ -2,21 +2,18 @@ import NIOCore
 import NIOPosix
 
 extension DatagramBootstrap {
-    /// A UDP listener socket's read options: up to 32 datagrams per `recvmmsg`, one such read per
-    /// wake-up (a second would mostly return EAGAIN), buffers sized for them, and 4 MiB kernel buffers.
-    /// Public so that `bench/nio-udp-floor` measures NIO with exactly these options.
+    /// A UDP listener socket's read options: NIO reads one datagram (of up to `DatagramDrain.slot`
+    /// bytes) per wake-up through the channel, and the handler drains the rest itself with
+    /// `DatagramDrain`; 4 MiB kernel buffers. Public for `bench/nio-udp-floor`, which reads with them.
     public func turnListenerReadOptions() -> DatagramBootstrap {
-        channelOption(.datagramVectorReadMessageCount, value: 32)
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 2048))
+        turnRelayReadOptions()
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
     }
 
-    /// A relay socket's read options: up to 8 datagrams per `recvmmsg`, one such read per wake-up.
+    /// A relay socket's read options: one datagram per wake-up through the channel, the rest drained.
     public func turnRelayReadOptions() -> DatagramBootstrap {
-        channelOption(.datagramVectorReadMessageCount, value: 8)
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 8 * 2048))
+        channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DatagramDrain.slot))
     }
 }

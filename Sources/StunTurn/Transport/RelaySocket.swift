@@ -1,7 +1,8 @@
 import NIOCore
 
-/// The relay socket of one allocation: datagrams from peers go to the engine's relay path; what a read
-/// batch relays to the client is queued on the writer when the batch ends.
+/// The relay socket of one allocation: datagrams from peers go to the engine's relay path (NIO reads the
+/// first of each wake-up, the handler the rest from descriptor `fd` with the engine's `DatagramDrain`);
+/// what a read batch relays to the client is queued on the writer when the batch ends.
 ///
 /// It holds its allocation strongly (a weak reference would move the allocation's reference counts to a
 /// side table, which every retain and release on the relay path would then go through). Deleting the
@@ -10,17 +11,26 @@ final class RelaySocketHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
     unowned let engine: TurnEngine
+    let fd: CInt
     var allocation: Allocation?
 
-    init(engine: TurnEngine) { self.engine = engine }
+    init(engine: TurnEngine, fd: CInt) {
+        self.engine = engine
+        self.fd = fd
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let allocation else { return }
-        engine.relayFromPeer(allocation, unwrapInboundIn(data))
+        guard let allocation, let peer = TransportAddress(unwrapInboundIn(data).remoteAddress) else { return }
+        engine.relayFromPeer(allocation, from: peer, unwrapInboundIn(data).data)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if let allocation { engine.queueToClient(allocation) }
+        guard let allocation else { return }
+        let engine = engine
+        engine.drain.drain(fd, while: context.channel.isActive) { payload, peer, _ in
+            engine.relayFromPeer(allocation, from: peer, payload)
+        }
+        engine.queueToClient(allocation)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -1,8 +1,9 @@
 import NIOCore
 
 /// The UDP listener's only handler: framing is the datagram, so it hands each one to the engine and
-/// flushes the batch's writes when the read batch ends (NIO reads them with recvmmsg; answers go out
-/// through the channel, relayed data through the engine's `DatagramWriter` on descriptor `fd`).
+/// flushes the batch's writes when the read batch ends. NIO reads the first datagram of each wake-up,
+/// the handler the rest (the engine's `DatagramDrain`, recvmmsg on descriptor `fd`); answers go out
+/// through the channel, relayed data through the engine's `DatagramWriter` on the same descriptor.
 final class UDPListenerHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
@@ -38,6 +39,13 @@ final class UDPListenerHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        let engine = engine, server = localAddress, socket = socket!
+        engine.drain.drain(fd, while: context.channel.isActive) { datagram, client, raw in
+            let ft = FiveTuple(client: client, server: server, transport: .udp)
+            engine.receive(datagram, fiveTuple: ft, path: .datagram(socket, SocketAddress(drained: raw)))
+        } batchEnd: {
+            engine.queueDirtyRelays()
+        }
         context.flush()
         engine.queueDirtyRelays()
     }
