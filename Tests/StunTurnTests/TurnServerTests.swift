@@ -459,6 +459,30 @@ import Testing
         }
     }
 
+    @Test func datagramsLongerThanAReadSlotAreDroppedAndCountedOnBothSides() async throws {
+        // UDP is read in slots of DatagramDrain.slot bytes: a longer datagram is dropped and counted,
+        // never relayed cut short, whether NIO read it (first of a wake-up) or the drain did.
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { server, port in
+            let c = TurnTestClient(serverPort: port)
+            let relayed = try #require(c.allocate()?.xorAddress(AttributeType.xorRelayedAddress))
+            let peer = UDPTestSocket()
+            #expect(c.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
+            let long = [UInt8](repeating: 7, count: DatagramDrain.slot + 100)
+            let longChannelData = [0x40, 0x01, UInt8(long.count >> 8), UInt8(long.count & 0xFF)] + long
+            for burst in [[longChannelData, [0x40, 0x01, 0x00, 0x01, 1]], [[0x40, 0x01, 0x00, 0x01, 2], longChannelData, [0x40, 0x01, 0x00, 0x01, 3]]] {
+                for d in burst { c.socket.send(d, to: port) }
+            }
+            for i: UInt8 in 1...3 { #expect(peer.receive()?.bytes == [i]) }
+            for burst in [[long, [4]], [[5], long, [6]]] {
+                for d in burst { peer.send(d, to: relayed.port) }
+            }
+            for i: UInt8 in 4...6 { #expect(c.socket.receive()?.bytes == [0x40, 0x01, 0x00, 0x01, i]) }
+            #expect(server.shared.stats.malformedDropped.value == 4)
+            #expect(server.shared.stats.toPeer.totalPackets == 3)
+            #expect(server.shared.stats.toClient.totalPackets == 3)
+        }
+    }
+
     @Test func garbageNeverStopsTheServer() async throws {
         try await withTurnServer { server, port in
             let attacker = UDPTestSocket(timeoutMilliseconds: 200)

@@ -15,8 +15,8 @@ import Musl
 /// (BENCHMARKS.md, "Draining sockets past NIO's first read"). Confined to its event loop. Public for
 /// `bench/nio-udp-floor --drain`, which reads with it to measure NIO's wake-ups under exactly our reads.
 public final class DatagramDrain {
-    /// Bytes per datagram, as NIO's reads of these sockets (`turnListenerReadOptions`); a longer
-    /// datagram is dropped and counted (NIO's own read would cut it silently).
+    /// Bytes per datagram. A longer one is dropped and counted, whether drained here or read by NIO
+    /// (whose read buffer is a byte longer, `turnRelayReadOptions`, so that `fits` can tell).
     public static let slot = 2048
     public static let batch = 32
     /// At most this many `recvmmsg` per wake-up: a socket that never empties must not starve the
@@ -33,6 +33,10 @@ public final class DatagramDrain {
         buffer = allocator.buffer(capacity: Self.slot * Self.batch)
         self.truncated = truncated
     }
+
+    /// False for a datagram NIO read that is longer than a slot (or was cut to its read buffer).
+    @inline(__always)
+    static func fits(_ datagram: ByteBuffer) -> Bool { datagram.readableBytes <= slot }
 
     deinit {
         from.deallocate()

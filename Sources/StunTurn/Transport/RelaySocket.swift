@@ -20,8 +20,13 @@ final class RelaySocketHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let allocation, let peer = TransportAddress(unwrapInboundIn(data).remoteAddress) else { return }
-        engine.relayFromPeer(allocation, from: peer, unwrapInboundIn(data).data)
+        let envelope = unwrapInboundIn(data)
+        guard DatagramDrain.fits(envelope.data) else {
+            engine.stats.malformedDropped.add()
+            return
+        }
+        guard let allocation, let peer = TransportAddress(envelope.remoteAddress) else { return }
+        engine.relayFromPeer(allocation, from: peer, envelope.data)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

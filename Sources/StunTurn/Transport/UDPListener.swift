@@ -33,6 +33,10 @@ final class UDPListenerHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
+        guard DatagramDrain.fits(envelope.data) else {
+            engine.stats.malformedDropped.add()
+            return
+        }
         guard let client = TransportAddress(envelope.remoteAddress) else { return }
         let ft = FiveTuple(client: client, server: localAddress, transport: .udp)
         engine.receive(envelope.data, fiveTuple: ft, path: .datagram(socket!, envelope.remoteAddress))
