@@ -444,14 +444,24 @@ import Testing
         }
     }
 
-    @Test func burstsOfEqualSizedPacketsArriveAsSeparateDatagramsInOrder() async throws {
-        // Equal-sized runs to one destination are sent as one GSO write; the receiver must still see
-        // every datagram on its own, unchanged and in order.
-        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { _, port in
+    /// A server that allows loopback peers, a client with an allocation (its relayed address), and a
+    /// peer on 127.0.0.1 bound to the client's channel 0x4001.
+    func withChannelToPeer(
+        _ body: (TurnServer, UInt16, TurnTestClient, TransportAddress, UDPTestSocket) async throws -> Void
+    ) async throws {
+        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { server, port in
             let c = TurnTestClient(serverPort: port)
             let relayed = try #require(c.allocate()?.xorAddress(AttributeType.xorRelayedAddress))
             let peer = UDPTestSocket()
-            #expect(c.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
+            try #require(c.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
+            try await body(server, port, c, relayed, peer)
+        }
+    }
+
+    @Test func burstsOfEqualSizedPacketsArriveAsSeparateDatagramsInOrder() async throws {
+        // Equal-sized runs to one destination are sent as one GSO write; the receiver must still see
+        // every datagram on its own, unchanged and in order.
+        try await withChannelToPeer { _, port, c, relayed, peer in
             for i in 0..<40 { c.socket.send([0x40, 0x01, 0x00, 0x05, UInt8(i), 1, 2, 3, 4], to: port) }
             for i in 0..<40 { #expect(peer.receive()?.bytes == [UInt8(i), 1, 2, 3, 4]) }
             for i in 0..<40 { peer.send([UInt8(i), 9, 9], to: relayed.port) }
@@ -462,11 +472,7 @@ import Testing
     @Test func datagramsLongerThanAReadSlotAreDroppedAndCountedOnBothSides() async throws {
         // UDP is read in slots of DatagramDrain.slot bytes: a longer datagram is dropped and counted,
         // never relayed cut short, whether NIO read it (first of a wake-up) or the drain did.
-        try await withTurnServer(configure: { $0.allowLoopbackPeers() }) { server, port in
-            let c = TurnTestClient(serverPort: port)
-            let relayed = try #require(c.allocate()?.xorAddress(AttributeType.xorRelayedAddress))
-            let peer = UDPTestSocket()
-            #expect(c.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
+        try await withChannelToPeer { server, port, c, relayed, peer in
             let long = [UInt8](repeating: 7, count: DatagramDrain.slot + 100)
             let longChannelData = [0x40, 0x01, UInt8(long.count >> 8), UInt8(long.count & 0xFF)] + long
             for burst in [[longChannelData, [0x40, 0x01, 0x00, 0x01, 1]], [[0x40, 0x01, 0x00, 0x01, 2], longChannelData, [0x40, 0x01, 0x00, 0x01, 3]]] {

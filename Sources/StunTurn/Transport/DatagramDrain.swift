@@ -11,8 +11,9 @@ import Musl
 /// ends, its handler drains the rest of the socket here with `recvmmsg` on the descriptor, on the
 /// same event loop, into one buffer reused from batch to batch, so a busy socket's datagrams skip
 /// NIO's per-datagram read path (a `SocketAddress` with its `inet_ntop` string, an envelope and a
-/// pipeline pass each). Under the paced benchmark that path was most of what NIO cost a relay
-/// (BENCHMARKS.md, "Draining sockets past NIO's first read"). Confined to its event loop. Public for
+/// pipeline pass each). A bare forwarder read this way cost about a tenth less CPU under the paced
+/// benchmark; in the server the gain was within the benchmark machine's noise (BENCHMARKS.md,
+/// "Draining sockets past NIO's first read"). Confined to its event loop. Public for
 /// `bench/nio-udp-floor --drain`, which reads with it to measure NIO's wake-ups under exactly our reads.
 public final class DatagramDrain {
     /// Bytes per datagram. A longer one is dropped and counted, whether drained here or read by NIO
@@ -43,15 +44,15 @@ public final class DatagramDrain {
         lengths.deallocate()
     }
 
-    /// Reads what `fd` holds, `batch` datagrams per `recvmmsg`, until a
-    /// read comes back short or `maxBatches` were read, and hands each datagram to `body` with its
-    /// source (a slice of the shared buffer, valid as long as `body` or its callees keep it; the next
-    /// batch reads into fresh storage if they do). `batchEnd` runs after each batch, so the caller can
-    /// send on what the batch produced and let go of its slices. Stops once `isOpen` is false (the
-    /// socket's channel closed: its descriptor number may already be another socket's).
+    /// Reads what `fd` holds, `batch` datagrams per `recvmmsg`, until a read comes back short or
+    /// `maxBatches` were read, and hands each datagram to `body` with its source and raw address (a
+    /// slice of the shared buffer, valid as long as `body` or its callees keep it; the next batch reads
+    /// into fresh storage if they do). `batchEnd` runs after each batch, so the caller can send on what
+    /// the batch produced and let go of its slices. Stops once `isOpen` is false (the socket's channel
+    /// closed: its descriptor number may already be another socket's).
     @inline(__always)
     public func drain(_ fd: CInt, while isOpen: @autoclosure () -> Bool,
-               _ body: (ByteBuffer, TransportAddress, UnsafePointer<sockaddr_in6>) -> Void, batchEnd: () -> Void = {}) {
+                      _ body: (ByteBuffer, TransportAddress, UnsafePointer<sockaddr_in6>) -> Void, batchEnd: () -> Void = {}) {
         for _ in 0..<Self.maxBatches {
             guard isOpen() else { return }
             buffer.clear()

@@ -2,8 +2,9 @@ import NIOCore
 import NIOPosix
 
 extension DatagramBootstrap {
-    /// A UDP listener socket's read options: NIO reads one datagram per wake-up through the channel, and the handler drains the rest itself with
-    /// `DatagramDrain`; 4 MiB kernel buffers. Public for `bench/nio-udp-floor`, which reads with them.
+    /// A UDP listener socket's read options: NIO reads one datagram per wake-up through the channel,
+    /// and the handler drains the rest itself with `DatagramDrain`; 4 MiB kernel buffers. Public for
+    /// `bench/nio-udp-floor --drain`, which reads with them.
     public func turnListenerReadOptions() -> DatagramBootstrap {
         turnRelayReadOptions()
             .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
