@@ -35,6 +35,9 @@ enum Harness {
     }()
     static let engine = TurnEngine(eventLoop: loop, shared: shared)
     static let listener = EmbeddedChannel(loop: loop)
+    /// The listener as the relay path writes to it: an EmbeddedChannel has no descriptor, so the
+    /// engine's writer drops what it queues there (fd -1), after the whole relay path has run.
+    nonisolated(unsafe) static let listenerSocket = WritableSocket(channel: listener, fd: -1, writer: engine.writer)
     static let client = TransportAddress(ip: IPAddress("198.51.100.7")!, port: 40_000)
     static let server = TransportAddress(ip: IPAddress("192.0.2.1")!, port: 3478)
     static let peer = TransportAddress(ip: IPAddress("203.0.113.9")!, port: 5000)
@@ -50,7 +53,8 @@ enum Harness {
             fiveTuple: fiveTuple,
             credential: SessionCredential(username: "fuzz", realm: "fuzz.realm", key: key, algorithm: .md5),
             relayedAddress: TransportAddress(ip: IPAddress("192.0.2.1")!, port: 40_001), relayPort: 40_001,
-            relayChannel: relay, clientPath: .datagram(listener, client.socketAddress()),
+            relaySocket: WritableSocket(channel: relay, fd: -1, writer: engine.writer),
+            clientPath: .datagram(listenerSocket, client.socketAddress()),
             expires: .now() + .seconds(600), allocateTransaction: TransactionID.random())
         return relay
     }
@@ -87,11 +91,11 @@ enum Harness {
         // The decoder on its own, then the whole dispatch.
         _ = try? StunMessage(decoding: buffer)
         _ = ChannelData.parse(buffer)
-        engine.receive(buffer, context: RequestContext(fiveTuple: fiveTuple, path: .datagram(listener, client.socketAddress())))
-        engine.flushDirtyRelays()
+        engine.receive(buffer, fiveTuple: fiveTuple, path: .datagram(listenerSocket, client.socketAddress()))
+        engine.queueDirtyRelays()
         if let allocation = engine.allocations[fiveTuple] {
-            engine.relayFromPeer(allocation, AddressedEnvelope(remoteAddress: peer.socketAddress(), data: ByteBuffer(bytes: rest)))
-            engine.flushToClient(allocation)
+            engine.relayFromPeer(allocation, from: peer, ByteBuffer(bytes: rest))
+            engine.queueToClient(allocation)
         }
         loop.run()
         while (try? listener.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)) ?? nil != nil {}
