@@ -8,6 +8,9 @@ public enum CredentialLookup: Equatable, Sendable {
     case passwords([String])
     /// An ephemeral (TURN REST) username whose expiry time has passed.
     case expired
+    /// An ephemeral (TURN REST) username whose expiry lies further ahead than `maxEphemeralLifetime`
+    /// allows: refused, so that a leaked secret cannot mint credentials that never end.
+    case expiryTooFar
     /// No such user.
     case unknown
 }
@@ -25,12 +28,19 @@ public final class CredentialStore: Sendable {
     public struct Settings: Sendable, Equatable {
         public var users: [String: String]
         public var sharedSecrets: [String]
+        /// The furthest an ephemeral credential's expiry may lie ahead, in seconds (plus
+        /// `ephemeralClockLeeway` for clocks that differ); 0 = no ceiling.
+        public var maxEphemeralLifetime: TimeInterval
 
-        public init(users: [String: String] = [:], sharedSecrets: [String] = []) {
+        public init(users: [String: String] = [:], sharedSecrets: [String] = [], maxEphemeralLifetime: TimeInterval = 86_400) {
             self.users = users
             self.sharedSecrets = sharedSecrets
+            self.maxEphemeralLifetime = maxEphemeralLifetime
         }
     }
+
+    /// How far the app server's clock, which mints ephemeral credentials, may run ahead of ours.
+    public static let ephemeralClockLeeway: TimeInterval = 300
 
     private let settings: Mutex<Settings>
     private let clock: @Sendable () -> Date
@@ -59,8 +69,24 @@ public final class CredentialStore: Sendable {
         let s = current
         if let password = s.users[username] { return .passwords([password]) }
         guard !s.sharedSecrets.isEmpty, let expiry = EphemeralCredential.expiry(of: username) else { return .unknown }
-        guard Double(expiry) > clock().timeIntervalSince1970 else { return .expired }
+        let now = clock().timeIntervalSince1970
+        guard Double(expiry) > now else { return .expired }
+        if s.maxEphemeralLifetime > 0, Double(expiry) > now + s.maxEphemeralLifetime + Self.ephemeralClockLeeway {
+            return .expiryTooFar
+        }
         return .passwords(s.sharedSecrets.map { EphemeralCredential.password(username: username, secret: $0) })
+    }
+
+    /// The person behind `username`, whom per-user quotas count: the signaling login behind a session's
+    /// minted credential, the user part of an ephemeral `<expiry>:<user>` name (each new expiry is the same
+    /// person), otherwise the username itself.
+    public func owner(of username: String) -> String {
+        if let owner = sessions.owner(of: username) { return owner }
+        if current.users[username] == nil, EphemeralCredential.expiry(of: username) != nil,
+           let colon = username.firstIndex(of: ":") {
+            return String(username[username.index(after: colon)...])
+        }
+        return username
     }
 
     /// True when `password` is valid for `username` (the signaling half's check).

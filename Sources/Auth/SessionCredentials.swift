@@ -12,6 +12,8 @@ public final class SessionCredentials: Sendable {
         public let username: String
         public let password: String
         public let expiry: Date
+        /// Who logged in to the session (its signaling username): quotas count this person.
+        public let owner: String
     }
 
     public typealias RevocationObserver = @Sendable (_ username: String) -> Void
@@ -29,14 +31,14 @@ public final class SessionCredentials: Sendable {
         self.clock = clock
     }
 
-    /// Mints a credential for `session` valid for `lifetime` seconds (or until revoked).
-    public func mint(session: String, lifetime: TimeInterval) -> Credential {
+    /// Mints a credential for `session`, logged in as `owner`, valid for `lifetime` seconds (or until revoked).
+    public func mint(session: String, owner: String, lifetime: TimeInterval) -> Credential {
         let expiry = clock().addingTimeInterval(lifetime)
         let username = "\(Int(expiry.timeIntervalSince1970)):\(session)"
         var bytes = [UInt8](repeating: 0, count: 18)
         var rng = SystemRandomNumberGenerator()
         for i in bytes.indices { bytes[i] = rng.next() }
-        let credential = Credential(username: username, password: Data(bytes).base64EncodedString(), expiry: expiry)
+        let credential = Credential(username: username, password: Data(bytes).base64EncodedString(), expiry: expiry, owner: owner)
         state.withLock {
             $0.byUsername[username] = credential
             $0.bySession[session, default: []].append(username)
@@ -49,6 +51,9 @@ public final class SessionCredentials: Sendable {
         guard let c = state.withLock({ $0.byUsername[username] }) else { return nil }
         return c.expiry > clock() ? .passwords([c.password]) : .expired
     }
+
+    /// The signaling username behind a minted `username`; nil when it is not one of ours (or revoked).
+    func owner(of username: String) -> String? { state.withLock { $0.byUsername[username]?.owner } }
 
     /// Ends `session`: its credentials stop being accepted and every observer hears each username.
     @discardableResult
