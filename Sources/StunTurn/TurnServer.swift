@@ -177,6 +177,7 @@ public final class TurnServer: Service, @unchecked Sendable {
         let timeout = shared.configuration.streamIncompleteTimeout
         let idleTimeout = shared.configuration.streamIdleTimeout
         let logger = shared.logger
+        let shared = self.shared
         for engine in engines {
             let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
             let channel = try await Self.server(engine.eventLoop, engine.eventLoop, v6: v6)
@@ -186,6 +187,7 @@ public final class TurnServer: Service, @unchecked Sendable {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let ops = channel.pipeline.syncOperations
+                        try ops.addHandler(StreamSourceLimitHandler(shared: shared))
                         if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls.current)) }
                         try ops.addHandler(StunStreamFramer(incompleteTimeout: timeout) { error in
                             logger.debug("stream framing error; closing", metadata: ["error": "\(error)"])

@@ -123,6 +123,37 @@ import Testing
         }
     }
 
+    @Test func attributesAfterMessageIntegrityAreLeftOutOfTheDecodedMessage() throws {
+        let key = PasswordAlgorithm.md5.key(username: "alice", realm: "example.org", password: "wonder")
+        var m = StunMessage(method: .refresh, messageClass: .request, transactionID: tid)
+        m.appendLifetime(600)
+        let signed = m.encode(integrity: .sha1(key: key))
+        // RFC 8489 §14.5: after MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT count.
+        let tampered = StunMessage.appending(AttributeType.lifetime, [0, 0, 0, 0], to: signed)
+        let d = try StunMessage(decoding: tampered)
+        #expect(d.lifetime == 600)
+        #expect(d.attributes(AttributeType.lifetime).count == 1)
+        #expect(d.ignoredAfterIntegrity == 1)
+        #expect(MessageIntegrity.verify(d, key: key), "the integrity still covers what it covered")
+
+        // §14.6: after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT counts, and that stays last and checked.
+        let sha = m.encode(integrity: .sha256(key: key))
+        var withPeer = StunMessage.appending(AttributeType.xorPeerAddress, [0, 1, 0, 0, 1, 2, 3, 4], to: sha)
+        withPeer = StunMessage.appending(AttributeType.messageIntegrity, [UInt8](repeating: 0, count: 20), to: withPeer)
+        let d2 = try StunMessage(decoding: withPeer)
+        #expect(!d2.has(AttributeType.xorPeerAddress))
+        #expect(!d2.has(AttributeType.messageIntegrity))
+        #expect(d2.ignoredAfterIntegrity == 2)
+
+        // MESSAGE-INTEGRITY then MESSAGE-INTEGRITY-SHA256 then FINGERPRINT: all three are kept.
+        var both = m
+        both.append(AttributeType.messageIntegrity, [UInt8](repeating: 0, count: 20))
+        let d3 = try StunMessage(decoding: both.encode(integrity: .sha256(key: key), fingerprint: true))
+        #expect(d3.attributes.map(\.type).suffix(3)
+                == [AttributeType.messageIntegrity, AttributeType.messageIntegritySHA256, AttributeType.fingerprint])
+        #expect(d3.ignoredAfterIntegrity == 0)
+    }
+
     @Test func longTermKeysFollowRFC8489Section9_2_2() {
         #expect(PasswordAlgorithm.md5.key(username: "alice", realm: "example.org", password: "wonder")
                 == hex("d18bc266a0640931a539367a522a3fbb"))

@@ -110,3 +110,16 @@ public final class TurnTestClient {
 extension UInt16 {
     public var bigEndianPair: [UInt8] { [UInt8(self >> 8), UInt8(self & 0xFF)] }
 }
+
+extension StunMessage {
+    /// What an attacker who replays a signed request can do: `encoded` with one more attribute after its
+    /// last one (and so after MESSAGE-INTEGRITY), the header's length grown to match.
+    public static func appending(_ type: UInt16, _ value: [UInt8], to encoded: [UInt8]) -> [UInt8] {
+        var out = encoded + type.bigEndianPair + UInt16(value.count).bigEndianPair + value
+        out += [UInt8](repeating: 0, count: (4 - value.count % 4) % 4)
+        let length = out.count - 20
+        out[2] = UInt8(length >> 8)
+        out[3] = UInt8(length & 0xFF)
+        return out
+    }
+}

@@ -81,11 +81,16 @@ final class SignalingSession {
 
     func receivedBinary() {
         connection.touch()
+        guard !refused else { return }
+        // The first message must be `authenticate`; a binary one is not, so it fails the login like any other.
+        guard peerID != nil else { return refuseLogin() }
         reject(ServerEvents.error(.binaryNotSupported, "binary frames are not part of the protocol; send JSON text"))
     }
 
     func receivedTooLarge(size: Int) {
         connection.touch()
+        guard !refused else { return }
+        guard peerID != nil else { return refuseLogin() }
         reject(ServerEvents.error(.messageTooLarge,
                                   "message of at least \(size) bytes is over the limit of \(hub.configuration.maxMessageSize)"))
     }
@@ -107,24 +112,12 @@ final class SignalingSession {
               frame.event == "authenticate",
               hub.credentials.verify(username: frame.data.username, password: frame.data.password)
         else {
-            refused = true
-            hub.stats.authFailures.add(1, ordering: .relaxed)
-            hub.stats.sent(.unauthorized)
-            let delay = source.map { throttle.recordFailure($0) } ?? 0
-            let connection = self.connection
-            if delay > 0 {
-                // Answered late (a growing delay per failure from this source); the socket waits, the loop does not.
-                connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
-                    connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
-                }
-            } else {
-                connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
-            }
+            refuseLogin()
             return
         }
         let id = Self.newPeerID()
         let name = frame.data.username
-        let credential = hub.credentials.sessions.mint(session: id, lifetime: hub.iceServers.credentialLifetime)
+        let credential = hub.credentials.sessions.mint(session: id, owner: name, lifetime: hub.iceServers.credentialLifetime)
         let iceSettings = hub.iceServers
         let ice = IceServers.json(settings: iceSettings, host: iceSettings.host ?? requestHost, credential: credential)
         let room = self.room
@@ -145,6 +138,24 @@ final class SignalingSession {
         peerID = id
         fromPrefix = JSONEnvelope.fromPrefix(id)
         username = name
+    }
+
+    /// A failed login (wrong credentials, or a first message that is not `authenticate`): counted against
+    /// the source in the throttle, answered `unauthorized`, closed.
+    private func refuseLogin() {
+        refused = true
+        hub.stats.authFailures.add(1, ordering: .relaxed)
+        hub.stats.sent(.unauthorized)
+        let delay = connection.source.map { hub.credentials.throttle.recordFailure($0) } ?? 0
+        let connection = self.connection
+        if delay > 0 {
+            // Answered late (a growing delay per failure from this source); the socket waits, the loop does not.
+            connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
+                connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+            }
+        } else {
+            connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+        }
     }
 
     /// 16 characters of base64url (96 random bits): no `:` (it ends up in TURN usernames), URL-safe.

@@ -53,14 +53,22 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
         return [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)]
     }
 
-    /// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d) or IPv4-compatible (::a.b.c.d) IPv6 address.
+    /// The IPv4 address inside an IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d,
+    /// RFC 2765) or IPv4-compatible (::a.b.c.d) IPv6 address.
     public var embeddedIPv4: IPAddress? {
         guard isIPv6, high == 0 else { return nil }
         let top = low >> 32
-        if top == 0xFFFF || (top == 0 && low > 1) {
+        if top == 0xFFFF || top == 0xFFFF_0000 || (top == 0 && low > 1) {
             return IPAddress(ipv4: UInt32(truncatingIfNeeded: low))
         }
         return nil
+    }
+
+    /// The IPv4 address of an IPv4-mapped IPv6 address (::ffff:a.b.c.d), the form a dual-stack socket
+    /// reports an IPv4 client in; nil for anything else.
+    public var mappedIPv4: IPAddress? {
+        guard isIPv6, high == 0, low >> 32 == 0xFFFF else { return nil }
+        return IPAddress(ipv4: UInt32(truncatingIfNeeded: low))
     }
 
     /// Parses dotted-quad IPv4 or RFC 4291 textual IPv6 (with `::` and an embedded dotted quad).

@@ -22,9 +22,11 @@ extension StunMessage {
         attribute(AttributeType.passwordAlgorithms).flatMap { Self.decodePasswordAlgorithms($0.value) }
     }
 
-    /// The algorithm number of PASSWORD-ALGORITHM, if present and well formed.
+    /// The algorithm number of PASSWORD-ALGORITHM, if present and well formed: the number, a parameter
+    /// length and exactly that many parameter bytes. The two algorithms there are (MD5, SHA-256, §18.5)
+    /// take no parameters, so one with parameters is nil too (and the request a 400).
     public var passwordAlgorithm: UInt16? {
-        guard let v = attribute(AttributeType.passwordAlgorithm)?.value, v.count >= 4 else { return nil }
+        guard let v = attribute(AttributeType.passwordAlgorithm)?.value, v.count == 4, v[2] == 0, v[3] == 0 else { return nil }
         return UInt16(v[0]) << 8 | UInt16(v[1])
     }
 }

@@ -74,6 +74,9 @@ public struct StunMessage: Sendable {
     public private(set) var raw: [UInt8]?
     /// Byte offset (from the start of the message) of each attribute's header, parallel to `attributes`.
     public private(set) var attributeOffsets: [Int] = []
+    /// Attributes a decoded message carried after its integrity attribute that receivers must ignore
+    /// (RFC 8489 §14.5, §14.6); they are not in `attributes`. Counted, never read.
+    public private(set) var ignoredAfterIntegrity = 0
 
     public init(method: StunMethod, messageClass: StunClass, transactionID: TransactionID = .random(),
                 attributes: [StunAttribute] = []) {
@@ -118,22 +121,35 @@ public struct StunMessage: Sendable {
         attributes = []
         var offset = 20
         var offsets: [Int] = []
+        // What may still follow: after MESSAGE-INTEGRITY only MESSAGE-INTEGRITY-SHA256 and FINGERPRINT
+        // count (RFC 8489 §14.5), after MESSAGE-INTEGRITY-SHA256 only FINGERPRINT (§14.6). Anything else
+        // there is outside what the integrity covers, so handlers never see it: a replayed signed request
+        // cannot be given extra attributes.
+        var integritySeen: UInt16?
         while offset < bytes.count {
             guard offset + 4 <= bytes.count else { throw .badAttribute }
             let type = UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1])
             let len = Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
             let start = offset + 4
             guard start + len <= bytes.count else { throw .badAttribute }
-            attributes.append(StunAttribute(type: type, value: Array(bytes[start..<start + len])))
-            offsets.append(offset)
+            let value = Array(bytes[start..<start + len])
+            let attributeOffset = offset
             offset = start + ((len + 3) & ~3)
             if type == AttributeType.fingerprint {
                 // FINGERPRINT is always last (RFC 8489 §14.7).
                 guard offset == bytes.count, len == 4 else { throw .badFingerprint }
-                guard Fingerprint.value(over: bytes[0..<(offset - 8)], lengthUpTo: offset)
-                        == UInt32(attributes.last!.value)
+                guard Fingerprint.value(over: bytes[0..<(offset - 8)], lengthUpTo: offset) == UInt32(value)
                 else { throw .badFingerprint }
+            } else if let seen = integritySeen,
+                      !(seen == AttributeType.messageIntegrity && type == AttributeType.messageIntegritySHA256) {
+                ignoredAfterIntegrity += 1
+                continue
             }
+            if type == AttributeType.messageIntegrity || type == AttributeType.messageIntegritySHA256 {
+                integritySeen = type
+            }
+            attributes.append(StunAttribute(type: type, value: value))
+            offsets.append(attributeOffset)
         }
         guard offset == bytes.count else { throw .badAttribute }
         raw = bytes
@@ -152,26 +168,15 @@ public struct StunMessage: Sendable {
 
     public func has(_ type: UInt16) -> Bool { attributes.contains { $0.type == type } }
 
-    /// Comprehension-required attributes the server does not know (RFC 8489 §7.3.1 → 420),
-    /// ignoring anything after MESSAGE-INTEGRITY(-SHA256) other than FINGERPRINT.
+    /// Comprehension-required attributes the server does not know (RFC 8489 §7.3.1 → 420). Those after
+    /// the integrity attribute were already left out by the decoder.
     public var unknownRequiredAttributes: [UInt16] {
         var out: [UInt16] = []
-        for a in attributesCoveredByIntegrity where AttributeType.isComprehensionRequired(a.type)
+        for a in attributes where AttributeType.isComprehensionRequired(a.type)
             && !AttributeType.understoodRequired.contains(a.type) && !out.contains(a.type) {
             out.append(a.type)
         }
         return out
-    }
-
-    /// Attributes up to and including the first MESSAGE-INTEGRITY(-SHA256); later ones (other than
-    /// FINGERPRINT) are ignored by receivers (RFC 8489 §14.5).
-    public var attributesCoveredByIntegrity: ArraySlice<StunAttribute> {
-        if let i = attributes.firstIndex(where: {
-            $0.type == AttributeType.messageIntegrity || $0.type == AttributeType.messageIntegritySHA256
-        }) {
-            return attributes[...i]
-        }
-        return attributes[...]
     }
 
     public mutating func append(_ type: UInt16, _ value: [UInt8]) {

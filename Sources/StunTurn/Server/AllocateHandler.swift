@@ -78,7 +78,7 @@ extension TurnEngine {
             if shared.relayedIP6 == nil || m.requestedTransport == 6 { refusedAdditional = true } else { wantsAdditional = true }
         }
         // Steps 8-9: quotas.
-        if let quotaError = shared.quota.acquire(user: credential.username) {
+        if let quotaError = shared.quota.acquire(user: credential.quotaOwner) {
             stats.quotaRejections.add()
             respond(to: m, context, error: quotaError, integrity: integrity)
             return
@@ -89,7 +89,7 @@ extension TurnEngine {
         if m.has(AttributeType.reservationToken) {
             // Step 6: a token that is not valid → 508.
             guard let t = token, let reserved = shared.portPool.redeemReservation(token: t) else {
-                shared.quota.release(user: credential.username)
+                shared.quota.release(user: credential.quotaOwner)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
                 return
             }
@@ -100,7 +100,7 @@ extension TurnEngine {
         } else {
             guard let p = shared.portPool.acquire(even: evenPort.present, reserveNext: evenPort.reserveNext, excluding: avoiding,
                                                   ipv6: family == .ipv6) else {
-                shared.quota.release(user: credential.username)
+                shared.quota.release(user: credential.quotaOwner)
                 respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
                 return
             }
@@ -111,7 +111,7 @@ extension TurnEngine {
             if let t = p.token, !shared.portPool.hold(token: t, host: configuration.relayBindAddress(family)) {
                 shared.portPool.cancel(token: t)
                 shared.portPool.release(port)
-                shared.quota.release(user: credential.username)
+                shared.quota.release(user: credential.quotaOwner)
                 if retriesLeft > 0 {
                     handleAllocate(m, context, retriesLeft: retriesLeft - 1, avoiding: avoiding.union([port, port &+ 1]))
                 } else {
@@ -133,7 +133,7 @@ extension TurnEngine {
                 case .failure(let error):
                     logger.warning("no TCP relay port could be bound", metadata: ["error": "\(error)"])
                     shared.portPool.release(port)
-                    shared.quota.release(user: credential.username)
+                    shared.quota.release(user: credential.quotaOwner)
                     respond(to: m, context, error: .insufficientCapacity, integrity: integrity, flush: true)
                 case .success(let channel):
                     let allocation = newAllocation(m, context, credential, family: family, port: port,
@@ -153,7 +153,7 @@ extension TurnEngine {
             case .failure(let error):
                 logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
                 if let reservedToken { shared.portPool.cancel(token: reservedToken) }
-                shared.quota.release(user: credential.username)
+                shared.quota.release(user: credential.quotaOwner)
                 if reservedToken != nil, retriesLeft > 0 {
                     handleAllocate(m, context, retriesLeft: retriesLeft - 1, avoiding: avoiding.union([port, port &+ 1]))
                     return

@@ -7,6 +7,9 @@ struct SessionCredential {
     let realm: String
     let key: [UInt8]
     let algorithm: PasswordAlgorithm
+    /// Whom `turn.max_allocations_per_user` counts this credential against: the person behind it, not
+    /// the minted name (`CredentialStore.owner(of:)`).
+    let quotaOwner: String
 }
 
 /// The IPv6 half of a dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): its own relay socket

@@ -1,4 +1,6 @@
-/// An address block such as `10.0.0.0/8` or `fc00::/7`. A bare address means a single host.
+/// An address block such as `10.0.0.0/8` or `fc00::/7`. A bare address means a single host. A block
+/// written in the IPv4-mapped form (`::ffff:10.0.0.0/104`, `::ffff:1.2.3.4`) is the IPv4 block it maps,
+/// so it matches the IPv4 addresses it names however a peer is written.
 public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     public let network: IPAddress
     public let prefixLength: Int
@@ -16,6 +18,11 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
     }
 
     public init(network: IPAddress, prefixLength: Int) {
+        if let v4 = network.mappedIPv4, prefixLength >= 96 {
+            self.prefixLength = prefixLength - 96
+            self.network = CIDR.mask(v4, prefixLength - 96)
+            return
+        }
         self.prefixLength = prefixLength
         self.network = CIDR.mask(network, prefixLength)
     }

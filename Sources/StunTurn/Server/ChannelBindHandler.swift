@@ -24,12 +24,19 @@ extension TurnEngine {
             return
         }
         let peer = peers[0]
-        if let error = checkPeers([peer.ip], allocation: allocation) {
+        if let error = checkPeers([peer], allocation: allocation, byPort: true) {
             respond(to: m, context, error: error, integrity: integrity)
             return
         }
         if !allocation.permissions.contains(peer.ip),
            allocation.permissions.count >= limits.maxPermissionsPerAllocation {
+            stats.quotaRejections.add()
+            respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
+            return
+        }
+        // A new binding past the allocation's cap is refused like a permission past its cap.
+        if !allocation.channels.has(number),
+           allocation.channels.count >= limits.maxChannelsPerAllocation {
             stats.quotaRejections.add()
             respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
             return

@@ -20,6 +20,9 @@ struct ChannelBindingTable {
 
     var count: Int { byNumber.count }
 
+    /// Whether `number` is bound (a ChannelBind for it refreshes rather than adds).
+    func has(_ number: UInt16) -> Bool { byNumber[number] != nil }
+
     /// §12.2 (server): 400 if the number is bound to another address, or the address to another
     /// number; otherwise create or refresh the binding.
     mutating func bind(_ number: UInt16, to peer: TransportAddress, socketAddress: SocketAddress,
@@ -48,6 +51,17 @@ struct ChannelBindingTable {
     func channel(for peer: TransportAddress, now: NIODeadline) -> UInt16? {
         guard let n = byPeer[peer], let b = byNumber[n], b.expires > now else { return nil }
         return n
+    }
+
+    /// Removes the bindings to peers `refused` says (no cooldown: the peer is gone, not the number's
+    /// meaning); returns how many.
+    mutating func removeAll(where refused: (TransportAddress) -> Bool) -> Int {
+        let gone = byNumber.values.filter { refused($0.peer) }
+        for b in gone {
+            byNumber.removeValue(forKey: b.number)
+            byPeer.removeValue(forKey: b.peer)
+        }
+        return gone.count
     }
 
     mutating func expire(now: NIODeadline) {

@@ -31,8 +31,11 @@ struct LongTermAuthenticator {
                 return .reject(.badRequest, challenge: false)
             }
             algorithm = .md5
-        case (let list?, let chosen?):
-            guard list == Self.offered.map(\.rawValue), let a = PasswordAlgorithm(rawValue: chosen) else {
+        case (_?, let chosen?):
+            // The list must be the one we offered byte for byte (parameters included): anything else may
+            // be a downgrade by someone in the path (§9.2.4).
+            guard m.attribute(AttributeType.passwordAlgorithms)?.value == StunMessage.encodePasswordAlgorithms(Self.offered),
+                  let a = PasswordAlgorithm(rawValue: chosen) else {
                 return .reject(.badRequest, challenge: false)
             }
             algorithm = a
@@ -57,7 +60,8 @@ struct LongTermAuthenticator {
         for password in candidates {
             let key = algorithm.key(username: username, realm: realm, password: password)
             if MessageIntegrity.verify(m, key: key) {
-                return .authenticated(SessionCredential(username: username, realm: realm, key: key, algorithm: algorithm), kind)
+                return .authenticated(SessionCredential(username: username, realm: realm, key: key, algorithm: algorithm,
+                                                        quotaOwner: credentials.owner(of: username)), kind)
             }
         }
         return .reject(.unauthorized, challenge: true)

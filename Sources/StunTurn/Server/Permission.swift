@@ -20,6 +20,13 @@ struct PermissionTable {
 
     func contains(_ ip: IPAddress) -> Bool { expiries[ip] != nil }
 
+    /// Removes the permissions for IPs `refused` says; returns how many.
+    mutating func removeAll(where refused: (IPAddress) -> Bool) -> Int {
+        let gone = expiries.keys.filter(refused)
+        for ip in gone { expiries.removeValue(forKey: ip) }
+        return gone.count
+    }
+
     mutating func expire(now: NIODeadline) {
         for (ip, e) in expiries where e <= now { expiries.removeValue(forKey: ip) }
     }

@@ -14,7 +14,8 @@ extension TurnEngine {
             respond(to: m, context, error: .badRequest, integrity: integrity)
             return
         }
-        if let error = checkPeers(peers.map(\.ip), allocation: allocation) {
+        // Permissions are by IP (§9): the port of each XOR-PEER-ADDRESS is not part of the check.
+        if let error = checkPeers(peers, allocation: allocation, byPort: false) {
             respond(to: m, context, error: error, integrity: integrity)
             return
         }
@@ -29,15 +30,19 @@ extension TurnEngine {
         _ = send(makeResponse(to: m, error: nil), for: m, context, integrity: integrity)
     }
 
-    /// Peer policy (403) and family (443) for addresses a client wants to reach.
-    func checkPeers(_ ips: [IPAddress], allocation: Allocation) -> StunError? {
+    /// Peer policy (403) and family (443) for addresses a client wants to reach. `byPort`: judge each
+    /// peer with its port (a channel binding, a Connect), which matters for this host's own addresses.
+    func checkPeers(_ peers: [TransportAddress], allocation: Allocation, byPort: Bool) -> StunError? {
         // Policy first, so that e.g. ::ffff:127.0.0.1 is refused as what it is (403), not as a family mismatch.
-        for ip in ips where !limits.peerPolicy.permits(ip) {
+        let policy = limits.peerPolicy
+        for peer in peers where byPort ? !policy.permits(peer) : !policy.permits(peer.ip) {
             stats.peerPolicyRejections.add()
-            logger.info("peer address refused by policy", metadata: ["peer": "\(ip)", "user": "\(allocation.credential.username)"])
+            logger.info("peer address refused by policy", metadata: [
+                "peer": "\(byPort ? "\(peer)" : "\(peer.ip)")", "user": "\(allocation.credential.username)",
+            ])
             return .forbidden
         }
-        for ip in ips where !allocation.relays(familyOf: ip) {
+        for peer in peers where !allocation.relays(familyOf: peer.ip) {
             return .peerAddressFamilyMismatch
         }
         return nil

@@ -36,7 +36,7 @@ extension TurnEngine {
             stats.unroutableDropped.add()
             return
         }
-        guard limits.peerPolicy.permits(peer.ip) else {
+        guard limits.peerPolicy.permits(peer) else {
             stats.peerPolicyRejections.add()
             return
         }

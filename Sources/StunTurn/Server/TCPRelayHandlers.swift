@@ -41,13 +41,18 @@ extension TurnEngine {
             respond(to: m, context, error: .badRequest, integrity: integrity)
             return
         }
-        if let error = checkPeers([peer.ip], allocation: allocation) {
+        if let error = checkPeers([peer], allocation: allocation, byPort: true) {
             respond(to: m, context, error: error, integrity: integrity)
             return
         }
         // §5.2: a connection (or connection attempt) to this peer already exists → 446.
         guard !listener.hasConnection(to: peer) else {
             respond(to: m, context, error: .connectionAlreadyExists, integrity: integrity)
+            return
+        }
+        guard listener.connections.count < TCPRelayListener.maxConnections else {
+            stats.quotaRejections.add()
+            respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
             return
         }
         let connection = shared.tcpConnections.register {
@@ -99,7 +104,8 @@ extension TurnEngine {
         guard let allocation = listener.allocation, allocations[allocation.fiveTuple] === allocation,
               let peer = channel.remoteAddress.flatMap(TransportAddress.init),
               allocation.permissions.permits(peer.ip, now: .now()),
-              !listener.hasConnection(to: peer)
+              !listener.hasConnection(to: peer),
+              listener.connections.count < TCPRelayListener.maxConnections
         else {
             stats.unroutableDropped.add()
             return nil
@@ -158,6 +164,11 @@ extension TurnEngine {
 
 /// The listening relay socket of a TCP allocation, shared with its accepted connections.
 final class TCPRelayListener: @unchecked Sendable {
+    /// Peer connections (opened by Connect or accepted from permitted peers) one TCP allocation may have
+    /// at once: each may hold `PeerTCPConnection.maxPending` bytes until it is bound, and a permitted peer
+    /// could otherwise open them from any number of source ports. Connect beyond → 508; a peer beyond is closed.
+    static let maxConnections = 128
+
     weak var allocation: Allocation?
     /// Its peer connections (and Connect attempts in progress), closed with the allocation.
     var connections: [UInt32: PeerTCPConnection] = [:]

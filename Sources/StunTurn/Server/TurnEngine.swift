@@ -19,6 +19,8 @@ public struct TurnShared: Sendable {
     /// Quotas, bandwidth cap, request rate, peer policy: replaced on reload, re-read by engines each second.
     public let limits: TurnLimitsBox
     let unauthenticatedRequests = SourceRateLimiter()
+    /// Open TCP/TLS connections per source (turn.max_connections_per_source).
+    let streamSources = StreamSourceCounter()
     /// Set when a graceful shutdown begins: new allocations are refused, existing ones keep relaying.
     let draining = DrainFlag()
     public let logger: Logger
@@ -29,17 +31,27 @@ public struct TurnShared: Sendable {
         self.credentials = credentials
         self.portPool = RelayPortPool(range: configuration.relayPorts)
         self.quota = AllocationQuota(.init(perUser: configuration.maxAllocationsPerUser, total: configuration.maxAllocations))
-        self.limits = TurnLimitsBox(configuration.limits)
         self.stats = stats
         self.relayedIP = relayedIP
         self.relayedIP6 = relayedIP6
         self.logger = logger
+        self.limits = TurnLimitsBox(configuration.limits)
+        limits.set(withHostAddresses(configuration.limits))
     }
 
-    /// Applies new limits (configuration reload): quotas at once, the rest within a second.
+    /// Applies new limits (configuration reload): quotas at once, the rest within a second. The host's
+    /// own addresses are read again (an interface may have come or gone).
     public func updateLimits(_ new: TurnLimits) {
-        limits.set(new)
+        limits.set(withHostAddresses(new))
         quota.update(.init(perUser: new.maxAllocationsPerUser, total: new.maxAllocations))
+    }
+
+    /// `limits` with the peer policy knowing this host's addresses and relay ports.
+    private func withHostAddresses(_ limits: TurnLimits) -> TurnLimits {
+        var l = limits
+        l.peerPolicy.hostAddresses = HostAddresses.discover(configuration, relayedIP: relayedIP, relayedIP6: relayedIP6)
+        l.peerPolicy.relayPorts = configuration.relayPorts
+        return l
     }
 
     public var isDraining: Bool { draining.isSet }
@@ -82,8 +94,9 @@ final class TurnEngine: @unchecked Sendable {
     var dirtyClientChannels: [Channel] = []
     var tickFlushScheduled = false
     private var sweeper: RepeatedTask?
-    /// This loop's copy of the live limits, refreshed by the sweeper.
+    /// This loop's copy of the live limits, refreshed by the sweeper, and the generation it was read at.
     var limits: TurnLimits
+    private var limitsGeneration: Int
 
     /// Coalesce same-sized datagrams to one destination into UDP GSO writes.
     let gso: Bool
@@ -103,7 +116,7 @@ final class TurnEngine: @unchecked Sendable {
         gso = shared.configuration.udpGSO && System.supportsUDPSegmentationOffload
         writer = DatagramWriter(dropped: { [stats = shared.stats] in stats.sendFailed.add($0) })
         drain = DatagramDrain(truncated: { [stats = shared.stats] in stats.malformedDropped.add($0) })
-        limits = shared.limits.current
+        (limits, limitsGeneration) = shared.limits.versioned
         authenticator = LongTermAuthenticator(
             realm: shared.configuration.realm,
             nonces: NonceManager(secret: shared.configuration.nonceSecret, lifetime: shared.configuration.nonceLifetime),
@@ -279,7 +292,12 @@ final class TurnEngine: @unchecked Sendable {
 
     func sweep() {
         let now = NIODeadline.now()
-        limits = shared.limits.current
+        let (current, generation) = shared.limits.versioned
+        limits = current
+        if generation != limitsGeneration {
+            limitsGeneration = generation
+            withdrawRefusedPeers()
+        }
         shared.unauthenticatedRequests.sweep(rate: limits.unauthenticatedRate, burst: limits.unauthenticatedBurst, now: now)
         shared.portPool.expireReservations()  // closes the sockets of reservations nobody redeemed
         for a in Array(allocations.values) {
@@ -290,6 +308,25 @@ final class TurnEngine: @unchecked Sendable {
                 a.channels.expire(now: now)
             }
         }
+    }
+
+    /// After the peer policy changed (a reload): permissions, channel bindings and RFC 6062 connections to
+    /// peers it now refuses end at once, rather than relaying for the rest of their lifetimes (Send
+    /// indications are judged per packet anyway).
+    func withdrawRefusedPeers() {
+        let policy = limits.peerPolicy
+        var withdrawn = 0
+        for a in allocations.values {
+            withdrawn += a.permissions.removeAll { !policy.permits($0) }
+            withdrawn += a.channels.removeAll { !policy.permits($0) }
+            if let listener = a.tcpListener {
+                for c in listener.connections.values where !policy.permits(c.peer) {
+                    withdrawn += 1
+                    c.peerChannel?.eventLoop.execute { c.closeBoth() }
+                }
+            }
+        }
+        if withdrawn > 0 { logger.info("peer policy changed: withdrew \(withdrawn) permission(s), channel(s) or connection(s)") }
     }
 
     func hasAllocation(_ fiveTuple: FiveTuple) -> Bool { allocations[fiveTuple] != nil }
@@ -333,7 +370,7 @@ final class TurnEngine: @unchecked Sendable {
             listener.connections = [:]
         }
         shared.portPool.release(a.relayPort)
-        shared.quota.release(user: a.credential.username)
+        shared.quota.release(user: a.credential.quotaOwner)
         stats.allocationsActive.subtract()
         logger.debug("allocation deleted", metadata: ["five-tuple": "\(a.fiveTuple)", "reason": "\(reason)"])
     }

@@ -11,6 +11,12 @@ public struct TurnLimits: Sendable {
     public var maxAllocationsPerUser: Int = 0
     /// Permissions per allocation (508 beyond).
     public var maxPermissionsPerAllocation: Int = 64
+    /// Channel bindings per allocation (508 beyond). Each costs memory for as long as it lives (600 s,
+    /// then 300 s of cooldown), so without a cap one allocation could bind all 16 384 channel numbers.
+    public var maxChannelsPerAllocation: Int = 128
+    /// Open TCP and TLS connections to the TURN listeners per source address (IPv6 by /64); a connection
+    /// beyond it is closed at once and counted. 0 = no limit.
+    public var maxStreamConnectionsPerSource: Int = 256
     /// Bytes per second one allocation may relay, both directions together; excess is dropped and
     /// counted. 0 = no cap. RFC 6062 TCP byte pipes are not capped (dropping would corrupt the stream).
     public var bandwidthLimit: Int = 0
@@ -23,12 +29,14 @@ public struct TurnLimits: Sendable {
     public init() {}
 }
 
-/// The live limits, shared by the engines.
+/// The live limits, shared by the engines, with a generation that moves on every change (so an engine
+/// can tell a reload from its own copy going stale).
 public final class TurnLimitsBox: Sendable {
-    private let value: Mutex<TurnLimits>
-    init(_ limits: TurnLimits) { value = Mutex(limits) }
-    public var current: TurnLimits { value.withLock { $0 } }
-    func set(_ limits: TurnLimits) { value.withLock { $0 = limits } }
+    private let value: Mutex<(limits: TurnLimits, generation: Int)>
+    init(_ limits: TurnLimits) { value = Mutex((limits, 0)) }
+    public var current: TurnLimits { value.withLock { $0.limits } }
+    var versioned: (limits: TurnLimits, generation: Int) { value.withLock { $0 } }
+    func set(_ limits: TurnLimits) { value.withLock { $0 = (limits, $0.generation + 1) } }
 }
 
 /// A token bucket per source address, shared by the engines (only requests without integrity touch

@@ -67,6 +67,8 @@ public final class TurnStats: Sendable {
     public let sendFailed = StatCounter()
     /// TCP/TLS connections closed for holding no allocation and sending nothing for turn.stream_idle_timeout.
     public let idleStreamsClosed = StatCounter()
+    /// TCP/TLS connections closed at accept: their source had turn.max_connections_per_source open.
+    public let streamConnectionsRefused = StatCounter()
     private let errorCodes = Mutex<[Int: Int]>([:])
 
     public init() {}
@@ -98,6 +100,7 @@ public final class TurnStats: Sendable {
             "bandwidth_dropped": bandwidthDropped.value,
             "idle_streams_closed": idleStreamsClosed.value,
             "send_failed": sendFailed.value,
+            "stream_connections_refused": streamConnectionsRefused.value,
         ]
     }
 }

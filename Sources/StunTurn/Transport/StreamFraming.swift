@@ -61,6 +61,9 @@ final class StunStreamFramer: ChannelInboundHandler, RemovableChannelHandler {
         } catch {
             onError(error)
             buffer = nil
+            // Answers to the messages framed before the bad bytes (written by the engine during this read)
+            // go out before the connection closes.
+            context.channel.flush()
             context.close(promise: nil)
             return
         }
