@@ -22,7 +22,8 @@ public struct SignalingConfiguration: Sendable {
     /// (SIGHUP re-reads the files; open connections keep theirs); nil = the files are read once at start.
     public var tlsContext: (@Sendable () -> NIOSSLContext)?
     /// An HTTP connection that has not sent a complete request head this long after its accept (or, kept
-    /// alive, after its last response) is closed; it covers a stalled TLS handshake too. Zero = never.
+    /// alive, after its last response) is closed; it covers a stalled TLS handshake too. So is one whose
+    /// request body has not arrived in full this long after its head. Zero = never.
     public var httpTimeout: Duration = .seconds(30)
     /// A socket that has not authenticated by then is closed.
     public var authTimeout: Duration = .seconds(10)
@@ -54,6 +55,9 @@ public struct SignalingConfiguration: Sendable {
     /// /dashboard) answer without the token; loopback by default. A request that came through a proxy
     /// (Forwarded or X-Forwarded-For header) never counts as from an allowed address.
     public var adminAllowed: @Sendable ([UInt8]) -> Bool = SignalingConfiguration.isLoopback
+    /// Dashboard live feeds (`/dashboard/events`) open at once; one more is answered 503. They share one
+    /// stats snapshot a second, however many there are.
+    public var maxEventStreams = 16
 
     /// Addresses (4 or 16 bytes) of reverse proxies whose X-Forwarded-For is believed for the client's
     /// address (the auth throttle's source); none by default, so the header is ignored.

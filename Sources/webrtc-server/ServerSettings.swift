@@ -99,6 +99,8 @@ struct ServerSettings {
         turn.maxAllocations = try r.int("turn.max_allocations", 0...10_000_000)
         turn.maxAllocationsPerUser = try r.int("turn.max_allocations_per_user", 0...10_000_000)
         turn.maxPermissionsPerAllocation = try r.int("turn.max_permissions_per_allocation", 1...100_000)
+        turn.limits.maxChannelsPerAllocation = try r.int("turn.max_channels_per_allocation", 1...16384)
+        turn.limits.maxStreamConnectionsPerSource = try r.int("turn.max_connections_per_source", 0...10_000_000)
         let threads = try r.int("turn.threads", 0...256)
         turn.threads = threads == 0 ? TurnConfiguration.defaultThreads : threads
         turn.udpGSO = try r.bool("turn.udp_gso")
@@ -135,6 +137,7 @@ struct ServerSettings {
         try readSignaling(r)
         credentials.users = try r.map("auth.users")
         credentials.sharedSecrets = try r.list("auth.secrets")
+        credentials.maxEphemeralLifetime = try r.seconds("auth.max_ephemeral_lifetime", 0...(3650 * 86400)).timeInterval
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
             throw ConfigError(key: "auth.users", problem: "user names must be 1 to 508 bytes")
         }
@@ -208,6 +211,7 @@ extension ServerSettings {
         s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
         s.apiToken = try r.string("api.token")
         s.adminAllowed = Self.matcher(try r.cidrs("admin.allow"))
+        s.maxEventStreams = try r.int("admin.max_event_streams", 1...10_000)
         s.trustedProxies = Self.matcher(try r.cidrs("signaling.trusted_proxies"))
         let hook = try r.string("webhook.url")
         if !hook.isEmpty {

@@ -99,9 +99,9 @@ def test_without_tcp_or_signaling_those_ports_stay_closed(netns):
 
 # A box behind iptables, end to end: the server runs in a namespace whose INPUT policy is DROP for both
 # families (a locked-down host), its clients in a second namespace joined to it by a veth pair. The
-# addresses exist only inside these two namespaces: RFC 2544's benchmarking range and the IPv6
+# addresses exist only inside these two namespaces: IPv4's TEST-NET-1 (192.0.2.0/24) and the IPv6
 # documentation prefix, neither of which the server's default peer policy refuses.
-SERVER_V4, CLIENT_V4 = "198.18.0.1", "198.18.0.2"
+SERVER_V4, CLIENT_V4 = "192.0.2.1", "192.0.2.2"
 SERVER_V6, CLIENT_V6 = "2001:db8:1::1", "2001:db8:1::2"
 WEBHOOK_PORT = 9000
 # What passes the firewall is the question here, not load (the loopback tests do that). Even: -T pairs

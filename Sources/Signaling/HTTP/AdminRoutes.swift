@@ -66,18 +66,26 @@ enum AdminRoutes {
                      body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
         }
         // Server-sent events: the same JSON as /api/stats once a second, until the client goes away, the
-        // server shuts down or an hour has passed (EventSource reconnects by itself).
+        // server shuts down or an hour has passed (EventSource reconnects by itself). At most
+        // admin.max_event_streams at once (503 beyond), all sharing one snapshot a second.
+        let feed = StatsFeed { await statsJSON(hub: hub, backend: backend) }
         admin.get("dashboard/events") { _, _ -> Response in
-            Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
-                     body: .init { writer in
-                         let end = ContinuousClock.now + .seconds(3600)
-                         while !hub.isShuttingDown, ContinuousClock.now < end {
-                             let json = await statsJSON(hub: hub, backend: backend)
-                             try await writer.write(ByteBuffer(string: "data: \(json)\n\n"))
-                             try await Task.sleep(for: .seconds(1))
-                         }
-                         try await writer.finish(nil)
-                     })
+            guard let subscription = feed.subscribe(limit: hub.configuration.maxEventStreams) else {
+                return Response(status: .serviceUnavailable,
+                                headers: [.contentType: "application/json", .retryAfter: "10"],
+                                body: .init(byteBuffer: ByteBuffer(string:
+                                    #"{"error":"too_many_streams","message":"admin.max_event_streams dashboard feeds are open"}"#)))
+            }
+            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
+                            body: .init { writer in
+                                let end = ContinuousClock.now + .seconds(3600)
+                                while !hub.isShuttingDown, ContinuousClock.now < end {
+                                    let json = await subscription.next()
+                                    try await writer.write(ByteBuffer(string: "data: \(json)\n\n"))
+                                    try await Task.sleep(for: .seconds(1))
+                                }
+                                try await writer.finish(nil)
+                            })
         }
     }
 
@@ -96,7 +104,7 @@ enum AdminRoutes {
             {"connections":\(hub.connectionCount),"rooms":\(hub.roomCount),"peers":\(hub.peerCount),\
             "messages_in":{\(inbound)},"messages_out":{\(outbound)},\
             "auth_failures":\(st.authFailures.load(ordering: .relaxed)),"auth_blocked":\(st.authBlocked.load(ordering: .relaxed)),\
-            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"late_upgrades_closed":\(st.lateUpgradesClosed.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
+            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"bad_http_requests":\(st.badHTTPRequests.load(ordering: .relaxed)),"late_upgrades_closed":\(st.lateUpgradesClosed.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
             "bad_messages":\(st.badMessages.load(ordering: .relaxed)),"slow_consumers":\(st.slowConsumers.load(ordering: .relaxed)),\
             "hook_failures":\(st.hookFailures.load(ordering: .relaxed))}
             """
@@ -105,17 +113,20 @@ enum AdminRoutes {
     }
 }
 
-/// The admin access rule: the API token (`Authorization: Bearer`, or `?token=` for a browser opening the
-/// dashboard), or a direct request from an `admin.allow` address. 403 otherwise.
+/// The admin access rule: the API token (`Authorization: Bearer`; `?token=` only on the dashboard and its
+/// feed, which a browser opens without headers — elsewhere a token in the URL would end up in logs), or a
+/// direct request from an `admin.allow` address. 403 otherwise.
 struct AdminAccessMiddleware: RouterMiddleware {
     typealias Context = SignalingRequestContext
     let hub: SignalingHub
 
+    static let pathsTakingTokenInURL: Set<String> = ["/dashboard", "/dashboard/events"]
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let c = hub.configuration
-        let given = request.headers[.authorization].flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-            ?? request.uri.queryParameters.get("token")
-        let tokenOK = !c.apiToken.isEmpty && given.map { constantTimeEqual(Array($0.utf8), Array(c.apiToken.utf8)) } == true
+        let given = BearerToken.from(request.headers)
+            ?? (Self.pathsTakingTokenInURL.contains(request.uri.path) ? request.uri.queryParameters.get("token") : nil)
+        let tokenOK = BearerToken.matches(given, configured: c.apiToken)
         let proxied = request.headers[.init("X-Forwarded-For")!] != nil || request.headers[.init("Forwarded")!] != nil
         let addressOK = !proxied && (context.remoteAddress?.addressBytes.map(c.adminAllowed) ?? false)
         guard tokenOK || addressOK else {

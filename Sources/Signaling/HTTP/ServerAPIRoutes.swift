@@ -58,19 +58,14 @@ enum ServerAPIRoutes {
     }
 }
 
-/// 401 unless `Authorization: Bearer <token>` matches (compared in constant time). An empty configured
-/// token refuses everything: the API is off until a token is set.
+/// 401 unless `Authorization: Bearer <token>` matches (`BearerToken`). An empty configured token refuses
+/// everything: the API is off until a token is set.
 struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Read per request: the token can be changed by a configuration reload.
     let currentToken: @Sendable () -> String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let token = currentToken()
-        let header = request.headers[.authorization] ?? ""
-        let prefix = "Bearer "
-        guard !token.isEmpty, header.hasPrefix(prefix),
-              constantTimeEqual(Array(header.dropFirst(prefix.count).utf8), Array(token.utf8))
-        else {
+        guard BearerToken.matches(BearerToken.from(request.headers), configured: currentToken()) else {
             return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer", .contentType: "application/json"],
                             body: .init(byteBuffer: ByteBuffer(string: #"{"error":"unauthorized"}"#)))
         }

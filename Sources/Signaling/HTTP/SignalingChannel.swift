@@ -61,6 +61,8 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                         let sync = channel.pipeline.syncOperations
                         sync.removeHandler(
                             context: try sync.context(handlerType: ByteToMessageHandler<WebSocketFrameDecoder>.self), promise: nil)
+                        // HTTP is over on this connection: the HTTP error responder goes with the HTTP codec.
+                        sync.removeHandler(context: try sync.context(handlerType: HTTPErrorResponder.self), promise: nil)
                         let encoder = try sync.handler(type: WebSocketFrameEncoder.self)
                         try sync.addHandler(SignalingFrameHandler(hub: hub, room: room, requestHost: host, clientAddress: client,
                                                           maxFrameSize: maxFrameSize),
@@ -77,6 +79,10 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            RequestDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
+                                stats.httpTimeouts.add(1, ordering: .relaxed)
+                            })
                         try channel.pipeline.syncOperations.addHandler(LateUpgradeHandler(isWebSocketUpgrade: isWebSocketUpgrade) {
                             stats.lateUpgradesClosed.add(1, ordering: .relaxed)
                         })
@@ -97,13 +103,18 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableResponseHeaderValidation = false  // Swift HTTP Types validate already
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
-            // Only a WebSocket upgrade to a valid room goes on to the upgrader.
-            let refused = RefusedUpgradeHandler(accepts: isWebSocketUpgrade)
+            // Only a valid WebSocket upgrade to a valid room goes on to the upgrader.
+            let refused = RefusedUpgradeHandler(isWebSocketUpgrade: isWebSocketUpgrade) {
+                stats.badHTTPRequests.add(1, ordering: .relaxed)
+            }
             try channel.pipeline.syncOperations.addHandler(refused, position: .before(upgradeHandler))
-            try channel.pipeline.syncOperations.addHandler(
-                RequestHeadDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
-                    stats.httpTimeouts.add(1, ordering: .relaxed)
-                }, position: .before(refused))
+            let deadline = RequestHeadDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
+                stats.httpTimeouts.add(1, ordering: .relaxed)
+            }
+            try channel.pipeline.syncOperations.addHandler(deadline, position: .before(refused))
+            try channel.pipeline.syncOperations.addHandler(HTTPErrorResponder {
+                stats.badHTTPRequests.add(1, ordering: .relaxed)
+            }, position: .before(deadline))
             return Value(upgradeResult: result, channel: channel)
         }
     }

@@ -252,6 +252,7 @@ public final class SignalingHub: Sendable {
             c.abuseWindow = new.abuseWindow
             c.apiToken = new.apiToken
             c.adminAllowed = new.adminAllowed
+            c.maxEventStreams = new.maxEventStreams
             c.trustedProxies = new.trustedProxies
         }
         iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }

@@ -21,8 +21,12 @@ public final class SignalingStats: Sendable {
     /// Logins refused without a password check because their source is blocked (auth throttle).
     public let authBlocked = Atomic<Int>(0)
     public let authTimeouts = Atomic<Int>(0)
-    /// HTTP connections closed by signaling.http_timeout before a complete first request head arrived.
+    /// HTTP connections closed by signaling.http_timeout: no complete request head in time after the
+    /// accept, or a request body that did not arrive in full within it of its head.
     public let httpTimeouts = Atomic<Int>(0)
+    /// HTTP requests the parser refused (answered 400 or 431) and WebSocket upgrades that broke RFC 6455
+    /// (answered 400 or 426); each closes its connection.
+    public let badHTTPRequests = Atomic<Int>(0)
     /// Kept-alive connections closed because a later request on them was a WebSocket upgrade (see
     /// LateUpgradeHandler): the proxy that sent it retries on a new connection.
     public let lateUpgradesClosed = Atomic<Int>(0)
