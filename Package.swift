@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Auth", targets: ["Auth"]),
         .library(name: "StunTurn", targets: ["StunTurn"]),
         .library(name: "Signaling", targets: ["Signaling"]),
+        .library(name: "Cluster", targets: ["Cluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -65,10 +66,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
         ),
+        // Several instances as one over NATS (cluster.nats): the NATS client and what crosses instances.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "Auth", "Signaling",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "webrtc-server",
             dependencies: [
-                "Auth", "StunTurn", "Signaling",
+                "Auth", "StunTurn", "Signaling", "Cluster",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -101,10 +115,29 @@ let package = Package(
             path: "bench/nio-udp-floor"
         ),
         .testTarget(name: "AuthTests", dependencies: ["Auth"]),
+        // hummingbird-websocket's client as a test peer, and a mailbox for what callbacks deliver.
+        .target(
+            name: "SignalingTestSupport",
+            dependencies: [
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SignalingTestSupport"
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "Cluster", "Signaling", "Auth", "StunTurn", "SignalingTestSupport", "TurnTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "SignalingTests",
             dependencies: [
-                "Signaling", "Auth", "StunTurn", "TurnTestSupport",
+                "Signaling", "Auth", "StunTurn", "TurnTestSupport", "SignalingTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

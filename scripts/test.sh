@@ -15,14 +15,17 @@ command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v iptables >/dev/null || missing+=(iptables)  # firewall.sh's test, inside its own network namespace
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # runs dist/'s snippet in front of the server
+command -v nats-server >/dev/null || missing+=(nats-server)  # the cluster's messaging, for the NATS client and cluster tests
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 # Debian's coturn package may start its own turnserver on 3478; the tests need that port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
-# Likewise Debian's nginx may start on port 80; the test runs its own instance on a free port.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then as_root systemctl stop nginx; fi
+# Likewise Debian's nginx may start on port 80, and its nats-server on 4222; the tests run their own on free ports.
+for unit in nginx nats-server; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then as_root systemctl stop "$unit"; fi
+done
 
 # Python test clients (pytest, selenium, websockets, aiortc; Pillow reads the dashboard screenshot) in a project-local venv, refreshed when
 # requirements.txt changes.

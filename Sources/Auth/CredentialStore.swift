@@ -15,6 +15,39 @@ public enum CredentialLookup: Equatable, Sendable {
     case unknown
 }
 
+/// One password a username may have, and who is behind it.
+public struct PasswordCandidate: Sendable, Equatable {
+    public let password: String
+    /// Whom per-user quotas count: the static username, the user part of an ephemeral name, the login
+    /// behind a session credential.
+    public let owner: String
+    /// The signaling session a session credential belongs to (its allocations end with it); nil otherwise.
+    public let session: String?
+
+    public init(password: String, owner: String, session: String? = nil) {
+        self.password = password
+        self.owner = owner
+        self.session = session
+    }
+}
+
+/// `CredentialLookup` with each password's owner and session.
+public enum CredentialResolution: Equatable, Sendable {
+    case candidates([PasswordCandidate])
+    case expired
+    case expiryTooFar
+    case unknown
+
+    var lookup: CredentialLookup {
+        switch self {
+        case .candidates(let c): .passwords(c.map(\.password))
+        case .expired: .expired
+        case .expiryTooFar: .expiryTooFar
+        case .unknown: .unknown
+        }
+    }
+}
+
 /// The one password lookup both halves of the server use (TURN long-term credentials and the
 /// signaling `authenticate` event). Nothing here knows about sockets.
 ///
@@ -49,10 +82,12 @@ public final class CredentialStore: Sendable {
     /// Failed authentications per source address, for both halves (signaling login, TURN 401/441).
     public let throttle: AuthThrottle
 
-    public init(_ settings: Settings, clock: @escaping @Sendable () -> Date = { Date() }) {
+    /// `sessionSecret`: a cluster's shared secret, so that session credentials minted on any instance are
+    /// accepted on every one (see `SessionCredentials`).
+    public init(_ settings: Settings, clock: @escaping @Sendable () -> Date = { Date() }, sessionSecret: String? = nil) {
         self.settings = Mutex(settings)
         self.clock = clock
-        self.sessions = SessionCredentials(clock: clock)
+        self.sessions = SessionCredentials(clock: clock, sharedSecret: sessionSecret)
         self.throttle = AuthThrottle(clock: { clock().timeIntervalSince1970 })
     }
 
@@ -64,29 +99,32 @@ public final class CredentialStore: Sendable {
 
     public var current: Settings { settings.withLock { $0 } }
 
-    public func lookup(_ username: String) -> CredentialLookup {
-        if let session = sessions.lookup(username) { return session }
-        let s = current
-        if let password = s.users[username] { return .passwords([password]) }
-        guard !s.sharedSecrets.isEmpty, let expiry = EphemeralCredential.expiry(of: username) else { return .unknown }
-        let now = clock().timeIntervalSince1970
-        guard Double(expiry) > now else { return .expired }
-        if s.maxEphemeralLifetime > 0, Double(expiry) > now + s.maxEphemeralLifetime + Self.ephemeralClockLeeway {
-            return .expiryTooFar
-        }
-        return .passwords(s.sharedSecrets.map { EphemeralCredential.password(username: username, secret: $0) })
-    }
+    public func lookup(_ username: String) -> CredentialLookup { resolve(username).lookup }
 
-    /// The person behind `username`, whom per-user quotas count: the signaling login behind a session's
-    /// minted credential, the user part of an ephemeral `<expiry>:<user>` name (each new expiry is the same
-    /// person), otherwise the username itself.
-    public func owner(of username: String) -> String {
-        if let owner = sessions.owner(of: username) { return owner }
-        if current.users[username] == nil, EphemeralCredential.expiry(of: username) != nil,
-           let colon = username.firstIndex(of: ":") {
-            return String(username[username.index(after: colon)...])
+    /// Every password `username` may have, each with its owner (whom per-user quotas count) and session:
+    /// a session credential (the login behind it), a static user (the name), an ephemeral
+    /// `<expiry>:<user>` name (`<user>`: each new expiry is the same person). A name that is both a session
+    /// credential's shape and an ephemeral one (a cluster session credential, a REST user with colons)
+    /// gets both kinds of candidate.
+    public func resolve(_ username: String) -> CredentialResolution {
+        let session = sessions.resolve(username)
+        if case .candidates(let own)? = session, !sessions.isShared { return .candidates(own) }
+        let s = current
+        var candidates: [PasswordCandidate] = []
+        if case .candidates(let own)? = session { candidates = own }
+        if let password = s.users[username] { return .candidates(candidates + [PasswordCandidate(password: password, owner: username)]) }
+        guard !s.sharedSecrets.isEmpty, let expiry = EphemeralCredential.expiry(of: username) else {
+            return candidates.isEmpty ? (session ?? .unknown) : .candidates(candidates)
         }
-        return username
+        let now = clock().timeIntervalSince1970
+        guard Double(expiry) > now else { return candidates.isEmpty ? .expired : .candidates(candidates) }
+        if s.maxEphemeralLifetime > 0, Double(expiry) > now + s.maxEphemeralLifetime + Self.ephemeralClockLeeway {
+            return candidates.isEmpty ? .expiryTooFar : .candidates(candidates)
+        }
+        let user = username.firstIndex(of: ":").map { String(username[username.index(after: $0)...]) } ?? username
+        return .candidates(candidates + s.sharedSecrets.map {
+            PasswordCandidate(password: EphemeralCredential.password(username: username, secret: $0), owner: user)
+        })
     }
 
     /// True when `password` is valid for `username` (the signaling half's check).

@@ -201,22 +201,22 @@ public final class TurnServer: Service, @unchecked Sendable {
         return bound
     }
 
-    /// Releases every allocation authenticated as `username`, on every event loop (used when a
-    /// signaling session ends and its minted credentials are revoked). Returns how many were released.
+    /// Releases every allocation authenticated with the credentials of signaling session `session`, on
+    /// every event loop (used when the session ends and its credentials are revoked). Returns how many.
     @discardableResult
-    public func releaseAllocations(username: String, reason: String = "credential revoked") async -> Int {
+    public func releaseAllocations(session: String, reason: String = "credential revoked") async -> Int {
         var released = 0
         for e in engines {
-            released += (try? await e.eventLoop.submit { e.release(username: username, reason: reason) }.get()) ?? 0
+            released += (try? await e.eventLoop.submit { e.release(session: session, reason: reason) }.get()) ?? 0
         }
         return released
     }
 
     /// One lifecycle for a peer: when a signaling session's credentials are revoked (the peer left or was
-    /// kicked), the allocations made with them are released at once.
+    /// kicked, here or on another instance of the cluster), the allocations made with them are released at once.
     public func releaseAllocationsWhenRevoked(_ sessions: SessionCredentials) {
-        sessions.onRevoke { [self] username in
-            Task { await self.releaseAllocations(username: username, reason: "signaling session ended") }
+        sessions.onRevoke { [self] session, _ in
+            Task { await self.releaseAllocations(session: session, reason: "signaling session ended") }
         }
     }
 

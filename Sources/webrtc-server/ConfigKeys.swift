@@ -151,6 +151,30 @@ enum ConfigKeys {
         ConfigKey(name: "auth.block_after", kind: .scalar, defaultValue: "20",
                   help: "failures within the window after which the source is refused without a password check; 0 = never"),
         ConfigKey(name: "auth.block_duration", kind: .scalar, defaultValue: "600", help: "seconds a blocked source stays blocked"),
+        ConfigKey(name: "cluster.nats", kind: .list, defaultValue: "",
+                  help: "NATS servers (nats://host:4222, tls://host:4222, credentials in the URL allowed) that join this instance to a cluster; empty = a single box, no NATS needed"),
+        ConfigKey(name: "cluster.name", kind: .scalar, defaultValue: "webrtc",
+                  help: "instances with the same name form one signaling service (letters, digits, - and _)"),
+        ConfigKey(name: "cluster.instance_id", kind: .scalar, defaultValue: "",
+                  help: "this instance's id, unique in the cluster (letters, digits, - and _); empty = the host name. A second instance with an id in use refuses to start"),
+        ConfigKey(name: "cluster.secret", kind: .scalar, defaultValue: "",
+                  help: "key shared by every instance, from which the TURN credentials of signaling sessions are derived so that any instance accepts them; required with cluster.nats"),
+        ConfigKey(name: "cluster.instance_timeout", kind: .scalar, defaultValue: "5",
+                  help: "seconds without a heartbeat after which an instance is declared dead: its peers are left and their TURN credentials refused everywhere"),
+        ConfigKey(name: "cluster.heartbeat_interval", kind: .scalar, defaultValue: "1", help: "seconds between this instance's heartbeats"),
+        ConfigKey(name: "cluster.ice_servers", kind: .scalar, defaultValue: "self",
+                  help: "self: ice_servers name this instance's TURN; least_loaded: the TURN of the instance with the fewest allocations for its capacity; turn_only: the least loaded TURN-only instance (signaling.enabled false), this one's own while none is up"),
+        ConfigKey(name: "cluster.advertise_host", kind: .scalar, defaultValue: "",
+                  help: "host clients reach this instance's TURN at, told to the other instances for cluster.ice_servers least_loaded; empty = signaling.ice_host, else turn.external_ip, else the relayed address"),
+        ConfigKey(name: "cluster.nats_user", kind: .scalar, defaultValue: "", help: "NATS user (with cluster.nats_password) for servers whose URL carries no credentials"),
+        ConfigKey(name: "cluster.nats_password", kind: .scalar, defaultValue: "", help: "NATS password"),
+        ConfigKey(name: "cluster.nats_token", kind: .scalar, defaultValue: "", help: "NATS token, instead of a user and password"),
+        ConfigKey(name: "cluster.nats_tls", kind: .scalar, defaultValue: "false",
+                  help: "require TLS to NATS even where the server does not ask for it (a server that asks gets TLS anyway)"),
+        ConfigKey(name: "cluster.nats_tls_ca", kind: .scalar, defaultValue: "",
+                  help: "PEM file of the CA (or certificate) NATS's certificate is checked against; empty = the system's trust roots"),
+        ConfigKey(name: "cluster.buffer", kind: .scalar, defaultValue: "8388608",
+                  help: "bytes of cluster messages held while NATS is unreachable or slow; beyond, they are dropped and counted"),
         ConfigKey(name: "shutdown.grace_period", kind: .scalar, defaultValue: "30",
                   help: "seconds TURN allocations keep relaying after SIGTERM (signaling peers get shutdown at once; new allocations are refused); the process exits earlier when the last allocation is gone"),
     ]
@@ -168,7 +192,8 @@ enum ConfigKeys {
     ]
 
     /// Keys whose values are secrets: masked by check-config.
-    static let secret: Set<String> = ["auth.users", "auth.secrets", "api.token", "webhook.secret", "turn.nonce_secret"]
+    static let secret: Set<String> = ["auth.users", "auth.secrets", "api.token", "webhook.secret", "turn.nonce_secret",
+                                      "cluster.secret", "cluster.nats_password", "cluster.nats_token"]
 
     static let byName: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 }

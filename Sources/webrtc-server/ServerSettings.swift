@@ -1,6 +1,8 @@
 import Auth
+import Cluster
 import Foundation
 import Logging
+import NIOSSL
 import Signaling
 import StunTurn
 
@@ -15,6 +17,12 @@ struct ServerSettings {
     var throttle = AuthThrottle.Settings()
     /// The signaling port's certificate, re-read on SIGHUP like TURN's.
     var signalingTLS: ReloadableTLSContext?
+    /// Set with cluster.nats: this instance is one of several (its advert is completed at start).
+    var cluster: ClusterConfiguration?
+    /// cluster.advertise_host, when set.
+    var clusterAdvertiseHost: String?
+    /// cluster.secret (set with cluster.nats).
+    var clusterSecret: String?
     /// The merged raw values every setting above was read from (for check-config and reload).
     var raw: [String: RawValue] = [:]
 
@@ -135,6 +143,7 @@ struct ServerSettings {
         throttle.blockAfter = try r.int("auth.block_after", 0...1_000_000)
         throttle.blockDuration = try r.seconds("auth.block_duration", 1...(30 * 86400)).timeInterval
         try readSignaling(r)
+        try readCluster(r)
         credentials.users = try r.map("auth.users")
         credentials.sharedSecrets = try r.list("auth.secrets")
         credentials.maxEphemeralLifetime = try r.seconds("auth.max_ephemeral_lifetime", 0...(3650 * 86400)).timeInterval
@@ -157,6 +166,68 @@ extension ServerSettings {
         // RFC 6062 TCP allocations (asked for over TCP or TLS) listen on relay ports for their peers.
         if turn.tcp || turn.tls != nil { out.append(("tcp", relayRange, "tcp-relay")) }
         return out
+    }
+
+    fileprivate mutating func readCluster(_ r: RawReader) throws {
+        let urls = try r.list("cluster.nats")
+        guard !urls.isEmpty else { return }
+        var servers: [NATSServerURL] = []
+        for u in urls {
+            guard let url = NATSServerURL(u) else {
+                throw ConfigError(key: "cluster.nats", problem: "'\(Self.maskingCredentials(u))' is not a nats:// or tls:// URL")
+            }
+            servers.append(url)
+        }
+        var nats = NATSClientConfiguration(servers: servers)
+        let user = try r.string("cluster.nats_user"), password = try r.string("cluster.nats_password")
+        let token = try r.string("cluster.nats_token")
+        if !user.isEmpty { nats.user = user; nats.password = password }
+        if !token.isEmpty { nats.token = token }
+        nats.requireTLS = try r.bool("cluster.nats_tls")
+        let ca = try r.string("cluster.nats_tls_ca")
+        if !ca.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: ca) else { throw ConfigError(key: "cluster.nats_tls_ca", problem: "cannot read '\(ca)'") }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(ca)
+            nats.tls = tls
+        }
+        nats.bufferLimit = try r.int("cluster.buffer", 65536...(1 << 30))
+        let name = try r.string("cluster.name")
+        guard ClusterNode.isValidToken(name) else {
+            throw ConfigError(key: "cluster.name", problem: "'\(name)' must be 1 to 64 letters, digits, - or _")
+        }
+        var id = try r.string("cluster.instance_id")
+        if id.isEmpty { id = ClusterNode.token(from: ProcessInfo.processInfo.hostName) }
+        guard ClusterNode.isValidToken(id) else {
+            throw ConfigError(key: "cluster.instance_id", problem: "'\(id)' must be 1 to 64 letters, digits, - or _")
+        }
+        let secret = try r.string("cluster.secret")
+        guard secret.utf8.count >= 16 else {
+            throw ConfigError(key: "cluster.secret", problem: "required with cluster.nats: at least 16 characters shared by every instance (e.g. openssl rand -hex 32)")
+        }
+        var c = ClusterConfiguration(nats: nats, instanceID: id, advert: InstanceAdvert(address: "", turn: nil))
+        c.name = name
+        c.instanceTimeout = try r.seconds("cluster.instance_timeout", 0.5...3600)
+        c.heartbeatInterval = try r.seconds("cluster.heartbeat_interval", 0.05...60)
+        guard c.heartbeatInterval * 2 <= c.instanceTimeout else {
+            throw ConfigError(key: "cluster.instance_timeout", problem: "must be at least twice cluster.heartbeat_interval")
+        }
+        let choice = try r.string("cluster.ice_servers")
+        guard let ice = ClusterConfiguration.IceServerChoice(rawValue: choice) else {
+            throw ConfigError(key: "cluster.ice_servers", problem: "expected self, least_loaded or turn_only, got '\(choice)'")
+        }
+        c.iceServers = ice
+        c.credentialLifetime = signaling.iceServers.credentialLifetime
+        let advertise = try r.string("cluster.advertise_host")
+        clusterAdvertiseHost = advertise.isEmpty ? nil : advertise
+        clusterSecret = secret
+        cluster = c
+    }
+
+    /// A URL with its user info replaced by `****` (for messages and check-config).
+    static func maskingCredentials(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].lastIndex(of: "@") else { return url }
+        return String(url[..<scheme.upperBound]) + "****" + String(url[at...])
     }
 
     fileprivate mutating func readSignaling(_ r: RawReader) throws {

@@ -1,8 +1,13 @@
 import ArgumentParser
 import Auth
+import Cluster
 import Dispatch
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Signaling
@@ -64,7 +69,8 @@ struct WebRTCServer: AsyncParsableCommand {
         logLevel.bootstrap()
         let logger = Logger(label: "webrtc-server")
         Self.raiseOpenFileLimit(for: loaded, logger: logger)
-        let credentials = CredentialStore(loaded.credentials)
+        // In a cluster, session credentials are derived from the cluster's secret: any instance accepts them.
+        let credentials = CredentialStore(loaded.credentials, sessionSecret: loaded.clusterSecret)
         credentials.throttle.update(loaded.throttle)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
@@ -74,13 +80,23 @@ struct WebRTCServer: AsyncParsableCommand {
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
         // With signaling.enabled false the hub stays empty: its port serves only health and admin endpoints.
         let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
-        let exporter = PrometheusExporter(turn: turn, hub: hub, credentials: credentials)
-        let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled)
+        let node = loaded.cluster.map { Self.clusterNode($0, settings: loaded, hub: hub, credentials: credentials, turn: turn,
+                                                          eventLoop: group.next(), logger: logger) }
+        // First in the group, so stopped last: after signaling has handed its peers' departures over and
+        // TURN has drained, it revokes their credentials cluster-wide and says goodbye.
+        if let node { running.insert(.init(service: node), at: 0) }
+        let exporter = PrometheusExporter(turn: turn, hub: hub, credentials: credentials, cluster: node)
+        let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled,
+                                      cluster: node)
         let tlsConfigured = loaded.turn.tls != nil
+        let turnHost = loaded.clusterAdvertiseHost ?? loaded.signaling.iceServers.host ?? "\(turn.shared.relayedIP)"
+        let turnTCP = loaded.turn.tcp
         turn.onListening = { addresses in
             // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
             if let port = addresses.first?.port { hub.iceServers.stunPort = port }
             if tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
+            let ice = hub.iceServers
+            node?.setTurnEndpoint(TurnEndpoint(host: turnHost, port: ice.stunPort, tcp: turnTCP, tlsPort: ice.turnsPort))
             backend.markTurnReady()
         }
         running.append(.init(service: SignalingServer(hub: hub, admin: backend, logger: logger)))
@@ -112,6 +128,21 @@ struct WebRTCServer: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("stopped")
+    }
+
+    /// This instance's part in the cluster of `c`.
+    static func clusterNode(_ c: ClusterConfiguration, settings: ServerSettings, hub: SignalingHub, credentials: CredentialStore,
+                            turn: TurnServer, eventLoop: any EventLoop, logger: Logger) -> ClusterNode {
+        var c = c
+        c.advert.address = "\(settings.clusterAdvertiseHost ?? settings.signaling.listenAddress):\(settings.signaling.port)"
+        c.advert.signaling = settings.signalingEnabled
+        let stats = turn.shared.stats, limits = turn.shared.limits
+        return ClusterNode(configuration: c, hub: hub, credentials: credentials, eventLoop: eventLoop, logger: logger,
+                           load: { (stats.allocationsActive.value, limits.current.maxAllocations) },
+                           onFatal: { message in
+                               FileHandle.standardError.write(Data("webrtc-server: \(message)\n".utf8))
+                               Glibc.exit(2)
+                           })
     }
 
     /// Raises the open-file limit to the hard limit, and warns when even that is short of what the
@@ -163,7 +194,10 @@ struct CheckConfig: AsyncParsableCommand {
         let loaded = try WebRTCServer.load(file: config, flags: settings)
         print("# configuration is valid; effective settings (defaults < file < environment < flags):")
         for key in ConfigKeys.all {
-            print("\(key.name): \(ExampleConfiguration.render(loaded.raw[key.name], masked: ConfigKeys.secret.contains(key.name)))")
+            var value = loaded.raw[key.name]
+            // URLs may carry credentials: shown without them.
+            if key.name == "cluster.nats", case .list(let urls)? = value { value = .list(urls.map(ServerSettings.maskingCredentials)) }
+            print("\(key.name): \(ExampleConfiguration.render(value, masked: ConfigKeys.secret.contains(key.name)))")
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Synchronization
+import SignalingTestSupport
 import Testing
 @testable import Signaling
 

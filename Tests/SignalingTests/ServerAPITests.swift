@@ -1,4 +1,5 @@
 import Foundation
+import SignalingTestSupport
 import Testing
 @testable import Signaling
 

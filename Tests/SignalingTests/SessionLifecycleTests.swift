@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOPosix
 import StunTurn
+import SignalingTestSupport
 import Testing
 import TurnTestSupport
 @testable import Signaling

@@ -5,6 +5,7 @@ import NIOCore
 import NIOEmbedded
 import NIOWebSocket
 import ServiceLifecycle
+import SignalingTestSupport
 import Testing
 import TurnTestSupport
 @testable import Signaling

@@ -71,11 +71,12 @@ def relay_candidates(sdp):
     return found
 
 
-async def exchange(url, scheme_transport):
+async def exchange(url, scheme_transport, bob_url=None):
+    """Alice joins at `url`, bob at `bob_url` (another instance of a cluster) or the same URL."""
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
     alice = await SignalingPeer.join(url, "alice")
-    bob = await SignalingPeer.join(url, "bob")
+    bob = await SignalingPeer.join(bob_url or url, "bob")
     assert [p["peer_id"] for p in bob.peers] == [alice.peer_id]
     joined = await alice.receive("joined")
     assert joined["data"]["peer_id"] == bob.peer_id

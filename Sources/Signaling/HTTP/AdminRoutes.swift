@@ -17,6 +17,12 @@ public protocol AdminBackend: Sendable {
     func setLogLevel(_ name: String) -> Bool
     var version: String { get }
     var features: [String] { get }
+    /// The cluster as one JSON object (text): its instances and link counters; "null" on a single box.
+    func clusterStatus() -> String
+}
+
+extension AdminBackend {
+    public func clusterStatus() -> String { "null" }
 }
 
 /// Operator endpoints on the signaling port:
@@ -29,9 +35,13 @@ enum AdminRoutes {
                     signalingReady: @escaping @Sendable () -> Bool) {
         router.get("healthz") { _, _ in "ok\n" }
         router.get("readyz") { _, _ -> Response in
-            let ready = signalingReady() && (backend?.turnReady ?? true) && !hub.isShuttingDown
+            // In a cluster, an instance whose NATS link is down serves its own peers but is not ready: a
+            // load balancer should send new peers where they can reach the whole room.
+            let linked = hub.isClusterLinked
+            let ready = signalingReady() && (backend?.turnReady ?? true) && !hub.isShuttingDown && linked
+            let text = ready ? "ready\n" : linked ? "not ready\n" : "not ready: cluster link down\n"
             return Response(status: ready ? .ok : .serviceUnavailable,
-                            headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: ready ? "ready\n" : "not ready\n")))
+                            headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.get("api/v1/welcome") { _, _ -> Response in
             let features = (backend?.features ?? ["signaling"]).map(JSONText.quoted).joined(separator: ",")
@@ -109,7 +119,8 @@ enum AdminRoutes {
             "hook_failures":\(st.hookFailures.load(ordering: .relaxed))}
             """
         let turn = await backend?.turnStatus() ?? "null"
-        return #"{"time":\#(Int(Date().timeIntervalSince1970)),"signaling":\#(signaling),"rooms":[\#(rooms.joined(separator: ","))],"turn":\#(turn)}"#
+        let cluster = backend?.clusterStatus() ?? "null"
+        return #"{"time":\#(Int(Date().timeIntervalSince1970)),"signaling":\#(signaling),"rooms":[\#(rooms.joined(separator: ","))],"turn":\#(turn),"cluster":\#(cluster)}"#
     }
 }
 

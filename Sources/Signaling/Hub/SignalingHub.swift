@@ -19,6 +19,7 @@ public final class SignalingHub: Sendable {
         let info: PeerInfo
         let room: String
         let connection: PeerConnection
+        let joined: JoinStamp
     }
 
     private struct State {
@@ -46,6 +47,15 @@ public final class SignalingHub: Sendable {
     /// Each event loop's end-of-tick flush of the connections written to (`PeerConnection.send`).
     private let flushers = TickFlushers()
     private let iceServerSettings: Mutex<IceServerSettings>
+    /// The other instances of a cluster; nil on a single box, which then never looks beyond its own peers.
+    private let backplaneBox = Mutex<(any SignalingBackplane)?>(nil)
+    var backplane: (any SignalingBackplane)? { backplaneBox.withLock { $0 } }
+
+    /// Joins this hub to a cluster (once, before it serves).
+    public func attach(_ backplane: any SignalingBackplane) { backplaneBox.withLock { $0 = backplane } }
+
+    /// False while a cluster's link is down (the instance still serves its own peers).
+    public var isClusterLinked: Bool { backplane?.isLinked ?? true }
 
     /// What `authenticated` lists; the executable updates the ports once the TURN listeners are bound.
     public var iceServers: IceServerSettings {
@@ -111,21 +121,30 @@ public final class SignalingHub: Sendable {
     private func announceLeave(_ peer: PeerInfo, room: String, to others: [Member]) {
         let text = ServerEvents.left(peer)
         for o in others where o.connection.send(text) { stats.sent(.left) }
+        backplane?.announceLeave(peer, room: room)
         if !draining.load(ordering: .relaxed) { credentials.sessions.revoke(session: peer.peerID) }
         hooks.post(.init(kind: .left, room: room, peer: peer, others: others.map(\.info)))
     }
 
     /// Joins an authenticated socket to `room`; returns the peers already there (the roster).
     /// `welcome(roster)` is queued to the new peer before anyone can see it, so it always comes first.
+    ///
+    /// In a cluster the roster and the room's cap cover every instance; a peer of the same username on
+    /// another instance (under `replace`) is left out of the roster: its own instance closes it when it
+    /// hears of this join, which is the later one.
     func join(room: String, username: String, peerID: String, connection: PeerConnection,
               welcome: ([PeerInfo]) -> String) throws(JoinError) -> [PeerInfo] {
         let c = configuration
         let info = PeerInfo(peerID: peerID, username: username)
-        let member = Member(info: info, room: room, connection: connection)
+        let stamp = JoinStamp(millis: Int64(Date().timeIntervalSince1970 * 1000), peerID: peerID)
+        let member = Member(info: info, room: room, connection: connection, joined: stamp)
+        let backplane = self.backplane
+        let remote = backplane?.remotePeers(in: room) ?? []
+        let remaining = c.duplicateUsername == .replace ? remote.filter { $0.info.username != username } : remote
         let result = state.withLock { s -> Result<([Member], [Member]), JoinError> in
             var roomPeers = s.rooms[room] ?? [:]
             let replaced = c.duplicateUsername == .replace ? roomPeers.values.filter { $0.info.username == username } : []
-            guard c.maxPeersPerRoom == 0 || roomPeers.count - replaced.count < c.maxPeersPerRoom else {
+            guard c.maxPeersPerRoom == 0 || roomPeers.count - replaced.count + remaining.count < c.maxPeersPerRoom else {
                 return .failure(.roomFull)
             }
             for r in replaced {
@@ -133,13 +152,14 @@ public final class SignalingHub: Sendable {
                 s.peers.removeValue(forKey: r.info.peerID)
             }
             let others = Array(roomPeers.values)
-            if connection.send(welcome(others.map(\.info))) { stats.sent(.authenticated) }
+            if connection.send(welcome(others.map(\.info) + remaining.map(\.info))) { stats.sent(.authenticated) }
             roomPeers[peerID] = member
             s.rooms[room] = roomPeers
             s.peers[peerID] = member
             return .success((others, replaced))
         }
         let (others, replaced) = try result.get()
+        backplane?.announceJoin(LocalPeer(info: info, room: room, joined: stamp))
         for r in replaced {
             // Treated as leaving, then closed.
             announceLeave(r.info, room: room, to: others)
@@ -148,8 +168,8 @@ public final class SignalingHub: Sendable {
         }
         let text = ServerEvents.joined(info)
         for o in others where o.connection.send(text) { stats.sent(.joined) }
-        hooks.post(.init(kind: .joined, room: room, peer: info, others: others.map(\.info)))
-        return others.map(\.info)
+        hooks.post(.init(kind: .joined, room: room, peer: info, others: others.map(\.info) + remaining.map(\.info)))
+        return others.map(\.info) + remaining.map(\.info)
     }
 
     // MARK: Delivery
@@ -157,6 +177,8 @@ public final class SignalingHub: Sendable {
     public enum DeliveryResult: Equatable, Sendable {
         case delivered(Int)
         case unknownPeer
+        /// The peer is on another instance of the cluster and the link to it is down.
+        case unreachable
     }
 
     /// Sends a client's message to `to` in the same room, or to everyone else in the room for `*`.
@@ -164,13 +186,22 @@ public final class SignalingHub: Sendable {
         if to == SignalingHub.broadcastAddress {
             let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
             var n = 0
+            if let backplane, backplane.isLinked, !backplane.remotePeers(in: room).isEmpty {
+                backplane.broadcast(text, room: room)
+            }
             for t in targets where t.info.peerID != peerID && t.connection.send(copy text) { n += 1 }
             stats.sent(.forwarded, n)
             return .delivered(n)
         }
         // Only the connection leaves the lock (copying the whole member would retain its strings too).
-        guard let target = state.withLock({ s in s.peers[to].flatMap { $0.room == room ? $0.connection : nil } })
-        else { return .unknownPeer }
+        guard let target = state.withLock({ s in s.peers[to].flatMap { $0.room == room ? $0.connection : nil } }) else {
+            // On another instance of the cluster: passed on, in order, over the one link to it.
+            guard let backplane, let remote = backplane.remotePeer(to), remote.room == room else { return .unknownPeer }
+            guard backplane.isLinked else { return .unreachable }
+            backplane.forward(text, to: remote)
+            stats.sent(.forwarded)
+            return .delivered(1)
+        }
         let ok = target.send(text)  // the last use: owned, so framed in place
         if ok { stats.sent(.forwarded) }
         return .delivered(ok ? 1 : 0)
@@ -181,20 +212,40 @@ public final class SignalingHub: Sendable {
 
     // MARK: Server API (Swift)
 
-    /// Peers in `room`, in no particular order; empty for an unknown room.
+    /// Peers in `room` (on every instance of a cluster), in no particular order; empty for an unknown room.
     public func peers(in room: String) -> [PeerInfo] {
+        localPeers(in: room) + (backplane?.remotePeers(in: room).map(\.info) ?? [])
+    }
+
+    func localPeers(in room: String) -> [PeerInfo] {
         state.withLock { s in s.rooms[room].map { $0.values.map(\.info) } ?? [] }
     }
 
-    /// All rooms with their peer counts.
+    /// All rooms with their peer counts (on every instance of a cluster).
     public func rooms() -> [String: Int] {
-        state.withLock { s in s.rooms.mapValues(\.count) }
+        let local = state.withLock { s in s.rooms.mapValues(\.count) }
+        guard let remote = backplane?.remoteRooms() else { return local }
+        return local.merging(remote, uniquingKeysWith: +)
     }
 
-    /// Sends `{"event":event,"data":data,"from":"server"}` to every peer in `room`; returns how many got it.
-    /// `dataJSON` must be JSON text (or nil for no data).
+    /// Sends `{"event":event,"data":data,"from":"server"}` to every peer in `room` (on every instance of a
+    /// cluster); returns how many it went to. `dataJSON` must be JSON text (or nil for no data).
     @discardableResult
     public func publish(room: String, event: String, dataJSON: String?) -> Int {
+        var n = publishLocally(room: room, event: event, dataJSON: dataJSON)
+        if let backplane {
+            let remote = backplane.remotePeers(in: room).count
+            if remote > 0, backplane.isLinked {
+                backplane.publish(room: room, event: event, dataJSON: dataJSON)
+                n += remote
+            }
+        }
+        return n
+    }
+
+    /// `publish` to this instance's peers only (what another instance asks of this one).
+    @discardableResult
+    public func publishLocally(room: String, event: String, dataJSON: String?) -> Int {
         let text = ServerEvents.fromServer(event: event, dataJSON: dataJSON)
         let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
         let n = targets.reduce(0) { $0 + ($1.connection.send(text) ? 1 : 0) }
@@ -202,22 +253,107 @@ public final class SignalingHub: Sendable {
         return n
     }
 
-    /// Sends a server message to one peer; false when no such peer.
+    /// Sends a server message to one peer (on any instance of a cluster); false when no such peer.
     @discardableResult
     public func send(to peerID: String, event: String, dataJSON: String?) -> Bool {
-        guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
+        if let ok = sendLocally(to: peerID, event: event, dataJSON: dataJSON) { return ok }
+        guard let backplane, let remote = backplane.remotePeer(peerID), backplane.isLinked else { return false }
+        backplane.send(to: remote, event: event, dataJSON: dataJSON)
+        return true
+    }
+
+    /// `send` to a peer of this instance; nil when it has no such peer.
+    @discardableResult
+    public func sendLocally(to peerID: String, event: String, dataJSON: String?) -> Bool? {
+        guard let target = state.withLock({ s in s.peers[peerID] }) else { return nil }
         let ok = target.connection.send(ServerEvents.fromServer(event: event, dataJSON: dataJSON))
         if ok { stats.sent(.api) }
         return ok
     }
 
-    /// Disconnects a peer (`error{code:"kicked"}`, then close). Its leave — `left` to the others, TURN
-    /// credentials revoked, allocations released — follows as for any close. False when no such peer.
+    /// Disconnects a peer on any instance (`error{code:"kicked"}`, then close). Its leave — `left` to the
+    /// others, TURN credentials revoked, allocations released — follows as for any close. False when no
+    /// such peer.
     @discardableResult
     public func kick(_ peerID: String, reason: String = "removed by the server") -> Bool {
+        if kickLocally(peerID, reason: reason) { return true }
+        guard let backplane, let remote = backplane.remotePeer(peerID), backplane.isLinked else { return false }
+        backplane.kick(remote, reason: reason)
+        return true
+    }
+
+    /// `kick` of a peer of this instance; false when it has no such peer.
+    @discardableResult
+    public func kickLocally(_ peerID: String, reason: String = "removed by the server") -> Bool {
         guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
         target.connection.close(finalEvent: ServerEvents.error(.kicked, reason), reason: "kicked")
         return true
+    }
+
+    // MARK: Cluster (called by the backplane)
+
+    /// This instance's peers, for a presence resync.
+    public func localPeers() -> [LocalPeer] {
+        state.withLock { s in s.peers.values.map { LocalPeer(info: $0.info, room: $0.room, joined: $0.joined) } }
+    }
+
+    /// A peer joined on another instance (the backplane has it already): the local peers of its room hear
+    /// `joined`. Then the cluster-wide rules, applied the same way on every instance: past the room's cap
+    /// the latest joins are refused (`room_full`), and under `replace` an older session of the username is
+    /// `replaced`; each instance closes only its own peers.
+    public func remoteJoined(_ peer: RemotePeer) {
+        let c = configuration
+        let remote = backplane?.remotePeers(in: peer.room) ?? [peer]
+        let (members, evicted) = state.withLock { s -> ([Member], [(Member, SignalingErrorCode)]) in
+            let members = Array(s.rooms[peer.room]?.values ?? [:].values)
+            var evicted: [(Member, SignalingErrorCode)] = []
+            if c.duplicateUsername == .replace {
+                for m in members where m.info.username == peer.info.username && m.joined < peer.joined { evicted.append((m, .replaced)) }
+            }
+            if c.maxPeersPerRoom > 0 {
+                let gone = Set(evicted.map(\.0.info.peerID))
+                let stamps = members.filter { !gone.contains($0.info.peerID) }.map(\.joined) + remote.map(\.joined)
+                if stamps.count > c.maxPeersPerRoom {
+                    let admitted = Set(stamps.sorted().prefix(c.maxPeersPerRoom))
+                    for m in members where !gone.contains(m.info.peerID) && !admitted.contains(m.joined) { evicted.append((m, .roomFull)) }
+                }
+            }
+            return (members, evicted)
+        }
+        let leaving = Set(evicted.map(\.0.info.peerID))
+        let text = ServerEvents.joined(peer.info)
+        for m in members where !leaving.contains(m.info.peerID) && m.connection.send(text) { stats.sent(.joined) }
+        for (m, code) in evicted {
+            let why = code == .replaced ? "a newer session logged in as \(m.info.username)"
+                : "room \(peer.room) already has \(c.maxPeersPerRoom) peers"
+            m.connection.close(finalEvent: ServerEvents.error(code, why), reason: code.rawValue)
+        }
+    }
+
+    /// A peer on another instance left: the local peers of its room hear `left`.
+    public func remoteLeft(_ peer: PeerInfo, room: String) {
+        let text = ServerEvents.left(peer)
+        let members = state.withLock { s in Array(s.rooms[room]?.values ?? [:].values) }
+        for m in members where m.connection.send(text) { stats.sent(.left) }
+    }
+
+    /// A message from a peer on another instance for `peerID` here; false when there is no such peer.
+    @discardableResult
+    public func deliverFromRemote(_ text: consuming ByteBuffer, to peerID: String) -> Bool {
+        guard let target = state.withLock({ s in s.peers[peerID]?.connection }) else { return false }
+        let ok = target.send(text)
+        if ok { stats.sent(.forwarded) }
+        return ok
+    }
+
+    /// A broadcast from a peer on another instance to every local peer of `room`; returns how many got it.
+    @discardableResult
+    public func broadcastFromRemote(_ text: ByteBuffer, room: String) -> Int {
+        let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
+        var n = 0
+        for t in targets where t.connection.send(text) { n += 1 }
+        stats.sent(.forwarded, n)
+        return n
     }
 
     /// Tells every open socket `event` and closes it (server shutdown).

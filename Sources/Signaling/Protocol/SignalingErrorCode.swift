@@ -23,4 +23,7 @@ public enum SignalingErrorCode: String, Sendable, CaseIterable {
     case alreadyAuthenticated = "already_authenticated"
     /// Removed by the server API (`DELETE /api/peers/{peer}`).
     case kicked = "kicked"
+    /// `to` names a peer on another instance of the cluster while the link between instances (NATS) is
+    /// down; the message was not delivered. The socket stays open.
+    case peerUnreachable = "peer_unreachable"
 }

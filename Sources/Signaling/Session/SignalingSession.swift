@@ -76,6 +76,10 @@ final class SignalingSession {
         case .delivered: break
         case .unknownPeer:
             reject(ServerEvents.error(.unknownPeer, "no peer \(to) in room \(room)", extra: [("to", to)]))
+        case .unreachable:
+            // Not the client's fault: not counted as a bad message.
+            if connection.send(ServerEvents.error(.peerUnreachable, "peer \(to) is on another instance, which cannot be reached now",
+                                                  extra: [("to", to)])) { hub.stats.sent(.error) }
         }
     }
 
@@ -118,8 +122,16 @@ final class SignalingSession {
         let id = Self.newPeerID()
         let name = frame.data.username
         let credential = hub.credentials.sessions.mint(session: id, owner: name, lifetime: hub.iceServers.credentialLifetime)
-        let iceSettings = hub.iceServers
-        let ice = IceServers.json(settings: iceSettings, host: iceSettings.host ?? requestHost, credential: credential)
+        var iceSettings = hub.iceServers
+        var iceHost = iceSettings.host ?? requestHost
+        if let other = hub.backplane?.turnEndpoint() {
+            // cluster.ice_servers least_loaded: another instance's TURN (its credentials work there too).
+            iceHost = other.host
+            iceSettings.stunPort = other.port
+            iceSettings.turnTCP = other.tcp
+            iceSettings.turnsPort = other.tlsPort
+        }
+        let ice = IceServers.json(settings: iceSettings, host: iceHost, credential: credential)
         let room = self.room
         do {
             _ = try hub.join(room: room, username: name, peerID: id, connection: connection) { roster in

@@ -8,8 +8,10 @@ struct SessionCredential {
     let key: [UInt8]
     let algorithm: PasswordAlgorithm
     /// Whom `turn.max_allocations_per_user` counts this credential against: the person behind it, not
-    /// the minted name (`CredentialStore.owner(of:)`).
+    /// the minted name (`PasswordCandidate.owner`).
     let quotaOwner: String
+    /// The signaling session of a session credential: the allocation ends when the session does.
+    let session: String?
 }
 
 /// The IPv6 half of a dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): its own relay socket

@@ -54,14 +54,14 @@ struct LongTermAuthenticator {
             return .authenticated(existing, kind)
         }
 
-        guard case .passwords(let candidates) = credentials.lookup(username) else {
+        guard case .candidates(let candidates) = credentials.resolve(username) else {
             return .reject(.unauthorized, challenge: true)
         }
-        for password in candidates {
-            let key = algorithm.key(username: username, realm: realm, password: password)
+        for candidate in candidates {
+            let key = algorithm.key(username: username, realm: realm, password: candidate.password)
             if MessageIntegrity.verify(m, key: key) {
                 return .authenticated(SessionCredential(username: username, realm: realm, key: key, algorithm: algorithm,
-                                                        quotaOwner: credentials.owner(of: username)), kind)
+                                                        quotaOwner: candidate.owner, session: candidate.session), kind)
             }
         }
         return .reject(.unauthorized, challenge: true)

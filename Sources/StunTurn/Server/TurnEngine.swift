@@ -347,9 +347,9 @@ final class TurnEngine: @unchecked Sendable {
         }
     }
 
-    /// Deletes the allocations made with `username`; returns how many.
-    func release(username: String, reason: String) -> Int {
-        let matching = allocations.values.filter { $0.credential.username == username }
+    /// Deletes the allocations made with the credentials of signaling session `session`; returns how many.
+    func release(session: String, reason: String) -> Int {
+        let matching = allocations.values.filter { $0.credential.session == session }
         for a in matching { delete(a, reason: reason) }
         return matching.count
     }

@@ -1,4 +1,5 @@
 import Auth
+import Cluster
 import Foundation
 import Logging
 import Signaling
@@ -15,8 +16,11 @@ final class OperatorBackend: AdminBackend {
     let signaling: Bool
     private let turnBound = Atomic<Bool>(false)
 
-    init(turn: TurnServer, exporter: PrometheusExporter, logLevel: LogLevelControl, signaling: Bool) {
+    let cluster: ClusterNode?
+
+    init(turn: TurnServer, exporter: PrometheusExporter, logLevel: LogLevelControl, signaling: Bool, cluster: ClusterNode? = nil) {
         self.turn = turn
+        self.cluster = cluster
         self.signaling = signaling
         self.exporter = exporter
         self.logLevelControl = logLevel
@@ -37,6 +41,29 @@ final class OperatorBackend: AdminBackend {
         return #"{"draining":\#(turn.shared.isDraining),"counters":{\#(counters)},"errors":{\#(errors)},"allocations":\#(list)}"#
     }
 
+    func clusterStatus() -> String {
+        guard let cluster else { return "null" }
+        struct Status: Encodable {
+            let name: String
+            let instance: String
+            let linked: Bool
+            let instances: [ClusterInstanceStatus]
+            let nats: [String: Int]
+            let messages: [String: Int]
+        }
+        let n = cluster.client.stats, c = cluster.stats
+        let status = Status(
+            name: cluster.configuration.name, instance: cluster.instanceID, linked: cluster.isLinked, instances: cluster.instances(),
+            nats: ["reconnects": n.reconnects, "messages_in": n.messagesIn, "messages_out": n.messagesOut, "bytes_in": n.bytesIn,
+                   "bytes_out": n.bytesOut, "dropped": n.dropped, "server_errors": n.serverErrors],
+            messages: ["forwarded": c.forwarded, "received": c.received, "undeliverable": c.undeliverable,
+                       "broadcasts_out": c.broadcastsOut, "broadcasts_in": c.broadcastsIn, "dead_instances": c.deadInstances,
+                       "resyncs": c.resyncs, "malformed": c.malformed])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(status)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+    }
+
     var turnReady: Bool { turnBound.load(ordering: .relaxed) && !turn.shared.isDraining }
 
     var logLevel: String { logLevelControl.current.rawValue }
@@ -54,6 +81,7 @@ final class OperatorBackend: AdminBackend {
         if turn.shared.configuration.tcp { f += ["turn-tcp", "rfc6062"] }
         if turn.shared.configuration.tls != nil { f.append("turn-tls") }
         if turn.shared.relayedIP6 != nil { f.append("ipv6-relay") }
+        if cluster != nil { f.append("cluster") }
         return f
     }
 }

@@ -1,4 +1,5 @@
 import Auth
+import Cluster
 import Foundation
 import CoreMetrics
 import Prometheus
@@ -21,8 +22,11 @@ final class PrometheusExporter: Sendable {
     }
     private let published = Mutex(Published())
 
-    init(turn: TurnServer, hub: SignalingHub, credentials: CredentialStore) {
+    private let cluster: ClusterNode?
+
+    init(turn: TurnServer, hub: SignalingHub, credentials: CredentialStore, cluster: ClusterNode? = nil) {
         self.turn = turn
+        self.cluster = cluster
         self.hub = hub
         self.credentials = credentials
         factory = PrometheusMetricsFactory(registry: registry)
@@ -91,6 +95,24 @@ final class PrometheusExporter: Sendable {
         counter("webrtc_signaling_slow_consumers_total", s.slowConsumers.load(ordering: .relaxed))
         counter("webrtc_signaling_hook_failures_total", s.hookFailures.load(ordering: .relaxed))
         counter("webrtc_signaling_webhook_deliveries_total", s.webhookDeliveries.load(ordering: .relaxed))
+        if let cluster {
+            let n = cluster.client.stats, c = cluster.stats
+            gauge("webrtc_cluster_nats_connected", n.connected ? 1 : 0)
+            gauge("webrtc_cluster_instances", cluster.instances().count)
+            counter("webrtc_cluster_nats_reconnects_total", n.reconnects)
+            counter("webrtc_cluster_nats_messages_total", n.messagesIn, [("direction", "in")])
+            counter("webrtc_cluster_nats_messages_total", n.messagesOut, [("direction", "out")])
+            counter("webrtc_cluster_nats_bytes_total", n.bytesIn, [("direction", "in")])
+            counter("webrtc_cluster_nats_bytes_total", n.bytesOut, [("direction", "out")])
+            counter("webrtc_cluster_nats_dropped_total", n.dropped)
+            counter("webrtc_cluster_nats_server_errors_total", n.serverErrors)
+            for (kind, v) in [("forwarded", c.forwarded), ("received", c.received), ("undeliverable", c.undeliverable),
+                              ("broadcast_out", c.broadcastsOut), ("broadcast_in", c.broadcastsIn)] {
+                counter("webrtc_cluster_messages_total", v, [("kind", kind)])
+            }
+            counter("webrtc_cluster_dead_instances_total", c.deadInstances)
+            counter("webrtc_cluster_resyncs_total", c.resyncs)
+        }
     }
 
     /// Resident memory and open file descriptors, read from /proc at scrape time (Linux).

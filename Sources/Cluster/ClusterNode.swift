@@ -1,0 +1,431 @@
+import Auth
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Signaling
+import Synchronization
+
+/// How this instance takes part in a cluster.
+public struct ClusterConfiguration: Sendable {
+    public enum IceServerChoice: String, Sendable, CaseIterable {
+        /// `ice_servers` name this instance's TURN.
+        case own = "self"
+        /// `ice_servers` name the TURN of the instance with the lowest allocations ÷ capacity (this one on a tie).
+        case leastLoaded = "least_loaded"
+        /// `ice_servers` name the least loaded TURN-only instance (`signaling.enabled: false`): signaling and
+        /// TURN on separate machines. This instance's own TURN only while no TURN-only instance is heard from.
+        case turnOnly = "turn_only"
+    }
+
+    public var nats: NATSClientConfiguration
+    /// Instances with the same name form one service (a NATS subject token).
+    public var name = "webrtc"
+    /// This instance's id, unique in the cluster (a NATS subject token).
+    public var instanceID: String
+    /// An instance not heard from for this long is declared dead: its peers are `left` and their TURN
+    /// credentials revoked everywhere.
+    public var instanceTimeout: Duration = .seconds(5)
+    public var heartbeatInterval: Duration = .seconds(1)
+    public var iceServers: IceServerChoice = .own
+    /// How long revoked sessions are remembered when the exact expiry is unknown (a dead instance's
+    /// sessions): the longest lifetime minted credentials have.
+    public var credentialLifetime: TimeInterval = 86_400
+    /// What this instance tells the others about itself (its TURN endpoint is set once bound).
+    public var advert: InstanceAdvert
+
+    public init(nats: NATSClientConfiguration, instanceID: String, advert: InstanceAdvert) {
+        self.nats = nats
+        self.instanceID = instanceID
+        self.advert = advert
+    }
+}
+
+/// Counters of the cluster (read by /metrics and /api/stats).
+public final class ClusterStats: Sendable {
+    let forwardedCount = Atomic<Int>(0)
+    let receivedCount = Atomic<Int>(0)
+    let undeliverableCount = Atomic<Int>(0)
+    let broadcastsOutCount = Atomic<Int>(0)
+    let broadcastsInCount = Atomic<Int>(0)
+    let deadInstancesCount = Atomic<Int>(0)
+    let resyncsCount = Atomic<Int>(0)
+    let malformedCount = Atomic<Int>(0)
+
+    public init() {}
+    /// Directed messages sent to peers on other instances, and received for peers here.
+    public var forwarded: Int { forwardedCount.load(ordering: .relaxed) }
+    public var received: Int { receivedCount.load(ordering: .relaxed) }
+    /// Received for a peer that is no longer here (it left meanwhile): dropped.
+    public var undeliverable: Int { undeliverableCount.load(ordering: .relaxed) }
+    public var broadcastsOut: Int { broadcastsOutCount.load(ordering: .relaxed) }
+    public var broadcastsIn: Int { broadcastsInCount.load(ordering: .relaxed) }
+    /// Instances declared dead (not heard from for cluster.instance_timeout).
+    public var deadInstances: Int { deadInstancesCount.load(ordering: .relaxed) }
+    /// Presence resyncs (each time the NATS link came up).
+    public var resyncs: Int { resyncsCount.load(ordering: .relaxed) }
+    /// Cluster messages that could not be read: dropped.
+    public var malformed: Int { malformedCount.load(ordering: .relaxed) }
+}
+
+/// One instance of the cluster as the dashboard shows it.
+public struct ClusterInstanceStatus: Sendable, Codable {
+    public let id: String
+    public let address: String
+    public let turn: String?
+    public let peers: Int
+    public let allocations: Int
+    /// Seconds since it was last heard from (0 for this instance).
+    public let last_seen: Double
+    public let this: Bool
+}
+
+/// This instance's part in a cluster: the NATS link, presence (heartbeats, joins, leaves, resyncs, dead
+/// instances), revocations of TURN credentials, and the hub's window on the other instances
+/// (`SignalingBackplane`). Each instance owns its own connections; only events cross.
+///
+/// Failure, in short (docs/clustering.md has it in full):
+/// - an instance that stops being heard from for `instanceTimeout` is declared dead by each of the
+///   others: its peers are `left` in their rooms and their TURN credentials refused;
+/// - a graceful stop hands its peers' `left` over at once and, after its TURN drain, revokes their
+///   credentials and says goodbye;
+/// - while this instance's NATS link is down it serves its own peers (directed messages to remote peers
+///   get `peer_unreachable`), expires no one, and on reconnecting resyncs presence with everyone.
+public final class ClusterNode: Service, SignalingBackplane, Sendable {
+    public let configuration: ClusterConfiguration
+    public let client: NATSClient
+    public let stats = ClusterStats()
+    let directory = ClusterDirectory()
+    let hub: SignalingHub
+    let credentials: CredentialStore
+    let logger: Logger
+    /// Random per process: tells a restarted instance, or a second one with the same id, from this one.
+    let boot: String
+    let started: Int64
+    private let load: @Sendable () -> (allocations: Int, capacity: Int)
+    private let onFatal: @Sendable (String) -> Void
+    private let linked = Atomic<Bool>(false)
+    private let turn = Mutex<WireTurnEndpoint?>(nil)
+    private let relay: EventRelay
+    private let subjectAll: String
+    private let subjectMine: String
+
+    /// `load`: this instance's TURN allocations and capacity, for heartbeats. `onFatal`: the process cannot
+    /// go on (another instance has this one's id).
+    public init(configuration: ClusterConfiguration, hub: SignalingHub, credentials: CredentialStore, eventLoop: EventLoop,
+                logger: Logger, load: @escaping @Sendable () -> (allocations: Int, capacity: Int),
+                onFatal: @escaping @Sendable (String) -> Void) {
+        self.configuration = configuration
+        self.hub = hub
+        self.credentials = credentials
+        self.logger = logger
+        self.load = load
+        self.onFatal = onFatal
+        boot = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        started = Int64(Date().timeIntervalSince1970 * 1000)
+        subjectAll = ClusterWire.subjectAll(configuration.name)
+        subjectMine = ClusterWire.subjectTo(configuration.name, configuration.instanceID)
+        var nats = configuration.nats
+        nats.echo = false  // an instance never needs what it published itself
+        nats.name = "webrtc-server \(configuration.instanceID)"
+        let relay = EventRelay()
+        self.relay = relay
+        client = NATSClient(configuration: nats, eventLoop: eventLoop, logger: logger) { relay.forward($0) }
+        turn.withLock { $0 = configuration.advert.turn }
+    }
+
+    public var instanceID: String { configuration.instanceID }
+
+    /// A valid cluster name or instance id: letters, digits, `-` and `_` (they are NATS subject tokens).
+    public static func isValidToken(_ s: String) -> Bool { ClusterWire.isToken(s) }
+
+    /// `s` made into a valid token (a host name as the default instance id): other characters become `-`.
+    public static func token(from s: String) -> String {
+        let mapped = String(s.map { c in c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_") ? c : "-" }.prefix(64))
+        return mapped.isEmpty ? "instance" : mapped
+    }
+
+    /// This instance's TURN endpoint as clients reach it (known once the listeners are bound).
+    public func setTurnEndpoint(_ e: TurnEndpoint) { turn.withLock { $0 = WireTurnEndpoint(e) } }
+
+    // MARK: Service
+
+    public func run() async throws {
+        relay.set { [self] event in linkEvent(event) }
+        client.subscribe(subjectAll) { [self] in received($0) }
+        client.subscribe(subjectMine) { [self] in received($0) }
+        credentials.sessions.onRevoke { [self] session, origin in
+            if origin == .local { publishRevocations([session: Int64(Date().timeIntervalSince1970 + configuration.credentialLifetime)]) }
+        }
+        hub.attach(self)
+        logger.info("cluster: joining", metadata: [
+            "cluster": "\(configuration.name)", "instance": "\(instanceID)",
+            "nats": "\(configuration.nats.servers.map(\.description).joined(separator: ","))",
+        ])
+        client.start()
+        await withGracefulShutdownHandler {
+            var lastBeat = ContinuousClock.now - configuration.heartbeatInterval
+            while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                let now = ContinuousClock.now
+                if now - lastBeat >= configuration.heartbeatInterval {
+                    lastBeat = now
+                    if isLinked { publishControl(makeControl(.heartbeat), to: subjectAll) }
+                }
+                sweep(now: now)
+                try? await Task.sleep(for: configuration.heartbeatInterval / 4)
+            }
+        } onGracefulShutdown: {}
+        await handOver()
+    }
+
+    /// A graceful stop, after the signaling half closed its sockets (their `left` went out) and TURN
+    /// drained: the sessions' credentials are revoked everywhere, and the others forget this instance.
+    func handOver() async {
+        for session in credentials.sessions.liveSessions { credentials.sessions.revoke(session: session) }
+        publishControl(makeControl(.goodbye), to: subjectAll)
+        await client.close()
+        logger.info("cluster: left", metadata: ["instance": "\(instanceID)"])
+    }
+
+    // MARK: Link
+
+    private func linkEvent(_ event: NATSClient.Event) {
+        switch event {
+        case .connected:
+            linked.store(true, ordering: .relaxed)
+            stats.resyncsCount.add(1, ordering: .relaxed)
+            // Nothing could be heard while the link was down: everyone gets a fresh timeout, then presence
+            // is exchanged in full (this instance's state to all, everyone's state to this one).
+            directory.restartClocks(now: .now)
+            publishControl(makeState(), to: subjectAll)
+            publishControl(makeControl(.sync), to: subjectAll)
+            publishControl(makeControl(.heartbeat), to: subjectAll)
+        case .disconnected:
+            linked.store(false, ordering: .relaxed)
+            logger.warning("cluster: NATS link down; serving this instance's peers only until it is back")
+        case .serverError:
+            break
+        }
+    }
+
+    /// Declares dead the instances not heard from for `instanceTimeout` (only while the link is up: with
+    /// it down, silence says nothing).
+    private func sweep(now: ContinuousClock.Instant) {
+        guard isLinked else { return }
+        for id in directory.silent(since: now - configuration.instanceTimeout) {
+            let change = directory.forget(id)
+            stats.deadInstancesCount.add(1, ordering: .relaxed)
+            logger.warning("cluster: instance not heard from; declared dead", metadata: [
+                "instance": "\(id)", "peers": "\(change.left.count)",
+            ])
+            apply(change)
+            let until = Date().addingTimeInterval(configuration.credentialLifetime)
+            for p in change.left { credentials.sessions.revokeRemote(session: p.info.peerID, until: until) }
+        }
+    }
+
+    // MARK: Receiving
+
+    private func received(_ message: NATSMessage) {
+        switch ClusterWire.decode(message.payload) {
+        case .directed(_, let peer, let body)?:
+            stats.receivedCount.add(1, ordering: .relaxed)
+            if !hub.deliverFromRemote(body, to: peer) { stats.undeliverableCount.add(1, ordering: .relaxed) }
+        case .broadcast(let room, let body)?:
+            stats.broadcastsInCount.add(1, ordering: .relaxed)
+            hub.broadcastFromRemote(body, room: room)
+        case .control(let c)?:
+            control(c)
+        case nil:
+            stats.malformedCount.add(1, ordering: .relaxed)
+        }
+    }
+
+    private func control(_ c: ClusterControl) {
+        if c.instance == instanceID {
+            guard c.boot != boot else { return }
+            duplicate(c)
+            return
+        }
+        apply(directory.heard(from: c.instance, boot: c.boot, started: c.started_ms,
+                              advert: c.type == .heartbeat || c.type == .state ? c.advert : nil, now: .now))
+        switch c.type {
+        case .heartbeat:
+            break
+        case .joined:
+            if let p = c.peer { apply(directory.join(p.remote(on: c.instance))) }
+        case .left:
+            if let p = c.peer { apply(directory.leave(p.peer_id)) }
+        case .state:
+            apply(directory.replace(instance: c.instance, with: (c.peers ?? []).map { $0.remote(on: c.instance) }))
+            revokeRemote(c.revoked)
+        case .sync:
+            publishControl(makeState(), to: ClusterWire.subjectTo(configuration.name, c.instance))
+        case .goodbye:
+            apply(directory.forget(c.instance))
+            logger.info("cluster: instance left", metadata: ["instance": "\(c.instance)"])
+        case .revoke:
+            revokeRemote(c.revoked)
+        case .publish:
+            if let room = c.room, let event = c.event { hub.publishLocally(room: room, event: event, dataJSON: c.data) }
+        case .send:
+            if let target = c.target, let event = c.event { hub.sendLocally(to: target, event: event, dataJSON: c.data) }
+        case .kick:
+            if let target = c.target { hub.kickLocally(target, reason: c.reason ?? "removed by the server") }
+        }
+    }
+
+    /// Another process uses this instance's id. The one that started later refuses to go on.
+    private func duplicate(_ c: ClusterControl) {
+        let theirs = (c.started_ms, c.boot), mine = (started, boot)
+        if theirs < mine {
+            let message = "cluster.instance_id '\(instanceID)' is already in use by another instance (started at "
+                + "\(Date(timeIntervalSince1970: Double(c.started_ms) / 1000)), boot \(c.boot)); refusing to join the cluster"
+            logger.critical("cluster: \(message)")
+            onFatal(message)
+        } else {
+            logger.error("cluster: another instance started with this cluster.instance_id '\(instanceID)'; it will refuse to run")
+        }
+    }
+
+    private func apply(_ change: ClusterDirectory.Change) {
+        for p in change.left { hub.remoteLeft(p.info, room: p.room) }
+        for p in change.joined { hub.remoteJoined(p) }
+    }
+
+    private func revokeRemote(_ revoked: [String: Int64]?) {
+        for (session, until) in revoked ?? [:] {
+            credentials.sessions.revokeRemote(session: session, until: Date(timeIntervalSince1970: Double(until)))
+        }
+    }
+
+    // MARK: Sending
+
+    private func makeControl(_ kind: ClusterControl.Kind) -> ClusterControl {
+        var c = ClusterControl(type: kind, instance: instanceID, boot: boot, started: started)
+        if kind == .heartbeat || kind == .state { c.advert = advert() }
+        return c
+    }
+
+    private func makeState() -> ClusterControl {
+        var c = makeControl(.state)
+        c.peers = hub.localPeers().map(WirePeer.init)
+        c.revoked = credentials.sessions.activeRevocations.mapValues { Int64($0.timeIntervalSince1970) }
+        return c
+    }
+
+    private func advert() -> InstanceAdvert {
+        var a = configuration.advert
+        let l = load()
+        a.turn = turn.withLock { $0 }
+        a.peers = hub.localPeers().count
+        a.allocations = l.allocations
+        a.capacity = l.capacity
+        return a
+    }
+
+    private func publishControl(_ c: ClusterControl, to subject: String) {
+        client.publish(subject, ClusterWire.control(c))
+    }
+
+    private func publishRevocations(_ revoked: [String: Int64]) {
+        var c = makeControl(.revoke)
+        c.revoked = revoked
+        publishControl(c, to: subjectAll)
+    }
+
+    // MARK: SignalingBackplane
+
+    public func remotePeers(in room: String) -> [RemotePeer] { directory.peers(in: room) }
+    public func remotePeer(_ peerID: String) -> RemotePeer? { directory.peer(peerID) }
+    public func remoteRooms() -> [String: Int] { directory.roomCounts() }
+    public var isLinked: Bool { linked.load(ordering: .relaxed) }
+
+    public func announceJoin(_ peer: LocalPeer) {
+        var c = makeControl(.joined)
+        c.peer = WirePeer(peer)
+        publishControl(c, to: subjectAll)
+    }
+
+    public func announceLeave(_ peer: PeerInfo, room: String) {
+        var c = makeControl(.left)
+        c.peer = WirePeer(peer: peer, room: room, joinedMillis: 0)
+        publishControl(c, to: subjectAll)
+    }
+
+    public func forward(_ message: ByteBuffer, to peer: RemotePeer) {
+        stats.forwardedCount.add(1, ordering: .relaxed)
+        client.publish(ClusterWire.subjectTo(configuration.name, peer.instance),
+                       ClusterWire.directed(room: peer.room, to: peer.info.peerID, message: message))
+    }
+
+    public func broadcast(_ message: ByteBuffer, room: String) {
+        stats.broadcastsOutCount.add(1, ordering: .relaxed)
+        client.publish(subjectAll, ClusterWire.broadcast(room: room, message: message))
+    }
+
+    public func publish(room: String, event: String, dataJSON: String?) {
+        var c = makeControl(.publish)
+        c.room = room
+        c.event = event
+        c.data = dataJSON
+        publishControl(c, to: subjectAll)
+    }
+
+    public func send(to peer: RemotePeer, event: String, dataJSON: String?) {
+        var c = makeControl(.send)
+        c.target = peer.info.peerID
+        c.event = event
+        c.data = dataJSON
+        publishControl(c, to: ClusterWire.subjectTo(configuration.name, peer.instance))
+    }
+
+    public func kick(_ peer: RemotePeer, reason: String) {
+        var c = makeControl(.kick)
+        c.target = peer.info.peerID
+        c.reason = reason
+        publishControl(c, to: ClusterWire.subjectTo(configuration.name, peer.instance))
+    }
+
+    public func turnEndpoint() -> TurnEndpoint? {
+        let choice = configuration.iceServers
+        guard choice != .own else { return nil }
+        func score(_ a: InstanceAdvert) -> Double { Double(a.allocations) / Double(max(a.capacity, 1)) }
+        let fresh = ContinuousClock.now - configuration.instanceTimeout
+        // least_loaded: another instance only when it is strictly less loaded than this one.
+        let mine = choice == .leastLoaded ? score(advert()) : .infinity
+        var best: (score: Double, id: String, endpoint: TurnEndpoint)?
+        for (id, i) in directory.instances() where i.lastSeen >= fresh {
+            guard let a = i.advert, let t = a.turn, choice != .turnOnly || !a.signaling else { continue }
+            let s = score(a)
+            if s < mine, best == nil || (s, id) < (best!.score, best!.id) { best = (s, id, t.endpoint) }
+        }
+        return best?.endpoint
+    }
+
+    // MARK: Operations
+
+    /// Every instance this one knows, itself first.
+    public func instances() -> [ClusterInstanceStatus] {
+        let now = ContinuousClock.now
+        let me = advert()
+        var out = [ClusterInstanceStatus(id: instanceID, address: me.address, turn: me.turn.map { "\($0.host):\($0.port)" },
+                                         peers: me.peers, allocations: me.allocations, last_seen: 0, this: true)]
+        for (id, i) in directory.instances().sorted(by: { $0.key < $1.key }) {
+            let a = i.advert
+            let ago = now - i.lastSeen
+            out.append(ClusterInstanceStatus(id: id, address: a?.address ?? "", turn: a?.turn.map { "\($0.host):\($0.port)" },
+                                             peers: directory.peers(on: id).count, allocations: a?.allocations ?? 0,
+                                             last_seen: Double(ago.components.seconds) + Double(ago.components.attoseconds) / 1e18,
+                                             this: false))
+        }
+        return out
+    }
+}
+
+/// Hands the NATS client's events to the node once it runs (the client is made before the node exists).
+final class EventRelay: Sendable {
+    private let handler = Mutex<(@Sendable (NATSClient.Event) -> Void)?>(nil)
+    func set(_ h: @escaping @Sendable (NATSClient.Event) -> Void) { handler.withLock { $0 = h } }
+    func forward(_ e: NATSClient.Event) { handler.withLock { $0 }?(e) }
+}
