@@ -356,12 +356,12 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     public func forward(_ message: ByteBuffer, to peer: RemotePeer) {
         stats.forwardedCount.add(1, ordering: .relaxed)
         client.publish(ClusterWire.subjectTo(configuration.name, peer.instance),
-                       ClusterWire.directed(room: peer.room, to: peer.info.peerID, message: message))
+                       head: ClusterWire.directedHead(room: peer.room, to: peer.info.peerID), message)
     }
 
     public func broadcast(_ message: ByteBuffer, room: String) {
         stats.broadcastsOutCount.add(1, ordering: .relaxed)
-        client.publish(subjectAll, ClusterWire.broadcast(room: room, message: message))
+        client.publish(subjectAll, head: ClusterWire.broadcastHead(room: room), message)
     }
 
     public func publish(room: String, event: String, dataJSON: String?) {

@@ -27,24 +27,20 @@ enum ClusterWire {
         }
     }
 
+    /// The first line of a directed message; the message itself follows it in the same payload.
+    static func directedHead(room: String, to peer: String) -> String { "M \(room) \(peer)\n" }
+
+    /// The first line of a broadcast.
+    static func broadcastHead(room: String) -> String { "B \(room)\n" }
+
     static func directed(room: String, to peer: String, message: ByteBuffer) -> ByteBuffer {
-        var out = ByteBuffer()
-        out.reserveCapacity(room.utf8.count + peer.utf8.count + 4 + message.readableBytes)
-        out.writeStaticString("M ")
-        out.writeString(room)
-        out.writeStaticString(" ")
-        out.writeString(peer)
-        out.writeStaticString("\n")
+        var out = ByteBuffer(string: directedHead(room: room, to: peer))
         out.writeImmutableBuffer(message)
         return out
     }
 
     static func broadcast(room: String, message: ByteBuffer) -> ByteBuffer {
-        var out = ByteBuffer()
-        out.reserveCapacity(room.utf8.count + 3 + message.readableBytes)
-        out.writeStaticString("B ")
-        out.writeString(room)
-        out.writeStaticString("\n")
+        var out = ByteBuffer(string: broadcastHead(room: room))
         out.writeImmutableBuffer(message)
         return out
     }

@@ -86,14 +86,18 @@ public final class SignalingServer: Service, Sendable {
     /// more per message on 2 cores), but with a loop per core a burst is spread over every core instead
     /// of queueing behind one: on 2 cores, p99 under load was 2–7 ms with 2 loops against 3–68 ms with
     /// one from 20 000 to 40 000 messages/s (BENCHMARKS.md, 2026-11-24).
-    var eventLoopGroupProvider: EventLoopGroupProvider {
-        let n = hub.configuration.threads > 0 ? hub.configuration.threads : max(1, System.coreCount)
-        return .shared(Self.groups.withLock { g in
+    var eventLoopGroupProvider: EventLoopGroupProvider { .shared(Self.eventLoopGroup(threads: hub.configuration.threads)) }
+
+    /// The signaling port's event loops for `signaling.threads` (also where a cluster's NATS link runs, so
+    /// that messages from other instances reach many of their recipients without a thread hop).
+    public static func eventLoopGroup(threads: Int) -> MultiThreadedEventLoopGroup {
+        let n = threads > 0 ? threads : max(1, System.coreCount)
+        return groups.withLock { g in
             if let existing = g[n] { return existing }
             let group = MultiThreadedEventLoopGroup(numberOfThreads: n)
             g[n] = group
             return group
-        })
+        }
     }
 
     private static let groups = Mutex<[Int: MultiThreadedEventLoopGroup]>([:])

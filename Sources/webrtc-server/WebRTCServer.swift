@@ -80,8 +80,9 @@ struct WebRTCServer: AsyncParsableCommand {
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
         // With signaling.enabled false the hub stays empty: its port serves only health and admin endpoints.
         let hub = SignalingHub(configuration: loaded.signaling, credentials: credentials, logger: logger)
+        let signalingLoops = SignalingServer.eventLoopGroup(threads: loaded.signaling.threads)
         let node = loaded.cluster.map { Self.clusterNode($0, settings: loaded, hub: hub, credentials: credentials, turn: turn,
-                                                          eventLoop: group.next(), logger: logger) }
+                                                          eventLoop: signalingLoops.next(), logger: logger) }
         // First in the group, so stopped last: after signaling has handed its peers' departures over and
         // TURN has drained, it revokes their credentials cluster-wide and says goodbye.
         if let node { running.insert(.init(service: node), at: 0) }

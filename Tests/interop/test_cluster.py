@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import time
@@ -14,6 +15,7 @@ import pytest
 from conftest import free_port, require_tool
 from stun import TurnClient
 from test_browser_example import chrome, wait_for_calls
+from test_nginx_proxy import nginx  # noqa: F401 (a fixture)
 from test_signaling_interop import SignalingPeer, exchange, relay_candidates
 
 SECRET = "interop-cluster-secret-0123456789"
@@ -250,3 +252,36 @@ def test_cluster_settings_are_checked_and_secrets_masked():
     assert ok.returncode == 0, ok.stderr
     assert "hunter2" not in ok.stdout and SECRET not in ok.stdout
     assert "nats://****@127.0.0.1:4222" in ok.stdout
+
+
+def test_the_shipped_nginx_snippet_spreads_one_room_over_the_instances_of_its_upstream(instance, nginx):  # noqa: F811
+    a = instance("a", "--signaling.trusted_proxies", "127.0.0.1")
+    b = instance("b", "--signaling.trusted_proxies", "127.0.0.1")
+    wait_for_instances([a, b], 2)
+    port, cert = nginx(a.signaling_port, b.signaling_port)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def run():
+        import websockets
+        peers = []
+        for n in range(4):  # nginx round-robins new connections over the upstream
+            ws = await websockets.connect(f"wss://127.0.0.1:{port}/websocket/spread", ssl=context)
+            await ws.send(json.dumps({"event": "authenticate", "data": {"username": "alice", "password": "pw"}}))
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert welcome["event"] == "authenticated", welcome
+            assert len(welcome["data"]["peers"]) == n, welcome  # everyone before, wherever they landed
+            peers.append((ws, welcome["data"]["peer_id"]))
+        local = [stats(s)["signaling"]["peers"] for s in (a, b)]
+        assert sorted(local) == [2, 2], f"nginx did not spread the peers: {local}"
+        first, first_id = peers[0]
+        for ws, peer_id in peers[1:]:
+            await first.send(json.dumps({"event": "hello", "to": peer_id, "data": peer_id}))
+        for ws, peer_id in peers[1:]:
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m["event"] == "hello":
+                    assert m["data"] == peer_id and m["from"] == first_id
+                    break
+        for ws, _ in peers:
+            await ws.close()
+    asyncio.run(run())

@@ -16,10 +16,12 @@ from test_operations import http_request, metric, scrape
 THROTTLE = ["--auth.throttle_free_failures", "5", "--auth.block_after", "3", "--auth.block_duration", "120"]
 
 
-def site_config(listen_port, upstream_port, cert, key):
-    """The shipped snippet with only its site-specific values replaced (each must be found)."""
+def site_config(listen_port, upstream_ports, cert, key):
+    """The shipped snippet with only its site-specific values replaced (each must be found); several
+    upstream ports make the upstream of a cluster (docs/clustering.md)."""
     text = (ROOT / "dist" / "nginx-webrtc-server.conf").read_text()
-    for old, new in [("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};"),
+    servers = "\n    ".join(f"server 127.0.0.1:{p};" for p in upstream_ports)
+    for old, new in [("server 127.0.0.1:8080;", servers),
                      ("listen 443 ", f"listen 127.0.0.1:{listen_port} "),
                      ("listen [::]:443 ", f"listen [::1]:{listen_port} "),
                      ("/etc/letsencrypt/live/webrtc.example.com/fullchain.pem", str(cert)),
@@ -35,10 +37,10 @@ def nginx(tmp_path):
     binary = require_tool("nginx", package="nginx")
     procs = []
 
-    def start(upstream_port):
+    def start(*upstream_ports):
         cert, key = make_certificate(tmp_path)
         port = free_port(socket.SOCK_STREAM)
-        (tmp_path / "site.conf").write_text(site_config(port, upstream_port, cert, key))
+        (tmp_path / "site.conf").write_text(site_config(port, upstream_ports, cert, key))
         temp = {name: tmp_path / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
         (tmp_path / "nginx.conf").write_text(f"""
 daemon off;

@@ -17,6 +17,11 @@ final class Connection {
     /// The room's other peers, and the one this connection sends its directed messages to.
     var members: [String] = []
     var target: [UInt8]?
+    /// This connection's own peer id, and which of the `--ports` it went to.
+    var peerID = ""
+    var portIndex = 0
+    /// Which members may be targets (`--cross`: only peers on another instance); nil = any.
+    var acceptsTarget: ((String) -> Bool)?
     /// Bytes of a server frame that has not fully arrived yet.
     var partial: [UInt8] = []
     /// Bytes the kernel did not take yet (the socket's send buffer was full); sent on EPOLLOUT.
@@ -27,10 +32,12 @@ final class Connection {
 
     /// Connects, upgrades `path` to a WebSocket and authenticates with the `authenticate` frame; returns
     /// once `authenticated` arrived, with the socket made non-blocking. Throws on any other outcome.
-    static func open(host: String, port: Int, path: String, authenticate: String) throws -> Connection {
+    static func open(host: String, port: Int, path: String, authenticate: String,
+                     acceptsTarget: ((String) -> Bool)? = nil) throws -> Connection {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw LoadError.errno("socket") }
         let c = Connection(fd: fd)
+        c.acceptsTarget = acceptsTarget
         do {
             var timeout = timeval(tv_sec: 10, tv_usec: 0)
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -138,31 +145,40 @@ final class Connection {
 
     enum Event { case directed, authenticated, joined, left, refused(String), other }
 
+    /// A random member this connection may send to (`acceptsTarget`), or none.
+    func chooseTarget() {
+        let candidates = acceptsTarget.map { accept in members.filter(accept) } ?? members
+        target = candidates.randomElement().map { Array($0.utf8) }
+    }
+
     static let fromPrefix = Array(#"{"from":"#.utf8)
 
-    /// What a text frame other than a directed message means for this connection's room view. Directed
-    /// messages (the hot path) are recognised by their first bytes and left to the caller.
+    /// What a text frame means for this connection's room view. Directed messages (the hot path) are
+    /// recognised by their first bytes when the server puts `from` first, as this one does; any other
+    /// server's are recognised by their `event` ("m") and `from`, whatever the order of the keys.
     func handleEvent(_ payload: UnsafeBufferPointer<UInt8>) -> Event {
         if payload.starts(with: Self.fromPrefix) { return .directed }
         guard let json = try? JSONSerialization.jsonObject(with: Data(buffer: payload)) as? [String: Any],
               let event = json["event"] as? String else { return .other }
+        if event == "m", json["from"] != nil { return .directed }
         let data = json["data"] as? [String: Any]
         switch event {
         case "authenticated":
+            peerID = data?["peer_id"] as? String ?? ""
             let peers = (data?["peers"] as? [[String: Any]]) ?? []
             members = peers.compactMap { $0["peer_id"] as? String }
-            target = members.randomElement().map { Array($0.utf8) }
+            chooseTarget()
             return .authenticated
         case "joined":
             if let id = data?["peer_id"] as? String {
                 members.append(id)
-                if target == nil { target = Array(id.utf8) }
+                if target == nil { chooseTarget() }
             }
             return .joined
         case "left":
             if let id = data?["peer_id"] as? String {
                 members.removeAll { $0 == id }
-                if target == Array(id.utf8) { target = members.randomElement().map { Array($0.utf8) } }
+                if target == Array(id.utf8) { chooseTarget() }
             }
             return .left
         case "error", "unauthorized":

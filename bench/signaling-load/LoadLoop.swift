@@ -98,6 +98,12 @@ final class LoadLoop {
     /// The connections that know a peer to send to.
     private var senders: [Connection] { byFD.compactMap { $0 }.filter { $0.target != nil } }
 
+    /// Every connection chooses its target again (after all have logged in, so that `--cross` knows where
+    /// each peer is).
+    func chooseTargets() { for c in byFD.compactMap({ $0 }) { c.chooseTarget() } }
+
+    func forEachConnection(_ body: (Connection) -> Void) { for c in byFD.compactMap({ $0 }) { body(c) } }
+
     private static let directedStart = Array(#"{"event":"m","to":""#.utf8)
     private static let directedMiddle = Array(#"","data":{"t":"#.utf8)
     private static let timeKey = Array(#""t":"#.utf8)
@@ -226,6 +232,7 @@ final class LoadLoop {
         while i >= 0 {
             if bytes[i] == key[0], (0..<key.count).allSatisfy({ bytes[i + $0] == key[$0] }) {
                 var j = i + key.count, v: UInt64 = 0
+                while j < bytes.count, bytes[j] == UInt8(ascii: " ") { j += 1 }  // a server that re-encodes with spaces
                 while j < bytes.count, bytes[j] >= 0x30, bytes[j] <= 0x39 { v = v * 10 + UInt64(bytes[j] - 0x30); j += 1 }
                 return v
             }

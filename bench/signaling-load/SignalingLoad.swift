@@ -18,13 +18,19 @@ struct SignalingLoad: ParsableCommand {
 
     @Option(help: "Server host (an IPv4 address).") var host = "127.0.0.1"
     @Option(help: "Server signaling port.") var port = 8080
+    @Option(help: "Signaling ports of several instances of a cluster, comma-separated: connection i goes to the (i mod n)-th, so a room spreads over them (overrides --port).")
+    var ports: String?
+    @Flag(help: "With --ports: every directed message goes to a peer on another instance.") var cross = false
     @Option(help: "Connections to open.") var connections = 1000
     @Option(help: "Peers per room.") var roomSize = 10
     @Option(help: "Directed messages per second, in total (0 = connect, measure memory, stop).") var rate = 0
     @Option(help: "Seconds to send for.") var duration = 10
     @Option(help: "Username to authenticate with (duplicates are allowed by default).") var user = "bench"
     @Option(help: "Password.") var password = "bench"
-    @Option(help: "PID of the server, for its RSS and CPU.") var serverPid: Int?
+    @Option(name: .customLong("server-pid"), help: "PID of a server process (repeat for several: instances, nats-server), for RSS and CPU.")
+    var serverPids: [Int] = []
+    var serverPid: Int? { serverPids.first }
+    var portList: [Int] { ports.map { $0.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } } ?? [port] }
     @Option(help: "Seconds allowed for connecting everything.") var connectTimeout = 120
 
     func validate() throws {
@@ -32,6 +38,8 @@ struct SignalingLoad: ParsableCommand {
             throw ValidationError("connections, room-size and duration must be positive, rate not negative")
         }
         guard inet_addr(host) != INADDR_NONE else { throw ValidationError("--host must be an IPv4 address") }
+        guard !portList.isEmpty else { throw ValidationError("--ports must list ports, e.g. 8081,8082") }
+        guard !cross || portList.count > 1 else { throw ValidationError("--cross needs at least two --ports") }
     }
 
     func run() throws {
@@ -45,15 +53,28 @@ struct SignalingLoad: ParsableCommand {
         let started = Date()
         let auth = #"{"event":"authenticate","data":{"username":"\#(user)","password":"\#(password)"}}"#
         var failed = 0
+        let ports = portList
+        // Which port each peer is on (for --cross), filled as connections log in.
+        var portOf: [String: Int] = [:]
         for i in 0..<connections {
             if Date().timeIntervalSince(started) > Double(connectTimeout) { break }
             do {
-                let c = try Connection.open(host: host, port: port, path: "/websocket/load-\(i / roomSize)",
+                let index = i % ports.count
+                let c = try Connection.open(host: host, port: ports[index], path: "/websocket/load-\(i / roomSize)",
                                             authenticate: auth)
+                c.portIndex = index
+                portOf[c.peerID] = index
                 try loop.add(c)
             } catch {
                 failed += 1
                 if failed <= 3 { print("connection \(i) failed: \(error)") }
+            }
+        }
+        if cross {
+            let table = portOf
+            loop.forEachConnection { c in
+                let mine = c.portIndex
+                c.acceptsTarget = { id in table[id].map { $0 != mine } ?? false }
             }
         }
         let connectSeconds = Date().timeIntervalSince(started)
@@ -63,16 +84,17 @@ struct SignalingLoad: ParsableCommand {
         // Let the server settle (allocator, joined broadcasts) before reading RSS; the loop meanwhile
         // reads the joined events, which is how the first peer of each room learns its target.
         loop.run(seconds: 3)
-        if let pid = serverPid, let before = rssBefore, let after = rssKiB(pid), ok > 0 {
+        loop.chooseTargets()  // now that every peer's joined has been read
+        if serverPids.count == 1, let pid = serverPid, let before = rssBefore, let after = rssKiB(pid), ok > 0 {
             print(String(format: "server RSS after: %d KiB; per idle connection: %.1f KiB", after, Double(after - before) / Double(ok)))
         }
 
         // Phase 2: directed messages at `rate` per second in total, then 2 s to drain what is in flight.
         if rate > 0 {
-            let serverCPU0 = serverPid.flatMap(cpuSeconds)
+            let serverCPU0 = serverPids.map(cpuSeconds)
             let clientCPU0 = ownCPUSeconds()
             loop.run(seconds: Double(duration), sendingPerSecond: Double(rate))
-            let serverCPU = serverPid.flatMap(cpuSeconds).flatMap { now in serverCPU0.map { now - $0 } }
+            let serverCPU = zip(serverPids, serverCPU0).map { pid, before in cpuSeconds(pid).flatMap { now in before.map { now - $0 } } }
             let clientCPU = ownCPUSeconds() - clientCPU0
             loop.run(seconds: 2)
             var latencies = loop.latenciesMicros
@@ -86,9 +108,15 @@ struct SignalingLoad: ParsableCommand {
             print(String(format: "delivered/s: %.0f over %d s", Double(delivered) / Double(duration), duration))
             print(String(format: "latency ms: p50 %.2f  p90 %.2f  p99 %.2f  max %.2f", pct(0.5), pct(0.9), pct(0.99),
                          latencies.last.map { Double($0) / 1000 } ?? .nan))
-            if let cpu = serverCPU {
-                print(String(format: "server CPU: %.2f s over %d s (%.0f%% of one core), %.1f µs per delivered message",
-                             cpu, duration, 100 * cpu / Double(duration), delivered == 0 ? 0 : 1e6 * cpu / Double(delivered)))
+            for (pid, cpu) in zip(serverPids, serverCPU) {
+                guard let cpu else { continue }
+                print(String(format: "server CPU (pid %d): %.2f s over %d s (%.0f%% of one core), %.1f µs per delivered message",
+                             pid, cpu, duration, 100 * cpu / Double(duration), delivered == 0 ? 0 : 1e6 * cpu / Double(delivered)))
+            }
+            if serverPids.count > 1 {
+                let total = serverCPU.compactMap { $0 }.reduce(0, +)
+                print(String(format: "servers' CPU together: %.2f s, %.1f µs per delivered message", total,
+                             delivered == 0 ? 0 : 1e6 * total / Double(delivered)))
             }
             print(String(format: "client CPU: %.2f s (%.0f%% of one core), %.1f µs per delivered message", clientCPU,
                          100 * clientCPU / Double(duration), delivered == 0 ? 0 : 1e6 * clientCPU / Double(delivered)))

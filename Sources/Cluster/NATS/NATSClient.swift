@@ -154,22 +154,54 @@ public final class NATSClient: Sendable {
         }
     }
 
-    /// Publishes `payload` on `subject`. False (and counted as dropped) when it is over the server's
-    /// max_payload; otherwise it is sent, or held in the bounded buffer while the link is down (and
-    /// dropped, counted, if that is full).
+    /// Publishes `head` followed by `body` (one message) on `subject`. False (and counted as dropped) when
+    /// it is over the server's max_payload; otherwise it is sent, or held in the bounded buffer while the
+    /// link is down or the socket cannot take more (and dropped, counted, if that is full).
+    ///
+    /// Any thread may publish: publications are appended, in call order, to one staged buffer under a lock,
+    /// and the client's loop takes them in one batch at the end of its tick (one hop and one write per
+    /// batch, not per message).
     @discardableResult
-    public func publish(_ subject: String, _ payload: ByteBuffer) -> Bool {
-        guard payload.readableBytes <= maxPayload else {
+    public func publish(_ subject: String, head: String = "", _ body: ByteBuffer) -> Bool {
+        let size = head.utf8.count + body.readableBytes
+        guard size <= maxPayload else {
             stats.droppedCount.add(1, ordering: .relaxed)
             return false
         }
-        onLoop { core in core.publish(subject, payload, self) }
+        let cost = size + subject.utf8.count + 24
+        if !canWrite.load(ordering: .relaxed), heldBytes.load(ordering: .relaxed) + cost > configuration.bufferLimit {
+            stats.droppedCount.add(1, ordering: .relaxed)
+            return true
+        }
+        let schedule = staged.withLock { s -> Bool in
+            NATSClientOps.pub(subject, head: head, payload: body, into: &s.buffer)
+            guard !s.scheduled else { return false }
+            s.scheduled = true
+            return true
+        }
+        heldBytes.add(cost, ordering: .relaxed)
+        stats.messagesOutCount.add(1, ordering: .relaxed)
+        stats.bytesOutCount.add(size, ordering: .relaxed)
+        if schedule { eventLoop.execute { [core] in core.value.takeStaged(self) } }
         return true
     }
 
+    @discardableResult
     public func publish(_ subject: String, _ bytes: some Collection<UInt8>) -> Bool {
         publish(subject, ByteBuffer(bytes: bytes))
     }
+
+    private struct Staged {
+        var buffer = ByteBuffer()
+        var scheduled = false
+    }
+
+    /// Publications not yet taken by the loop.
+    private let staged = Mutex(Staged())
+    /// Bytes published and not yet handed to the socket; `bufferLimit` applies to them while writing is not possible.
+    private let heldBytes = Atomic<Int>(0)
+    /// Connected, and the socket takes more.
+    private let canWrite = Atomic<Bool>(false)
 
     private func onLoop(_ body: @escaping @Sendable (Core) -> Void) {
         if eventLoop.inEventLoop {
@@ -203,17 +235,20 @@ public final class NATSClient: Sendable {
 
         init(onEvent: @escaping @Sendable (Event) -> Void) { self.onEvent = onEvent }
 
-        func publish(_ subject: String, _ payload: ByteBuffer, _ client: NATSClient) {
-            let size = payload.readableBytes + subject.utf8.count + 16
-            let writable = isConnected && (channel?.isWritable ?? false)
-            if !writable, outbound.readableBytes + size > client.configuration.bufferLimit {
-                client.stats.droppedCount.add(1, ordering: .relaxed)
-                return
+        /// The loop takes what was published since the last time, and writes it if it can.
+        func takeStaged(_ client: NATSClient) {
+            let batch = client.staged.withLock { s -> ByteBuffer in
+                s.scheduled = false
+                let b = s.buffer
+                s.buffer = ByteBuffer()
+                return b
             }
-            NATSClientOps.pub(subject, payload: payload, into: &outbound)
-            client.stats.messagesOutCount.add(1, ordering: .relaxed)
-            client.stats.bytesOutCount.add(payload.readableBytes, ordering: .relaxed)
-            if isConnected { scheduleFlush(client) }
+            if outbound.readableBytes == 0 {
+                outbound = batch
+            } else {
+                outbound.writeImmutableBuffer(batch)
+            }
+            flushOutbound(client)
         }
 
         /// Writes what waits at the end of this tick: one write for every publication of the tick.
@@ -228,8 +263,10 @@ public final class NATSClient: Sendable {
 
         func flushOutbound(_ client: NATSClient) {
             guard isConnected, let channel, outbound.readableBytes > 0, channel.isWritable else { return }
+            client.heldBytes.subtract(outbound.readableBytes, ordering: .relaxed)
             channel.writeAndFlush(outbound, promise: nil)
-            outbound = channel.allocator.buffer(capacity: 0)
+            outbound = ByteBuffer()
+            client.canWrite.store(channel.isWritable, ordering: .relaxed)
         }
 
         // MARK: Connecting
@@ -400,9 +437,11 @@ public final class NATSClient: Sendable {
             // Subscriptions first, then what was published meanwhile, in order.
             var subs = channel.allocator.buffer(capacity: 64 * subscriptions.count)
             for (sid, s) in subscriptions.sorted(by: { $0.key < $1.key }) { NATSClientOps.sub(s.subject, sid: sid, into: &subs) }
+            client.heldBytes.subtract(outbound.readableBytes, ordering: .relaxed)
             subs.writeImmutableBuffer(outbound)
-            outbound = channel.allocator.buffer(capacity: 0)
+            outbound = ByteBuffer()
             channel.writeAndFlush(subs, promise: nil)
+            client.canWrite.store(channel.isWritable, ordering: .relaxed)
             schedulePing(client, server: server)
             client.logger.info("NATS connected", metadata: ["server": "\(server)"])
             onEvent(.connected(server: "\(server)"))
@@ -430,6 +469,7 @@ public final class NATSClient: Sendable {
             pingTask?.cancel()
             pingTask = nil
             client.stats.connectedFlag.store(false, ordering: .relaxed)
+            client.canWrite.store(false, ordering: .relaxed)
             if wasConnected {
                 client.logger.warning("NATS connection lost; reconnecting", metadata: ["server": "\(server)"])
                 onEvent(.disconnected)
@@ -437,7 +477,10 @@ public final class NATSClient: Sendable {
             scheduleReconnect(client)
         }
 
-        func writabilityChanged(_ client: NATSClient) { flushOutbound(client) }
+        func writabilityChanged(_ client: NATSClient, writable: Bool) {
+            client.canWrite.store(isConnected && writable, ordering: .relaxed)
+            if writable { flushOutbound(client) }
+        }
     }
 
     fileprivate var loopCore: Core { core.value }
@@ -467,7 +510,7 @@ private final class NATSConnectionHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { client.loopCore.writabilityChanged(client) }
+        client.loopCore.writabilityChanged(client, writable: context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 

@@ -108,14 +108,32 @@ extension Int {
 
 /// What a client writes: control lines, and PUB with its payload, appended to one outbound buffer.
 enum NATSClientOps {
-    static func pub(_ subject: String, payload: ByteBuffer, into out: inout ByteBuffer) {
+    /// `PUB subject <size>\r\n<head><payload>\r\n`: one message whose payload is `head` then `payload`.
+    static func pub(_ subject: String, head: String = "", payload: ByteBuffer, into out: inout ByteBuffer) {
         out.writeStaticString("PUB ")
         out.writeString(subject)
         out.writeStaticString(" ")
-        out.writeString(String(payload.readableBytes))
+        writeDecimal(head.utf8.count + payload.readableBytes, into: &out)
         out.writeStaticString("\r\n")
+        out.writeString(head)
         out.writeImmutableBuffer(payload)
         out.writeStaticString("\r\n")
+    }
+
+    /// `n` in decimal, without making a String.
+    static func writeDecimal(_ n: Int, into out: inout ByteBuffer) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var v = n, count = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[19 - count] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                count += 1
+            } while v > 0
+            out.writeBytes(UnsafeRawBufferPointer(rebasing: d[(20 - count)...]))
+        }
     }
 
     static func sub(_ subject: String, sid: UInt64, into out: inout ByteBuffer) {

@@ -46,6 +46,7 @@ enum DashboardPage {
   <section><h2>Allocations</h2><table id="alloc"></table></section>
   <section><h2>Rooms and peers</h2><table id="roomtable"></table></section>
   <section><h2>Errors and throttles</h2><table id="errors"></table></section>
+  <section id="clustersection" hidden><h2>Cluster instances</h2><table id="cluster"></table></section>
 </main>
 <script>
 "use strict";
@@ -113,6 +114,12 @@ function update(s) {
   for (const k of ["auth_failures", "auth_blocked", "auth_timeouts", "bad_messages", "rejected_connections", "slow_consumers", "hook_failures"])
     errors.push(["signaling " + k.replace(/_/g, " "), sig[k]]);
   table($("errors"), ["counter", "count"], errors);
+  if (s.cluster) {
+    $("clustersection").hidden = false;
+    table($("cluster"), ["instance", "address", "TURN", "peers", "allocations", "last seen"],
+      s.cluster.instances.map((i) => [i.id + (i.this ? " (this one)" : ""), i.address, i.turn || "", i.peers, i.allocations,
+                                      i.this ? (s.cluster.linked ? "linked" : "NATS link down") : i.last_seen.toFixed(1) + " s ago"]));
+  }
   draw();
   $("status").textContent = "live · " + new Date(s.time * 1000).toLocaleTimeString();
   document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);

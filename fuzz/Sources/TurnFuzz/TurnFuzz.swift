@@ -51,7 +51,7 @@ enum Harness {
         shared.stats.allocationsActive.add()
         engine.allocations[fiveTuple] = Allocation(
             fiveTuple: fiveTuple,
-            credential: SessionCredential(username: "fuzz", realm: "fuzz.realm", key: key, algorithm: .md5),
+            credential: SessionCredential(username: "fuzz", realm: "fuzz.realm", key: key, algorithm: .md5, quotaOwner: "fuzz", session: nil),
             relayedAddress: TransportAddress(ip: IPAddress("192.0.2.1")!, port: 40_001), relayPort: 40_001,
             relaySocket: WritableSocket(channel: relay, fd: -1, writer: engine.writer),
             clientPath: .datagram(listenerSocket, client.socketAddress()),
