@@ -119,6 +119,7 @@ let package = Package(
         .target(
             name: "SignalingTestSupport",
             dependencies: [
+                "TurnTestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ],

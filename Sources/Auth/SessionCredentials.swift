@@ -144,6 +144,20 @@ public final class SessionCredentials: Sendable {
         }
     }
 
+    /// Forgets `session` here without revoking it: it moved to another instance of the cluster, which ends
+    /// it (its credentials, derived from the cluster's secret, stay valid).
+    public func forget(session: String) {
+        state.withLock { s in
+            for n in s.bySession.removeValue(forKey: session) ?? [] { s.byUsername.removeValue(forKey: n) }
+        }
+    }
+
+    /// Takes over `session`, which moved here from another instance: it ends here from now on (a graceful
+    /// stop of this instance revokes it).
+    public func adopt(session: String) {
+        state.withLock { s in if s.bySession[session] == nil { s.bySession[session] = [] } }
+    }
+
     /// Sessions minted here and not ended (what a graceful stop hands over to the cluster).
     public var liveSessions: [String] { state.withLock { Array($0.bySession.keys) } }
 

@@ -73,6 +73,15 @@ final class ClusterDirectory: Sendable {
         }
     }
 
+    /// A peer moved to another instance (a resume there): it is reached there from now on; the rooms
+    /// notice nothing.
+    func move(_ peer: RemotePeer) {
+        state.withLock { s in
+            s.peers[peer.info.peerID] = peer
+            s.rooms[peer.room, default: [:]][peer.info.peerID] = peer
+        }
+    }
+
     func leave(_ peerID: String) -> Change {
         state.withLock { s in
             guard let p = Self.remove(peerID, in: &s) else { return Change() }

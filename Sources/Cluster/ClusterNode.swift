@@ -109,6 +109,11 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     private let relay: EventRelay
     private let subjectAll: String
     private let subjectMine: String
+    /// Resume requests this instance sent, by id, waiting for an answer.
+    private let pendingResumes = Mutex<[String: @Sendable ((peer: RemotePeer, queued: [ByteBuffer])?) -> Void]>([:])
+    /// Peers that moved from this instance to another by a resume, and where: a message that still
+    /// arrives here for one (sent before its sender heard of the move) is passed on.
+    private let movedAway = Mutex<[String: (instance: String, at: ContinuousClock.Instant)]>([:])
 
     /// `load`: this instance's TURN allocations and capacity, for heartbeats. `onFatal`: the process cannot
     /// go on (another instance has this one's id).
@@ -211,6 +216,8 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     /// Declares dead the instances not heard from for `instanceTimeout` (only while the link is up: with
     /// it down, silence says nothing).
     private func sweep(now: ContinuousClock.Instant) {
+        // Everyone has heard of a move long before this: nothing more is passed on after a minute.
+        movedAway.withLock { $0 = $0.filter { now - $0.value.at < .seconds(60) } }
         guard isLinked else { return }
         for id in directory.silent(since: now - configuration.instanceTimeout) {
             let change = directory.forget(id)
@@ -228,9 +235,15 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
 
     private func received(_ message: NATSMessage) {
         switch ClusterWire.decode(message.payload) {
-        case .directed(_, let peer, let body)?:
+        case .directed(let room, let peer, let body)?:
             stats.receivedCount.add(1, ordering: .relaxed)
-            if !hub.deliverFromRemote(body, to: peer) { stats.undeliverableCount.add(1, ordering: .relaxed) }
+            if !hub.deliverFromRemote(body, to: peer) {
+                if let to = movedAway.withLock({ $0[peer]?.instance }) {
+                    client.publish(ClusterWire.subjectTo(configuration.name, to), head: ClusterWire.directedHead(room: room, to: peer), body)
+                } else {
+                    stats.undeliverableCount.add(1, ordering: .relaxed)
+                }
+            }
         case .broadcast(let room, let body)?:
             stats.broadcastsInCount.add(1, ordering: .relaxed)
             hub.broadcastFromRemote(body, room: room)
@@ -272,6 +285,19 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
             if let target = c.target, let event = c.event { hub.sendLocally(to: target, event: event, dataJSON: c.data) }
         case .kick:
             if let target = c.target { hub.kickLocally(target, reason: c.reason ?? "removed by the server") }
+        case .away, .back:
+            if let p = c.peer { hub.remotePresence(PeerInfo(peerID: p.peer_id, username: p.username), room: p.room, away: c.type == .away) }
+        case .resume_request:
+            if let token = c.token, let room = c.room, let request = c.request { handOver(token: token, room: room, request: request, to: c.instance) }
+        case .resume_grant:
+            if let request = c.request, let p = c.peer {
+                let done = pendingResumes.withLock { $0.removeValue(forKey: request) }
+                done?((p.remote(on: instanceID), (c.queued ?? []).map { ByteBuffer(string: $0) }))
+            }
+        case .resume_denied:
+            if let request = c.request { pendingResumes.withLock { $0.removeValue(forKey: request) }?(nil) }
+        case .moved:
+            if let p = c.peer { directory.move(p.remote(on: c.instance)) }
         }
     }
 
@@ -387,6 +413,63 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
         publishControl(c, to: ClusterWire.subjectTo(configuration.name, peer.instance))
     }
 
+    public func announcePresence(_ peer: PeerInfo, room: String, away: Bool) {
+        var c = makeControl(away ? .away : .back)
+        c.peer = WirePeer(peer: peer, room: room, joinedMillis: 0)
+        publishControl(c, to: subjectAll)
+    }
+
+    public var resumeTokenPrefix: String { instanceID + "." }
+
+    public func requestResume(token: String, room: String,
+                              completion: @escaping @Sendable ((peer: RemotePeer, queued: [ByteBuffer])?) -> Void) {
+        guard let dot = token.firstIndex(of: "."), isLinked else { return completion(nil) }
+        let holder = String(token[..<dot])
+        guard ClusterWire.isToken(holder), holder != instanceID else { return completion(nil) }
+        let request = UUID().uuidString
+        pendingResumes.withLock { $0[request] = completion }
+        var c = makeControl(.resume_request)
+        c.token = token
+        c.room = room
+        c.request = request
+        publishControl(c, to: ClusterWire.subjectTo(configuration.name, holder))
+        // No answer (the holder died, or is not reachable): the resume fails.
+        client.eventLoop.scheduleTask(in: .seconds(3)) { [self] in
+            pendingResumes.withLock { $0.removeValue(forKey: request) }?(nil)
+        }
+    }
+
+    /// Another instance has a socket for one of this instance's sessions: hand the session over (queued
+    /// messages and all), reach the peer there from now on, and pass on what still arrives here for it.
+    private func handOver(token: String, room: String, request: String, to instance: String) {
+        let subject = ClusterWire.subjectTo(configuration.name, instance)
+        let forwarder = MoveForwarder()
+        guard let (peer, queued) = hub.handOver(token: token, room: room, forward: { forwarder.forward($0) }) else {
+            var denied = makeControl(.resume_denied)
+            denied.request = request
+            publishControl(denied, to: subject)
+            return
+        }
+        let moved = RemotePeer(info: peer.info, room: peer.room, instance: instance, joined: peer.joined)
+        directory.move(moved)
+        movedAway.withLock { $0[peer.info.peerID] = (instance, .now) }
+        var grant = makeControl(.resume_grant)
+        grant.request = request
+        grant.peer = WirePeer(peer: peer.info, room: peer.room, joinedMillis: peer.joined.millis)
+        grant.queued = queued.map { String(buffer: $0) }
+        let head = ClusterWire.directedHead(room: peer.room, to: peer.info.peerID)
+        forwarder.open(grant: { publishControl(grant, to: subject) }, then: { [client] in client.publish(subject, head: head, $0) })
+        logger.info("cluster: session moved", metadata: ["peer": "\(peer.info.peerID)", "to": "\(instance)"])
+    }
+
+    /// After adopting a session that moved here: everyone reaches it here from now on.
+    public func announceMoved(_ peer: PeerInfo, room: String, joined: JoinStamp) {
+        _ = directory.leave(peer.peerID)  // it is a local peer now (the rooms heard nothing of the move)
+        var c = makeControl(.moved)
+        c.peer = WirePeer(peer: peer, room: room, joinedMillis: joined.millis)
+        publishControl(c, to: subjectAll)
+    }
+
     public func turnEndpoint() -> TurnEndpoint? {
         let choice = configuration.iceServers
         guard choice != .own else { return nil }
@@ -420,6 +503,34 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
                                              this: false))
         }
         return out
+    }
+}
+
+/// What arrives for a session being handed over, held back until the grant has been published so that
+/// it reaches the new instance after the queued messages, then passed straight on.
+final class MoveForwarder: Sendable {
+    private struct State {
+        var held: [ByteBuffer] = []
+        var send: (@Sendable (ByteBuffer) -> Void)?
+    }
+
+    private let state = Mutex(State())
+
+    func forward(_ message: ByteBuffer) -> Bool {
+        state.withLock { s in
+            if let send = s.send { send(message) } else { s.held.append(message) }
+        }
+        return true
+    }
+
+    /// Publishes the grant, then what was held back, in order; later messages go straight on with `send`.
+    func open(grant: () -> Void, then send: @escaping @Sendable (ByteBuffer) -> Void) {
+        state.withLock { s in
+            grant()
+            for m in s.held { send(m) }
+            s.held = []
+            s.send = send
+        }
     }
 }
 

@@ -166,6 +166,11 @@ struct ClusterControl: Codable {
         case revoke
         /// Server API on a remote instance.
         case publish, send, kick
+        /// A peer's socket went away with its session held / it resumed.
+        case away, back
+        /// A session moving between instances: "hand me the session of this token" (to its instance),
+        /// "here it is" or "no" (to the asker), and "it is on my instance now" (to all).
+        case resume_request, resume_grant, resume_denied, moved
     }
 
     var type: Kind
@@ -184,6 +189,11 @@ struct ClusterControl: Codable {
     /// JSON text of a server API message's data.
     var data: String?
     var reason: String?
+    /// A resume request's id, and the token it presents.
+    var request: String?
+    var token: String?
+    /// Messages queued for a held session, handed over with it (JSON text each).
+    var queued: [String]?
 
     init(type: Kind, instance: String, boot: String, started: Int64) {
         self.type = type

@@ -38,6 +38,12 @@ public struct SignalingConfiguration: Sendable {
     /// Close a socket that sent no message for this long. 0 disables.
     public var idleTimeout: Duration = .zero
     public var duplicateUsername: DuplicateUsernamePolicy = .allow
+    /// How long a session whose socket went away without leaving is held for a resume (its TURN
+    /// credentials and allocations stay, the others are not told `left`); zero = it ends at once.
+    public var resumeWindow: Duration = .seconds(30)
+    /// What a held session queues for its resume; beyond either bound the session ends as a leave.
+    public var resumeQueueMessages = 256
+    public var resumeQueueBytes = 256 * 1024
     /// Bytes waiting to be written to one peer (beyond what the kernel holds) before it counts as a slow
     /// consumer and is disconnected.
     public var outboundBufferLimit = 1 << 20

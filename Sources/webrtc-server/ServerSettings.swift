@@ -271,6 +271,9 @@ extension ServerSettings {
         }
         s.duplicateUsername = policy
         s.outboundBufferLimit = try r.int("signaling.outbound_buffer", 4096...(1 << 30))
+        s.resumeWindow = try r.seconds("signaling.resume_window", 0...3600)
+        s.resumeQueueMessages = try r.int("signaling.resume_queue_messages", 1...100_000)
+        s.resumeQueueBytes = try r.int("signaling.resume_queue_bytes", 1024...(1 << 30))
         s.abuseLimit = try r.int("signaling.abuse_limit", 1...1_000_000)
         s.abuseWindow = try r.seconds("signaling.abuse_window", 0.01...86400)
         s.staticDirectory = try Self.staticDirectory(try r.string("signaling.static_dir"))

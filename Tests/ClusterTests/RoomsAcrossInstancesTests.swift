@@ -1,7 +1,7 @@
 import Auth
 import Foundation
 import Synchronization
-import Signaling
+@testable import Signaling
 import SignalingTestSupport
 import StunTurn
 import Testing
@@ -224,6 +224,41 @@ import TurnTestSupport
             let m = try await b.nextJSON()
             #expect(m["data"] as? Int == 2)
             #expect(i[0].node.stats.resyncs == 2)
+        }
+    }
+
+    @Test func aSessionDroppedOnOneInstanceResumesOnAnotherWithItsMissedMessages() async throws {
+        try await withCluster(3) { _, i in
+            let a = WSTestPeer.connect(port: i[0].port)
+            let aID = try #require(try await a.join("alice")["peer_id"] as? String)
+            let b = try await RawPeer(port: i[1].port)
+            let welcome = (try await b.login("bob"))["data"] as? [String: Any] ?? [:]
+            let bID = try #require(welcome["peer_id"] as? String)
+            let token = try #require(welcome["resume_token"] as? String)
+            #expect(token.hasPrefix("i1."))
+            _ = try await a.nextJSON()  // joined
+            b.drop()
+            #expect(try await a.nextJSON()["event"] as? String == "peer_away")
+            for n in 0..<10 { a.send(#"{"event":"n","to":"\#(bID)","data":\#(n)}"#) }
+            try await waitUntil("instance 1 queued them") { i[1].hub.state.withLock { $0.peers[bID]?.held?.queuedCount } == 10 }
+
+            // The new socket lands on another instance (a load balancer does not know the old one).
+            let again = try await RawPeer(port: i[2].port)
+            let resumed = try await again.resume(token)
+            #expect(resumed["event"] as? String == "resumed")
+            let data = resumed["data"] as? [String: Any] ?? [:]
+            #expect(data["peer_id"] as? String == bID && data["replayed"] as? Int == 10)
+            #expect((data["peers"] as? [[String: Any]])?.compactMap { $0["peer_id"] as? String } == [aID])
+            for n in 0..<10 { #expect(try await again.next()["data"] as? Int == n) }
+            let back = try await a.nextJSON()
+            #expect(back["event"] as? String == "peer_back", "nothing announced as left: \(back)")
+            // It is reached on its new instance, from everywhere.
+            a.send(#"{"event":"after","to":"\#(bID)","data":1}"#)
+            #expect(try await again.next()["event"] as? String == "after")
+            try await waitUntil("every instance sees one bob in the room") {
+                i.allSatisfy { $0.hub.peers(in: "room1").filter { $0.peerID == bID }.count == 1 }
+            }
+            #expect(i[1].hub.localPeers().isEmpty && i[2].hub.localPeers().count == 1)
         }
     }
 

@@ -61,10 +61,10 @@ import TurnTestSupport
         }
     }
 
-    @Test func aClientThatHalfClosesWithoutACloseFrameIsGoneAtOnce() async throws {
+    @Test func aClientThatHalfClosesWithoutACloseFrameIsAwayAtOnceAndLeftWhenItsResumeWindowEnds() async throws {
         // A killed browser's kernel sends FIN and no WebSocket close frame. Keepalive is off in these
-        // tests, so only the FIN itself can end the session.
-        try await withSignaling { _, port in
+        // tests, so only the FIN itself can end the socket; the session is held for the resume window.
+        try await withSignaling(configure: { $0.resumeWindow = .seconds(1) }) { _, port in
             let a = WSTestPeer.connect(port: port)
             _ = try await a.join("alice")
             let (raw, head) = try #require(await rawWebSocket(port: port, path: "/websocket/room1"))
@@ -75,10 +75,13 @@ import TurnTestSupport
             let bID = try #require((joined["data"] as? [String: String])?["peer_id"])
 
             raw.shutdownWrite()
-            let left = try await a.nextJSON()
+            let away = try await a.nextJSON()
+            #expect(away["event"] as? String == "peer_away")
+            #expect((away["data"] as? [String: String]) == ["peer_id": bID, "username": "bob"])
+            #expect(await offPool { raw.drainUntilClosed() }, "the server closes its side too")
+            let left = try await a.nextJSON(timeout: .seconds(5))
             #expect(left["event"] as? String == "left")
             #expect((left["data"] as? [String: String]) == ["peer_id": bID, "username": "bob"])
-            #expect(await offPool { raw.drainUntilClosed() }, "the server closes its side too")
         }
     }
 

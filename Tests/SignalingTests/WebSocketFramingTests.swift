@@ -1,27 +1,10 @@
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import SignalingTestSupport
 import Testing
 import TurnTestSupport
 @testable import Signaling
-
-/// A client frame as a browser sends it: masked, with the 7-, 16- or 64-bit length form.
-func clientFrame(_ opcode: UInt8, _ payload: [UInt8], fin: Bool = true, key: [UInt8] = [0x37, 0xFA, 0x21, 0x3D],
-                 masked: Bool = true, firstByteExtra: UInt8 = 0, forceLong: Bool = false) -> [UInt8] {
-    var out: [UInt8] = [(fin ? 0x80 : 0) | firstByteExtra | opcode]
-    let maskBit: UInt8 = masked ? 0x80 : 0
-    if forceLong || payload.count > 0xFFFF {
-        out.append(maskBit | 127)
-        out += withUnsafeBytes(of: UInt64(payload.count).bigEndian, Array.init)
-    } else if payload.count >= 126 {
-        out.append(maskBit | 126)
-        out += withUnsafeBytes(of: UInt16(payload.count).bigEndian, Array.init)
-    } else {
-        out.append(maskBit | UInt8(payload.count))
-    }
-    guard masked else { return out + payload }
-    return out + key + payload.enumerated().map { $0.element ^ key[$0.offset & 3] }
-}
 
 /// A server frame read back: opcode and payload (server frames are unmasked).
 func serverFrame(_ buffer: ByteBuffer) -> (opcode: UInt8, fin: Bool, payload: [UInt8])? {

@@ -144,3 +144,124 @@ def test_chromium_peers_reconnect_and_call_again_after_a_server_restart(start_se
     finally:
         for b in browsers:
             b.quit()
+
+
+class CuttingProxy:
+    """A TCP proxy the test owns, between the pages and the signaling port: `cut()` resets every
+    connection through it (RST both ways, no WebSocket close frame), as a network change does."""
+
+    def __init__(self, upstream_port):
+        import threading
+        self.upstream = upstream_port
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.pairs = []
+        self.lock = threading.Lock()
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            with self.lock:
+                self.pairs.append((client, server))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self):
+        import struct
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                try:
+                    s.shutdown(socket.SHUT_RD)  # wakes the pipe thread blocked in recv (sends nothing)
+                except OSError:
+                    pass
+                s.close()
+
+    def close(self):
+        self.running = False
+        self.listener.close()
+        self.cut()
+
+
+def frames_decoded(browser):
+    return summaries(browser)["peers"][0]["framesDecoded"]
+
+
+def test_chromium_call_survives_a_cut_signaling_connection_and_the_page_resumes(start_server):
+    """Two pages in a relay-only call; the proxy in front of one page's signaling is reset (no close
+    frame). The call's video keeps decoding through the gap, the page resumes with the same peer id, and a
+    message sent after the resume arrives."""
+    turn_port = free_port()
+    server = start_server(*turn_server_args(turn_port, "--auth.users", "alice=pw,bob=pw", "--turn.allow_peers", "127.0.0.1"))
+    proxy = CuttingProxy(server.signaling_port)
+    browsers, state = [], []
+    try:
+        for user, port in (("alice", server.signaling_port), ("bob", proxy.port)):
+            b = chrome()
+            browsers.append(b)
+            b.get(f"http://127.0.0.1:{port}/room/resume?user={user}&password=pw&relay=1&ice=udp&autojoin=1")
+        state = wait_for_calls(browsers, others=1)
+        alice, bob = browsers
+        ids = [s["myId"] for s in state]
+        assert all(s["peers"] and s["peers"][0]["framesDecoded"] > 10 for s in state), state
+
+        before = frames_decoded(alice)
+        proxy.cut()
+        # Through the gap (the page waits 1 s before reconnecting): alice hears bob is away, not gone, and
+        # bob's video keeps arriving over the relay.
+        deadline = time.monotonic() + 10
+        while summaries(alice)["received"].get("peer_away", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert summaries(alice)["received"].get("peer_away") == 1, summaries(alice)
+        # The video goes on decoding (the page reconnects only after a second; the relay never stopped).
+        while frames_decoded(alice) <= before + 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        during = frames_decoded(alice)
+        assert during > before + 10, "video stopped when signaling was cut"
+        while summaries(bob)["resumes"] == 0 and time.monotonic() < deadline + 10:
+            time.sleep(0.2)
+        after_bob = summaries(bob)
+        assert after_bob["resumes"] == 1 and after_bob["sessions"] == 1, after_bob
+        assert after_bob["myId"] == ids[1], after_bob
+        assert summaries(alice).get("received", {}).get("left", 0) == 0
+        assert frames_decoded(alice) > during
+        # A message after the resume: bob's page sends alice one through the resumed session.
+        bob.execute_script(f"socket.send(JSON.stringify({{event: 'after-resume', to: '{ids[0]}', data: {{}}}}))")
+        deadline = time.monotonic() + 10
+        while summaries(alice)["received"].get("after-resume", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert summaries(alice)["received"].get("after-resume") == 1
+        [peer] = summaries(alice)["peers"]
+        assert peer["connectionState"] == "connected" and peer["peer"] == ids[1]
+    except Exception:
+        for s in state:
+            print("state:", s)
+        for b in browsers:
+            for entry in b.get_log("browser")[-30:]:
+                print("browser:", entry["message"])
+        print(server.output[-3000:])
+        raise
+    finally:
+        for b in browsers:
+            b.quit()
+        proxy.close()

@@ -31,6 +31,7 @@ class SignalingPeer:
         self.peer_id = authenticated["peer_id"]
         self.peers = authenticated["peers"]
         self.ice_servers = authenticated["ice_servers"]
+        self.resume_token = authenticated.get("resume_token")
 
     @classmethod
     async def join(cls, url, username):
@@ -196,14 +197,16 @@ asyncio.run(main())
 """
 
 
-def test_a_killed_client_is_announced_left_at_once(start_server):
-    """A client process killed mid-session closes with a bare FIN from its kernel, no close frame. On the
-    default settings (30 s keepalive), the room still hears `left` at once, not at the next ping."""
+@pytest.mark.parametrize("window", ["0", "2"], ids=["no-resume-window", "resume-window"])
+def test_a_killed_client_is_announced_at_once(start_server, window):
+    """A client process killed mid-session closes with a bare FIN from its kernel, no close frame. The
+    room hears of it at once, not at the next keepalive ping (30 s): `left` without a resume window;
+    with one, `peer_away` at once and `left` when the window ends without a resume."""
     import subprocess
     import sys
 
     port = free_port()
-    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw"))
+    s = start_server(*turn_server_args(port, "--auth.users", "alice=pw,bob=pw", "--signaling.resume_window", window))
     url = f"ws://127.0.0.1:{s.signaling_port}/websocket/killed"
 
     async def scenario():
@@ -214,6 +217,9 @@ def test_a_killed_client_is_announced_left_at_once(start_server):
             joined = await alice.receive("joined")
             bob.kill()
             bob.wait(10)
+            if window != "0":
+                away = await asyncio.wait_for(alice.receive("peer_away"), 5)
+                assert away["data"] == joined["data"]
             left = await asyncio.wait_for(alice.receive("left"), 5)
         finally:
             bob.kill()
@@ -224,3 +230,76 @@ def test_a_killed_client_is_announced_left_at_once(start_server):
     joined, left = asyncio.run(scenario())
     assert joined["username"] == "bob"
     assert left == joined
+
+
+def test_aiortc_data_channel_keeps_flowing_across_a_signaling_drop(server):
+    """Bob's signaling goes through a proxy the test resets (no close frame) in the middle of a relayed
+    data-channel exchange: the channel keeps carrying messages through the gap, and bob resumes his session
+    (same peer id) and can signal again."""
+    from test_browser_example import CuttingProxy
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    proxy = CuttingProxy(server.signaling_port)
+
+    async def run():
+        alice = await SignalingPeer.join(f"ws://127.0.0.1:{server.signaling_port}/websocket/drop", "alice")
+        bob = await SignalingPeer.join(f"ws://127.0.0.1:{proxy.port}/websocket/drop", "bob")
+        await alice.receive("joined")
+        answerer = RTCPeerConnection(alice.configuration(("turn", "udp")))
+        offerer = RTCPeerConnection(bob.configuration(("turn", "udp")))
+        echoes = asyncio.Queue()
+        opened = asyncio.get_running_loop().create_future()
+        try:
+            @answerer.on("datachannel")
+            def on_channel(channel):
+                @channel.on("message")
+                def on_message(message):
+                    channel.send("echo:" + message)
+
+            channel = offerer.createDataChannel("chat")
+            channel.on("open", lambda: opened.done() or opened.set_result(True))
+            channel.on("message", lambda m: echoes.put_nowait(m))
+            await offerer.setLocalDescription(await offerer.createOffer())
+            await bob.send("offer", alice.peer_id, {"description": {"type": "offer", "sdp": offerer.localDescription.sdp}})
+            offer = await alice.receive("offer")
+            await answerer.setRemoteDescription(RTCSessionDescription(**offer["data"]["description"]))
+            await answerer.setLocalDescription(await answerer.createAnswer())
+            await alice.send("answer", bob.peer_id, {"description": {"type": "answer", "sdp": answerer.localDescription.sdp}})
+            answer = await bob.receive("answer")
+            await offerer.setRemoteDescription(RTCSessionDescription(**answer["data"]["description"]))
+            await asyncio.wait_for(opened, 30)
+
+            channel.send("before")
+            assert await asyncio.wait_for(echoes.get(), 10) == "echo:before"
+            proxy.cut()
+            away = await alice.receive("peer_away")
+            assert away["data"]["peer_id"] == bob.peer_id
+            for n in range(5):  # signaling is gone; the relayed channel is not
+                channel.send(f"during-{n}")
+                assert await asyncio.wait_for(echoes.get(), 10) == f"echo:during-{n}"
+            await alice.send("note", bob.peer_id, {"queued": True})  # waits for bob's resume
+
+            import websockets
+            ws = await websockets.connect(f"ws://127.0.0.1:{server.signaling_port}/websocket/drop")
+            await ws.send(json.dumps({"event": "resume", "data": {"token": bob.resume_token}}))
+            resumed = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert resumed["event"] == "resumed" and resumed["data"]["peer_id"] == bob.peer_id, resumed
+            assert resumed["data"]["replayed"] == 1
+            note = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert note["event"] == "note" and note["from"] == alice.peer_id
+            back = await alice.receive("peer_back")
+            assert back["data"]["peer_id"] == bob.peer_id
+            await ws.send(json.dumps({"event": "hello", "to": alice.peer_id, "data": 1}))
+            assert (await alice.receive("hello"))["from"] == bob.peer_id
+            channel.send("after")
+            assert await asyncio.wait_for(echoes.get(), 10) == "echo:after"
+            await ws.close()
+        finally:
+            await offerer.close()
+            await answerer.close()
+            await alice.ws.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        proxy.close()

@@ -22,6 +22,9 @@ final class Connection {
     var portIndex = 0
     /// Which members may be targets (`--cross`: only peers on another instance); nil = any.
     var acceptsTarget: ((String) -> Bool)?
+    /// The token that resumes this session (`--resume-drop`), and how many messages its resume replayed.
+    var resumeToken: String?
+    var replayed = 0
     /// Bytes of a server frame that has not fully arrived yet.
     var partial: [UInt8] = []
     /// Bytes the kernel did not take yet (the socket's send buffer was full); sent on EPOLLOUT.
@@ -82,7 +85,9 @@ final class Connection {
             var refusal: String?
             while !authenticated {
                 let consumed = c.partial.withUnsafeBufferPointer { bytes in
-                    c.consumeFrames(bytes) { opcode, payload in
+                    // Stops after the login's answer: what follows (joined events, a resume's replayed
+                    // messages) is left for the loop, which counts it.
+                    c.consumeFrames(bytes, until: { authenticated || refusal != nil }) { opcode, payload in
                         guard opcode == 0x1, !authenticated else { return }
                         switch c.handleEvent(payload) {
                         case .authenticated: authenticated = true
@@ -101,6 +106,14 @@ final class Connection {
             Glibc.close(fd)
             throw error
         }
+    }
+
+    /// Gone without a close frame, with a reset (as when a proxy in front restarts).
+    func abort() {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        Glibc.close(fd)
+        closed = true
     }
 
     private func writeBlocking(_ bytes: [UInt8]) throws {
@@ -122,7 +135,8 @@ final class Connection {
     /// Calls `frame(opcode, payload)` for every complete server frame at the start of `bytes` and
     /// returns how many bytes those frames took. Server frames are unmasked and, from this server,
     /// never fragmented.
-    func consumeFrames(_ bytes: UnsafeBufferPointer<UInt8>, _ frame: (UInt8, UnsafeBufferPointer<UInt8>) -> Void) -> Int {
+    func consumeFrames(_ bytes: UnsafeBufferPointer<UInt8>, until done: () -> Bool = { false },
+                       _ frame: (UInt8, UnsafeBufferPointer<UInt8>) -> Void) -> Int {
         var at = 0
         while bytes.count - at >= 2 {
             let opcode = bytes[at] & 0x0F
@@ -139,6 +153,7 @@ final class Connection {
             guard bytes.count - at >= header + length else { break }
             frame(opcode, UnsafeBufferPointer(rebasing: bytes[(at + header)..<(at + header + length)]))
             at += header + length
+            if done() { break }
         }
         return at
     }
@@ -163,8 +178,15 @@ final class Connection {
         if event == "m", json["from"] != nil { return .directed }
         let data = json["data"] as? [String: Any]
         switch event {
+        case "resumed":
+            peerID = data?["peer_id"] as? String ?? ""
+            resumeToken = data?["resume_token"] as? String
+            replayed = data?["replayed"] as? Int ?? 0
+            members = ((data?["peers"] as? [[String: Any]]) ?? []).compactMap { $0["peer_id"] as? String }
+            return .authenticated
         case "authenticated":
             peerID = data?["peer_id"] as? String ?? ""
+            resumeToken = data?["resume_token"] as? String
             let peers = (data?["peers"] as? [[String: Any]]) ?? []
             members = peers.compactMap { $0["peer_id"] as? String }
             chooseTarget()

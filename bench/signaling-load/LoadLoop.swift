@@ -108,6 +108,21 @@ final class LoadLoop {
     private static let directedMiddle = Array(#"","data":{"t":"#.utf8)
     private static let timeKey = Array(#""t":"#.utf8)
 
+    /// Takes `c` out of the loop without closing it (its owner does).
+    func remove(_ c: Connection) {
+        epoll_ctl(epoll, EPOLL_CTL_DEL, c.fd, nil)
+        byFD[Int(c.fd)] = nil
+        connectionCount -= 1
+    }
+
+    /// One directed message from `c` to `peer` (or to its target).
+    func send(from c: Connection, to peer: String) {
+        let saved = c.target
+        c.target = Array(peer.utf8)
+        sendDirected(c)
+        c.target = saved
+    }
+
     /// `{"event":"m","to":TARGET,"data":{"t":SEND_TIME_NS}}`, one write(2).
     private func sendDirected(_ c: Connection) {
         guard let target = c.target else { return }

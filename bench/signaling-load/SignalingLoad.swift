@@ -21,6 +21,8 @@ struct SignalingLoad: ParsableCommand {
     @Option(help: "Signaling ports of several instances of a cluster, comma-separated: connection i goes to the (i mod n)-th, so a room spreads over them (overrides --port).")
     var ports: String?
     @Flag(help: "With --ports: every directed message goes to a peer on another instance.") var cross = false
+    @Option(help: "Resume benchmark: every connection but the first of each room drops with a reset (a proxy restart), the first sends this many messages to each of them meanwhile, then all resume; reports the time to resume them all, what was replayed and lost, and the server's RSS per held session.")
+    var resumeDrop: Int?
     @Option(help: "Connections to open.") var connections = 1000
     @Option(help: "Peers per room.") var roomSize = 10
     @Option(help: "Directed messages per second, in total (0 = connect, measure memory, stop).") var rate = 0
@@ -89,6 +91,12 @@ struct SignalingLoad: ParsableCommand {
             print(String(format: "server RSS after: %d KiB; per idle connection: %.1f KiB", after, Double(after - before) / Double(ok)))
         }
 
+        if let perPeer = resumeDrop {
+            try resumeScenario(loop, perPeer: perPeer, ports: ports)
+            loop.closeAll()
+            return
+        }
+
         // Phase 2: directed messages at `rate` per second in total, then 2 s to drain what is in flight.
         if rate > 0 {
             let serverCPU0 = serverPids.map(cpuSeconds)
@@ -128,6 +136,67 @@ struct SignalingLoad: ParsableCommand {
             if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
         }
         loop.closeAll()
+    }
+}
+
+extension SignalingLoad {
+    /// `--resume-drop`: the droppers reset their sockets at once, messages are sent to them while they are
+    /// away, and they all come back with `resume`.
+    func resumeScenario(_ loop: LoadLoop, perPeer: Int, ports: [Int]) throws {
+        var all: [Connection] = []
+        loop.forEachConnection { all.append($0) }
+        // Rooms: connections i*roomSize ..< (i+1)*roomSize; the first of each stays, the others drop.
+        let byRoom = Dictionary(grouping: all) { c in all.firstIndex { $0 === c }! / roomSize }
+        var senders: [(Connection, [Connection])] = []
+        for (_, members) in byRoom.sorted(by: { $0.key < $1.key }) {
+            guard let first = members.first else { continue }
+            senders.append((first, Array(members.dropFirst())))
+        }
+        let droppers = senders.flatMap(\.1)
+        let rssLive = serverPid.flatMap(rssKiB)
+        for d in droppers {
+            loop.remove(d)
+            d.abort()
+        }
+        loop.run(seconds: 2)  // the server notices the resets
+        let rssHeld = serverPid.flatMap(rssKiB)
+        if let live = rssLive, let held = rssHeld {
+            print(String(format: "server RSS with %d live sessions: %d KiB; with them held: %d KiB; %.2f KiB per held session beyond a live one",
+                         droppers.count, live, held, Double(held - live) / Double(droppers.count)))
+        }
+        var sent = 0
+        for (sender, away) in senders {
+            for d in away {
+                for _ in 0..<perPeer { loop.send(from: sender, to: d.peerID); sent += 1 }
+            }
+        }
+        loop.run(seconds: 1)
+        let deliveredBefore = loop.delivered
+        let started = Date()
+        var resumed: [Connection] = []
+        var failed = 0
+        for (i, d) in droppers.enumerated() {
+            guard let token = d.resumeToken else { failed += 1; continue }
+            let index = all.firstIndex { $0 === d }!
+            do {
+                let c = try Connection.open(host: host, port: ports[(index + (ports.count > 1 ? 1 : 0)) % ports.count],
+                                            path: "/websocket/load-\(index / roomSize)",
+                                            authenticate: #"{"event":"resume","data":{"token":"\#(token)"}}"#)
+                guard c.peerID == d.peerID else { throw LoadError("resumed as another peer") }
+                try loop.add(c)
+                resumed.append(c)
+            } catch {
+                failed += 1
+                if failed <= 3 { print("resume \(i) failed: \(error)") }
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        loop.run(seconds: 2)
+        let replayed = resumed.reduce(0) { $0 + $1.replayed }
+        let received = loop.delivered - deliveredBefore
+        print(String(format: "resumed %d of %d in %.2f s (%d failed); sent while away %d, replayed %d, received %d (%d lost)",
+                     resumed.count, droppers.count, seconds, failed, sent, replayed, received, sent - received))
+        if let pid = serverPid, let rss = rssKiB(pid) { print("server RSS at end: \(rss) KiB") }
     }
 }
 

@@ -2,8 +2,10 @@
 // (with per-session TURN credentials) from `authenticated`, and opens one RTCPeerConnection per
 // other peer (a mesh). Offers and answers follow "perfect negotiation", so two peers that start
 // negotiating at once never deadlock: the polite one rolls back, the impolite one carries on.
-// When the signaling socket drops (network change, server restart) it reconnects with backoff, leaves
-// the calls alone until the new session is in, then builds the mesh again under the new id.
+// When the signaling socket drops (network change, a proxy restart) it reconnects with backoff and
+// resumes its session (same id, the messages it missed replayed), keeping its calls and video; only a
+// connection that actually failed is renegotiated (an ICE restart). If the session cannot be resumed (a
+// restarted server) it logs in afresh and builds the mesh again under its new id.
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -22,6 +24,8 @@ let reconnectDelay = 1000;        // ms; doubles up to RECONNECT_MAX while the s
 const RECONNECT_MAX = 10000;
 let stayAway = null;              // why not to reconnect (kicked, replaced, wrong password, room full...)
 let sessions = 0;                 // authenticated sessions so far (more than one after a reconnect)
+let resumes = 0;                  // sessions resumed after a dropped socket
+let resumeToken = null;           // from authenticated/resumed: takes the session back after a drop
 const received = {};  // messages by event, for webrtcSummary()
 const pendingNames = new Map();  // roster names, until those peers' offers arrive
 
@@ -80,7 +84,11 @@ function createPeer(peerId, username) {
     const video = peer.figure.querySelector('video');
     if (video.srcObject !== streams[0]) video.srcObject = streams[0];
   };
-  pc.onconnectionstatechange = () => render();
+  pc.onconnectionstatechange = () => {
+    // A path that failed (while signaling was away, or since) is renegotiated once signaling is back.
+    if (pc.connectionState === 'failed' && socket && socket.readyState === WebSocket.OPEN) pc.restartIce();
+    render();
+  };
   return peer;
 }
 
@@ -133,6 +141,7 @@ const handlers = {
     sessions += 1;
     reconnectDelay = 1000;
     myId = data.peer_id;
+    resumeToken = data.resume_token || null;
     iceServers = onlyTransport(data.ice_servers || [], params.get('ice'));
     // The peers already in the room heard `joined` and start the connections to us; their offers
     // create ours (one per message, so a newcomer in a big room does not start them all at once).
@@ -140,6 +149,18 @@ const handlers = {
     for (const p of data.peers || []) pendingNames.set(p.peer_id, p.username);
     render();
   },
+  resumed(data) {
+    // Same id, same calls: the messages missed while away follow this event, in order.
+    resumes += 1;
+    reconnectDelay = 1000;
+    resumeToken = data.resume_token;
+    const present = new Set((data.peers || []).map((p) => p.peer_id));
+    for (const id of [...peers.keys()]) if (!present.has(id)) removePeer(id);
+    for (const peer of peers.values()) if (peer.pc.connectionState === 'failed') peer.pc.restartIce();
+    render();
+  },
+  peer_away() { render(); },
+  peer_back() { render(); },
   joined(data) {
     if (!peers.has(data.peer_id)) createPeer(data.peer_id, data.username);
     render();
@@ -153,6 +174,12 @@ const handlers = {
     setStatus(stayAway);
   },
   error(data) {
+    if (data.code === 'resume_failed') {
+      // The session is gone (the window ended, or a restarted server): log in afresh on this socket.
+      resumeToken = null;
+      socket.send(JSON.stringify({ event: 'authenticate', data: login }));
+      return;
+    }
     console.warn('server error', data);
     if (FINAL_ERRORS.has(data.code)) stayAway = `${data.code}: ${data.message}`;
     setStatus(`error: ${data.code}: ${data.message}`);
@@ -164,7 +191,9 @@ function connect() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
   const ws = new WebSocket(`${scheme}://${location.host}/websocket/${encodeURIComponent(room)}`);
   socket = ws;
-  ws.onopen = () => ws.send(JSON.stringify({ event: 'authenticate', data: login }));
+  ws.onopen = () => ws.send(JSON.stringify(resumeToken
+    ? { event: 'resume', data: { token: resumeToken } }
+    : { event: 'authenticate', data: login }));
   ws.onmessage = async ({ data }) => {
     if (data === 'pong') return;
     const message = JSON.parse(data);
@@ -183,8 +212,8 @@ function connect() {
       setStatus(`disconnected: ${stayAway}`);
       return;
     }
-    // Calls already up are left alone: a direct one keeps flowing, a relayed one as long as the server
-    // keeps its allocations (a stopping server's grace period; not after a session ends on a running one).
+    // Calls already up are left alone: the session is held for the server's resume window, with its TURN
+    // allocations, so direct and relayed media keep flowing while signaling reconnects.
     setStatus(`signaling lost; reconnecting in ${reconnectDelay / 1000} s`);
     setTimeout(connect, reconnectDelay);
     reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX);
@@ -227,7 +256,7 @@ window.webrtcSummary = async () => {
       localAddress: local ? `${local.address}:${local.port}` : null,
     });
   }
-  return { myId, sessions, relayOnly, iceServers, peers: out, received };
+  return { myId, sessions, resumes, relayOnly, iceServers, peers: out, received };
 };
 
 document.getElementById('username').value = params.get('user') || '';

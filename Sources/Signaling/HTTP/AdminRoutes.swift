@@ -116,7 +116,10 @@ enum AdminRoutes {
             "auth_failures":\(st.authFailures.load(ordering: .relaxed)),"auth_blocked":\(st.authBlocked.load(ordering: .relaxed)),\
             "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"bad_http_requests":\(st.badHTTPRequests.load(ordering: .relaxed)),"late_upgrades_closed":\(st.lateUpgradesClosed.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
             "bad_messages":\(st.badMessages.load(ordering: .relaxed)),"slow_consumers":\(st.slowConsumers.load(ordering: .relaxed)),\
-            "hook_failures":\(st.hookFailures.load(ordering: .relaxed))}
+            "hook_failures":\(st.hookFailures.load(ordering: .relaxed)),\
+            "held_sessions":\(st.heldSessions.load(ordering: .relaxed)),"resumes":\(st.resumes.load(ordering: .relaxed)),\
+            "failed_resumes":\(st.failedResumes.load(ordering: .relaxed)),"replayed_messages":\(st.replayedMessages.load(ordering: .relaxed)),\
+            "held_sessions_expired":\(st.heldExpired.load(ordering: .relaxed))}
             """
         let turn = await backend?.turnStatus() ?? "null"
         let cluster = backend?.clusterStatus() ?? "null"

@@ -65,9 +65,13 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
         guard let connection, !failed else { return }
         switch event {
         case .control(.connectionClose, var data):
+            let code = data.readWebSocketErrorCode() ?? .normalClosure
+            // A client closing with 1000 (a page closed), 1001 (navigated away) or no code (`close()`) is a
+            // peer leaving; any other code is a failure, after which its session may be held for a resume.
+            // (An answer to our own close frame decides nothing: the reason for that was ours.)
+            if !connection.closeFrameSent, code == .normalClosure || code == .goingAway { connection.markLeaving() }
             if !connection.closeFrameSent {
                 // The client closes: answer with its status code (§5.5.1), then end the TCP connection.
-                let code = data.readWebSocketErrorCode() ?? .normalClosure
                 connection.sendCloseFrame(code: code, reason: "")
             }
             context.channel.flush()

@@ -36,6 +36,11 @@ public final class PeerConnection: @unchecked Sendable {
     private let lastPing = Atomic<Int64>(0)
     let awaitingPong = Atomic<Bool>(false)
     private let authenticatedFlag = Atomic<Bool>(false)
+    /// Whether the peer is leaving for good (1): a close frame with 1000 or 1001, `leave`, or a close by the
+    /// server that ends the session (kicked, replaced, refused…). Otherwise (0) the socket just went away —
+    /// no close frame, a network error, another close code, a keepalive timeout — and the session may be
+    /// held for a resume (`signaling.resume_window`).
+    private let leavingFlag = Atomic<Bool>(false)
 
     // Event-loop confined.
     /// Where encoded frames are written.
@@ -86,7 +91,7 @@ public final class PeerConnection: @unchecked Sendable {
         guard !closing.load(ordering: .relaxed) else { return false }
         guard channel.isWritable else {
             stats.slowConsumers.add(1, ordering: .relaxed)
-            close(finalEvent: nil, reason: "slow consumer", code: .policyViolation)
+            close(finalEvent: nil, reason: "slow consumer", code: .policyViolation, keepsSession: true)
             return false
         }
         let frame = WebSocketFraming.frame(.text, payload)
@@ -123,14 +128,17 @@ public final class PeerConnection: @unchecked Sendable {
     }
 
     /// Ends the connection: `finalEvent` (if any), then a close frame with `code`; the connection is
-    /// cut when the client answers, or by the hub's sweeper after `closeGrace`.
-    func close(finalEvent: String?, reason: String, code: WebSocketErrorCode = .normalClosure) {
+    /// cut when the client answers, or by the hub's sweeper after `closeGrace`. `keepsSession`: the
+    /// connection failed, the peer did not leave (a keepalive timeout, a slow consumer), so its session
+    /// may be held for a resume; otherwise the peer leaves.
+    func close(finalEvent: String?, reason: String, code: WebSocketErrorCode = .normalClosure, keepsSession: Bool = false) {
         let first = closeRequest.withLock { r -> Bool in
             guard r == nil else { return false }
             r = CloseRequest(finalEvent: finalEvent, reason: reason, code: code, at: .now)
             return true
         }
         guard first else { return }
+        if !keepsSession { markLeaving() }
         closing.store(true, ordering: .relaxed)
         onLoop {
             if let e = finalEvent { self.write(.text, ByteBuffer(string: e)) }
@@ -160,6 +168,10 @@ public final class PeerConnection: @unchecked Sendable {
 
     var pendingClose: CloseRequest? { closeRequest.withLock { $0 } }
     var isClosing: Bool { closing.load(ordering: .relaxed) }
+
+    /// The peer leaves for good when this connection ends (see `leavingFlag`).
+    func markLeaving() { leavingFlag.store(true, ordering: .relaxed) }
+    var isLeaving: Bool { leavingFlag.load(ordering: .relaxed) }
 
     var isAuthenticated: Bool { authenticatedFlag.load(ordering: .relaxed) }
     func markAuthenticated() { authenticatedFlag.store(true, ordering: .relaxed) }

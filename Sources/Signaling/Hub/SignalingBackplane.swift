@@ -82,4 +82,16 @@ public protocol SignalingBackplane: AnyObject, Sendable {
     func kick(_ peer: RemotePeer, reason: String)
     /// The TURN server a new session's `ice_servers` should name; nil = this instance's.
     func turnEndpoint() -> TurnEndpoint?
+    /// A local peer's socket went away with its session held (`away`), or it resumed.
+    func announcePresence(_ peer: PeerInfo, room: String, away: Bool)
+    /// What this instance's resume tokens start with (its id), so that another instance knows where a
+    /// session is held.
+    var resumeTokenPrefix: String { get }
+    /// A `resume` whose token belongs to another instance: asks that instance to hand the session over.
+    /// `completion` gets the peer (as it was there) and its queued messages, or nil (refused, or no answer
+    /// within a few seconds); it runs on any thread.
+    func requestResume(token: String, room: String,
+                       completion: @escaping @Sendable ((peer: RemotePeer, queued: [ByteBuffer])?) -> Void)
+    /// A session that moved here by a resume is reached here from now on.
+    func announceMoved(_ peer: PeerInfo, room: String, joined: JoinStamp)
 }

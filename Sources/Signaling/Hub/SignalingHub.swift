@@ -15,16 +15,58 @@ public final class SignalingHub: Sendable {
         case serverFull
     }
 
+    /// Where a member's messages go: its socket, or the queue of its held session while it is away.
+    enum Link: Sendable {
+        case live(PeerConnection)
+        case held(HeldSession)
+
+        /// Sends (live) or queues (held) `text`; false when the socket is gone or the queue is full.
+        @discardableResult
+        func send(_ text: consuming ByteBuffer) -> Bool {
+            switch self {
+            case .live(let c): c.send(text)
+            case .held(let h): h.enqueue(text)
+            }
+        }
+
+        @discardableResult
+        func send(_ text: String) -> Bool { send(ByteBuffer(string: text)) }
+    }
+
     struct Member: Sendable {
         let info: PeerInfo
         let room: String
-        let connection: PeerConnection
+        var link: Link
         let joined: JoinStamp
+        /// The token that resumes this session (replaced by each resume).
+        var resumeToken: String
+
+        var connection: PeerConnection? { if case .live(let c) = link { c } else { nil } }
+        var held: HeldSession? { if case .held(let h) = link { h } else { nil } }
+        @discardableResult func send(_ text: consuming ByteBuffer) -> Bool { link.send(text) }
+        @discardableResult func send(_ text: String) -> Bool { link.send(text) }
     }
 
-    private struct State {
+    struct State {
         var rooms: [String: [String: Member]] = [:]
         var peers: [String: Member] = [:]
+        /// Resume token → peer id.
+        var resumeTokens: [String: String] = [:]
+
+        /// Takes a member out of the hub (its room, its token); nil when there is no such member.
+        mutating func remove(_ peerID: String) -> Member? {
+            guard let m = peers.removeValue(forKey: peerID) else { return nil }
+            rooms[m.room]?.removeValue(forKey: peerID)
+            if rooms[m.room]?.isEmpty == true { rooms.removeValue(forKey: m.room) }
+            resumeTokens.removeValue(forKey: m.resumeToken)
+            return m
+        }
+
+        /// Stores `m` (after its link or token changed) wherever it is kept.
+        mutating func update(_ m: Member) {
+            peers[m.info.peerID] = m
+            rooms[m.room]?[m.info.peerID] = m
+        }
         /// Every open socket, authenticated or not (limits, auth deadline, idle timeout, shutdown).
         var connections: [UInt64: PeerConnection] = [:]
         var nextConnectionID: UInt64 = 1
@@ -43,7 +85,7 @@ public final class SignalingHub: Sendable {
     public let stats = SignalingStats()
     let hooks: HookDispatcher
     let logger: Logger
-    private let state = Mutex(State())
+    let state = Mutex(State())
     /// Each event loop's end-of-tick flush of the connections written to (`PeerConnection.send`).
     private let flushers = TickFlushers()
     private let iceServerSettings: Mutex<IceServerSettings>
@@ -100,19 +142,59 @@ public final class SignalingHub: Sendable {
         PeerConnection(id: 0, source: nil, channel: channel, stats: stats, flusher: flushers.flusher(for: channel.eventLoop))
     }
 
-    /// Removes the socket, and its peer if it had joined: the others get `left`, the session's TURN
-    /// credentials are revoked (which releases its allocations), then the hooks run.
+    /// Removes the socket, and its peer if it had joined. A peer that left (see `PeerConnection.isLeaving`)
+    /// is gone: the others get `left`, the session's TURN credentials are revoked (which releases its
+    /// allocations), then the hooks run. A socket that just went away, with `signaling.resume_window` on,
+    /// leaves its session held instead: the others hear `peer_away`, and nothing else changes until it
+    /// resumes or the window ends.
     func closed(_ conn: PeerConnection, peerID: String?) {
-        let (member, others) = state.withLock { s -> (Member?, [Member]) in
+        let c = configuration
+        let hold = c.resumeWindow > .zero && !draining.load(ordering: .relaxed) && !conn.isLeaving
+        enum Outcome { case none, left(Member, [Member]), held(Member, [Member]) }
+        let outcome = state.withLock { s -> Outcome in
             s.connections.removeValue(forKey: conn.id)
-            guard let peerID, let m = s.peers[peerID], m.connection === conn else { return (nil, []) }
-            s.peers.removeValue(forKey: peerID)
-            s.rooms[m.room]?.removeValue(forKey: peerID)
-            let others = Array(s.rooms[m.room]?.values ?? [:].values)
-            if s.rooms[m.room]?.isEmpty == true { s.rooms.removeValue(forKey: m.room) }
-            return (m, others)
+            guard let peerID, var m = s.peers[peerID], m.connection === conn else { return .none }
+            if hold {
+                let held = HeldSession(deadline: .now + c.resumeWindow, maxMessages: c.resumeQueueMessages,
+                                       maxBytes: c.resumeQueueBytes) { [weak self] in
+                    // Off the sender's path: the session ends as a leave.
+                    Task { self?.endHeld(peerID, reason: "resume queue overflow") }
+                }
+                m.link = .held(held)
+                s.update(m)
+                return .held(m, s.rooms[m.room].map { $0.values.filter { $0.info.peerID != peerID } } ?? [])
+            }
+            guard let gone = s.remove(peerID) else { return .none }
+            return .left(gone, Array(s.rooms[gone.room]?.values ?? [:].values))
         }
-        guard let member else { return }
+        switch outcome {
+        case .none:
+            break
+        case .left(let member, let others):
+            announceLeave(member.info, room: member.room, to: others)
+        case .held(let member, let others):
+            stats.heldSessions.add(1, ordering: .relaxed)
+            announcePresence(member.info, room: member.room, away: true, to: others)
+        }
+    }
+
+    /// `peer_away` / `peer_back` to the others in the room, here and on other instances.
+    private func announcePresence(_ peer: PeerInfo, room: String, away: Bool, to others: [Member]) {
+        let text = away ? ServerEvents.away(peer) : ServerEvents.back(peer)
+        for o in others where o.send(text) { stats.sent(.presence) }
+        backplane?.announcePresence(peer, room: room, away: away)
+    }
+
+    /// Ends a held session as a leave (its window ended, its queue overflowed, it was kicked or replaced).
+    func endHeld(_ peerID: String, reason: String) {
+        let result = state.withLock { s -> (Member, [Member])? in
+            guard s.peers[peerID]?.held != nil, let m = s.remove(peerID) else { return nil }
+            return (m, Array(s.rooms[m.room]?.values ?? [:].values))
+        }
+        guard let (member, others) = result else { return }
+        stats.heldSessions.subtract(1, ordering: .relaxed)
+        stats.heldExpired.add(1, ordering: .relaxed)
+        logger.debug("held session ended", metadata: ["peer": "\(peerID)", "reason": "\(reason)"])
         announceLeave(member.info, room: member.room, to: others)
     }
 
@@ -120,9 +202,13 @@ public final class SignalingHub: Sendable {
     /// are revoked (which releases its allocations), then the hooks run.
     private func announceLeave(_ peer: PeerInfo, room: String, to others: [Member]) {
         let text = ServerEvents.left(peer)
-        for o in others where o.connection.send(text) { stats.sent(.left) }
+        for o in others where o.send(text) { stats.sent(.left) }
         backplane?.announceLeave(peer, room: room)
-        if !draining.load(ordering: .relaxed) { credentials.sessions.revoke(session: peer.peerID) }
+        if !draining.load(ordering: .relaxed) {
+            // Until its credentials could expire (a session that moved here from another instance has
+            // none minted here to tell).
+            credentials.sessions.revoke(session: peer.peerID, until: Date().addingTimeInterval(iceServers.credentialLifetime))
+        }
         hooks.post(.init(kind: .left, room: room, peer: peer, others: others.map(\.info)))
     }
 
@@ -132,12 +218,12 @@ public final class SignalingHub: Sendable {
     /// In a cluster the roster and the room's cap cover every instance; a peer of the same username on
     /// another instance (under `replace`) is left out of the roster: its own instance closes it when it
     /// hears of this join, which is the later one.
-    func join(room: String, username: String, peerID: String, connection: PeerConnection,
+    func join(room: String, username: String, peerID: String, connection: PeerConnection, resumeToken: String,
               welcome: ([PeerInfo]) -> String) throws(JoinError) -> [PeerInfo] {
         let c = configuration
         let info = PeerInfo(peerID: peerID, username: username)
         let stamp = JoinStamp(millis: Int64(Date().timeIntervalSince1970 * 1000), peerID: peerID)
-        let member = Member(info: info, room: room, connection: connection, joined: stamp)
+        let member = Member(info: info, room: room, link: .live(connection), joined: stamp, resumeToken: resumeToken)
         let backplane = self.backplane
         let remote = backplane?.remotePeers(in: room) ?? []
         let remaining = c.duplicateUsername == .replace ? remote.filter { $0.info.username != username } : remote
@@ -147,29 +233,145 @@ public final class SignalingHub: Sendable {
             guard c.maxPeersPerRoom == 0 || roomPeers.count - replaced.count + remaining.count < c.maxPeersPerRoom else {
                 return .failure(.roomFull)
             }
-            for r in replaced {
-                roomPeers.removeValue(forKey: r.info.peerID)
-                s.peers.removeValue(forKey: r.info.peerID)
-            }
-            let others = Array(roomPeers.values)
+            for r in replaced { _ = s.remove(r.info.peerID) }
+            let others = Array(s.rooms[room]?.values ?? [:].values)
             if connection.send(welcome(others.map(\.info) + remaining.map(\.info))) { stats.sent(.authenticated) }
-            roomPeers[peerID] = member
-            s.rooms[room] = roomPeers
+            s.rooms[room, default: [:]][peerID] = member
             s.peers[peerID] = member
+            s.resumeTokens[resumeToken] = peerID
             return .success((others, replaced))
         }
         let (others, replaced) = try result.get()
         backplane?.announceJoin(LocalPeer(info: info, room: room, joined: stamp))
         for r in replaced {
-            // Treated as leaving, then closed.
+            // Treated as leaving, then closed (a held one has no socket to close).
+            if r.held != nil { stats.heldSessions.subtract(1, ordering: .relaxed) }
             announceLeave(r.info, room: room, to: others)
-            r.connection.close(finalEvent: ServerEvents.error(.replaced, "a newer session logged in as \(username)"),
-                               reason: "replaced")
+            r.connection?.close(finalEvent: ServerEvents.error(.replaced, "a newer session logged in as \(username)"),
+                                reason: "replaced")
         }
         let text = ServerEvents.joined(info)
-        for o in others where o.connection.send(text) { stats.sent(.joined) }
+        for o in others where o.send(text) { stats.sent(.joined) }
         hooks.post(.init(kind: .joined, room: room, peer: info, others: others.map(\.info) + remaining.map(\.info)))
         return others.map(\.info) + remaining.map(\.info)
+    }
+
+    // MARK: Resume
+
+    public enum ResumeError: Error, Equatable, Sendable {
+        /// No held or live session has this token here (wrong, used, expired, or another room's).
+        case unknownToken
+    }
+
+    /// A new resume token: 128 random bits in base64url (a cluster instance puts its id in front, so that
+    /// another instance knows where the session is held).
+    func newResumeToken() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let token = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return (backplane?.resumeTokenPrefix ?? "") + token
+    }
+
+    /// Moves the session that `token` resumes onto `connection` (same room): `resumed` with a new token and
+    /// the roster, then the messages queued while it was away, in their order, all before any live message
+    /// (they are written under the hub's lock). An old socket still open is closed (`resumed`). The others
+    /// hear `peer_back` if it was away. Returns the peer and the number of messages replayed.
+    func resume(token: String, room: String, connection: PeerConnection,
+                event: (_ peerID: String, _ newToken: String, _ roster: [PeerInfo], _ replayed: Int) -> String)
+        throws(ResumeError) -> (peer: PeerInfo, replayed: Int)
+    {
+        let remote = backplane?.remotePeers(in: room) ?? []
+        let newToken = newResumeToken()
+        let result = state.withLock { s -> (Member, Member, [Member], Int)? in
+            guard let peerID = s.resumeTokens[token], var m = s.peers[peerID], m.room == room, m.resumeToken == token else { return nil }
+            let before = m
+            s.resumeTokens.removeValue(forKey: token)
+            s.resumeTokens[newToken] = peerID
+            let queued: [ByteBuffer]
+            switch m.link {
+            case .held(let h): queued = h.resume(into: connection)
+            case .live: queued = []
+            }
+            m.link = .live(connection)
+            m.resumeToken = newToken
+            s.update(m)
+            let others = s.rooms[room].map { $0.values.filter { $0.info.peerID != peerID } } ?? []
+            if connection.send(event(peerID, newToken, others.map(\.info) + remote.map(\.info), queued.count)) {
+                stats.sent(.resumed)
+            }
+            for q in queued { connection.send(q) }
+            return (before, m, others, queued.count)
+        }
+        guard let (before, member, others, replayed) = result else { throw .unknownToken }
+        stats.resumes.add(1, ordering: .relaxed)
+        stats.replayedMessages.add(replayed, ordering: .relaxed)
+        switch before.link {
+        case .held:
+            stats.heldSessions.subtract(1, ordering: .relaxed)
+            announcePresence(member.info, room: room, away: false, to: others)
+        case .live(let old):
+            // The old socket is somehow still open (the client saw a drop the server did not).
+            old.close(finalEvent: ServerEvents.error(.resumed, "this session was resumed on another connection"),
+                      reason: "resumed elsewhere", code: .policyViolation)
+        }
+        return (member.info, replayed)
+    }
+
+    /// A held (or still live) session of this instance leaves it for another instance, where a socket
+    /// presented its token: taken out of the hub without a `left` (it goes on elsewhere), its queued
+    /// messages returned in order; what still arrives for it here goes to `forward`. Nil when the token
+    /// does not resume a session of `room` here.
+    public func handOver(token: String, room: String, forward: @escaping @Sendable (ByteBuffer) -> Bool)
+        -> (peer: RemotePeer, queued: [ByteBuffer])?
+    {
+        let result = state.withLock { s -> (Member, [ByteBuffer])? in
+            guard let peerID = s.resumeTokens[token], let m = s.peers[peerID], m.room == room, m.resumeToken == token,
+                  let gone = s.remove(peerID) else { return nil }
+            switch m.link {
+            case .held(let h): return (gone, h.resume(successor: forward))
+            case .live: return (gone, [])
+            }
+        }
+        guard let (m, queued) = result else { return nil }
+        switch m.link {
+        case .held: stats.heldSessions.subtract(1, ordering: .relaxed)
+        case .live(let old):
+            old.close(finalEvent: ServerEvents.error(.resumed, "this session was resumed on another connection"),
+                      reason: "resumed elsewhere", code: .policyViolation)
+        }
+        credentials.sessions.forget(session: m.info.peerID)
+        stats.replayedMessages.add(queued.count, ordering: .relaxed)
+        return (RemotePeer(info: m.info, room: m.room, instance: "", joined: m.joined), queued)
+    }
+
+    /// The other half of `handOver`, on the instance where the socket arrived: the session joins this
+    /// hub on `connection` as it was (same peer id and join time), without a `joined`; `resumed` and the
+    /// queued messages go out first; the others hear `peer_back`.
+    public func adoptResumed(_ peer: RemotePeer, queued: [ByteBuffer], connection: PeerConnection,
+                             event: (_ newToken: String, _ roster: [PeerInfo], _ replayed: Int) -> String) {
+        let remote = (backplane?.remotePeers(in: peer.room) ?? []).filter { $0.info.peerID != peer.info.peerID }
+        let newToken = newResumeToken()
+        let member = Member(info: peer.info, room: peer.room, link: .live(connection), joined: peer.joined, resumeToken: newToken)
+        let others = state.withLock { s -> [Member] in
+            let others = Array(s.rooms[peer.room]?.values ?? [:].values)
+            if connection.send(event(newToken, others.map(\.info) + remote.map(\.info), queued.count)) { stats.sent(.resumed) }
+            for q in queued { connection.send(q) }
+            s.rooms[peer.room, default: [:]][peer.info.peerID] = member
+            s.peers[peer.info.peerID] = member
+            s.resumeTokens[newToken] = peer.info.peerID
+            return others
+        }
+        credentials.sessions.adopt(session: peer.info.peerID)
+        stats.resumes.add(1, ordering: .relaxed)
+        backplane?.announceMoved(peer.info, room: peer.room, joined: peer.joined)
+        announcePresence(peer.info, room: peer.room, away: false, to: others)
+    }
+
+    /// Held sessions whose window has ended: they end as leaves.
+    func expireHeld(now: ContinuousClock.Instant) {
+        let expired = state.withLock { s in s.peers.values.compactMap { m in m.held.map { $0.deadline <= now ? m.info.peerID : nil } ?? nil } }
+        for peerID in expired { endHeld(peerID, reason: "resume window ended") }
     }
 
     // MARK: Delivery
@@ -189,12 +391,12 @@ public final class SignalingHub: Sendable {
             if let backplane, backplane.isLinked, !backplane.remotePeers(in: room).isEmpty {
                 backplane.broadcast(text, room: room)
             }
-            for t in targets where t.info.peerID != peerID && t.connection.send(copy text) { n += 1 }
+            for t in targets where t.info.peerID != peerID && t.send(copy text) { n += 1 }
             stats.sent(.forwarded, n)
             return .delivered(n)
         }
-        // Only the connection leaves the lock (copying the whole member would retain its strings too).
-        guard let target = state.withLock({ s in s.peers[to].flatMap { $0.room == room ? $0.connection : nil } }) else {
+        // Only the link leaves the lock (copying the whole member would retain its strings too).
+        guard let target = state.withLock({ s in s.peers[to].flatMap { $0.room == room ? $0.link : nil } }) else {
             // On another instance of the cluster: passed on, in order, over the one link to it.
             guard let backplane, let remote = backplane.remotePeer(to), remote.room == room else { return .unknownPeer }
             guard backplane.isLinked else { return .unreachable }
@@ -248,7 +450,7 @@ public final class SignalingHub: Sendable {
     public func publishLocally(room: String, event: String, dataJSON: String?) -> Int {
         let text = ServerEvents.fromServer(event: event, dataJSON: dataJSON)
         let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
-        let n = targets.reduce(0) { $0 + ($1.connection.send(text) ? 1 : 0) }
+        let n = targets.reduce(0) { $0 + ($1.send(text) ? 1 : 0) }
         stats.sent(.api, n)
         return n
     }
@@ -266,7 +468,7 @@ public final class SignalingHub: Sendable {
     @discardableResult
     public func sendLocally(to peerID: String, event: String, dataJSON: String?) -> Bool? {
         guard let target = state.withLock({ s in s.peers[peerID] }) else { return nil }
-        let ok = target.connection.send(ServerEvents.fromServer(event: event, dataJSON: dataJSON))
+        let ok = target.send(ServerEvents.fromServer(event: event, dataJSON: dataJSON))
         if ok { stats.sent(.api) }
         return ok
     }
@@ -286,7 +488,11 @@ public final class SignalingHub: Sendable {
     @discardableResult
     public func kickLocally(_ peerID: String, reason: String = "removed by the server") -> Bool {
         guard let target = state.withLock({ s in s.peers[peerID] }) else { return false }
-        target.connection.close(finalEvent: ServerEvents.error(.kicked, reason), reason: "kicked")
+        if let connection = target.connection {
+            connection.close(finalEvent: ServerEvents.error(.kicked, reason), reason: "kicked")
+        } else {
+            endHeld(peerID, reason: "kicked")
+        }
         return true
     }
 
@@ -322,11 +528,15 @@ public final class SignalingHub: Sendable {
         }
         let leaving = Set(evicted.map(\.0.info.peerID))
         let text = ServerEvents.joined(peer.info)
-        for m in members where !leaving.contains(m.info.peerID) && m.connection.send(text) { stats.sent(.joined) }
+        for m in members where !leaving.contains(m.info.peerID) && m.send(text) { stats.sent(.joined) }
         for (m, code) in evicted {
             let why = code == .replaced ? "a newer session logged in as \(m.info.username)"
                 : "room \(peer.room) already has \(c.maxPeersPerRoom) peers"
-            m.connection.close(finalEvent: ServerEvents.error(code, why), reason: code.rawValue)
+            if let connection = m.connection {
+                connection.close(finalEvent: ServerEvents.error(code, why), reason: code.rawValue)
+            } else {
+                endHeld(m.info.peerID, reason: code.rawValue)
+            }
         }
     }
 
@@ -334,13 +544,20 @@ public final class SignalingHub: Sendable {
     public func remoteLeft(_ peer: PeerInfo, room: String) {
         let text = ServerEvents.left(peer)
         let members = state.withLock { s in Array(s.rooms[room]?.values ?? [:].values) }
-        for m in members where m.connection.send(text) { stats.sent(.left) }
+        for m in members where m.send(text) { stats.sent(.left) }
+    }
+
+    /// A peer on another instance is away (its socket went, its session is held there) or back.
+    public func remotePresence(_ peer: PeerInfo, room: String, away: Bool) {
+        let text = away ? ServerEvents.away(peer) : ServerEvents.back(peer)
+        let members = state.withLock { s in Array(s.rooms[room]?.values ?? [:].values) }
+        for m in members where m.send(text) { stats.sent(.presence) }
     }
 
     /// A message from a peer on another instance for `peerID` here; false when there is no such peer.
     @discardableResult
     public func deliverFromRemote(_ text: consuming ByteBuffer, to peerID: String) -> Bool {
-        guard let target = state.withLock({ s in s.peers[peerID]?.connection }) else { return false }
+        guard let target = state.withLock({ s in s.peers[peerID]?.link }) else { return false }
         let ok = target.send(text)
         if ok { stats.sent(.forwarded) }
         return ok
@@ -351,7 +568,7 @@ public final class SignalingHub: Sendable {
     public func broadcastFromRemote(_ text: ByteBuffer, room: String) -> Int {
         let targets = state.withLock { s in s.rooms[room].map { Array($0.values) } ?? [] }
         var n = 0
-        for t in targets where t.connection.send(text) { n += 1 }
+        for t in targets where t.send(text) { n += 1 }
         stats.sent(.forwarded, n)
         return n
     }
@@ -390,6 +607,9 @@ public final class SignalingHub: Sendable {
             c.adminAllowed = new.adminAllowed
             c.maxEventStreams = new.maxEventStreams
             c.trustedProxies = new.trustedProxies
+            c.resumeWindow = new.resumeWindow
+            c.resumeQueueMessages = new.resumeQueueMessages
+            c.resumeQueueBytes = new.resumeQueueBytes
         }
         iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }
     }
@@ -403,6 +623,7 @@ public final class SignalingHub: Sendable {
 
     /// Closes sockets past the authentication deadline or the idle timeout. Called about once a second.
     func sweep(now: ContinuousClock.Instant = .now) {
+        expireHeld(now: now)
         let c = configuration
         let all = state.withLock { Array($0.connections.values) }
         for conn in all {
@@ -418,7 +639,7 @@ public final class SignalingHub: Sendable {
             } else if c.keepaliveInterval > .zero, conn.sincePing(now: now) >= c.keepaliveInterval {
                 // RFC 6455 §5.5.2 ping; the previous one unanswered means the peer is gone.
                 if conn.awaitingPong.load(ordering: .relaxed) {
-                    conn.close(finalEvent: nil, reason: "keepalive timeout", code: .goingAway)
+                    conn.close(finalEvent: nil, reason: "keepalive timeout", code: .goingAway, keepsSession: true)
                 } else {
                     conn.ping(now: now)
                 }

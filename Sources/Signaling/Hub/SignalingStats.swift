@@ -10,7 +10,7 @@ public final class SignalingStats: Sendable {
 
     /// What the server sent, by kind: forwarded app messages, server API messages, and its own events.
     public enum Outbound: String, CaseIterable, Sendable {
-        case forwarded, api, authenticated, unauthorized, joined, left, pong, error, shutdown
+        case forwarded, api, authenticated, unauthorized, joined, left, pong, error, shutdown, resumed, presence
     }
 
     public let messagesIn = Atomic<Int>(0)
@@ -37,6 +37,13 @@ public final class SignalingStats: Sendable {
     public let hookFailures = Atomic<Int>(0)
     public let hookEventsDropped = Atomic<Int>(0)
     public let webhookDeliveries = Atomic<Int>(0)
+    /// Sessions held for a resume right now; resumes done and refused; messages replayed by resumes;
+    /// held sessions that ended without a resume (window over, queue overflow, kicked, replaced).
+    public let heldSessions = Atomic<Int>(0)
+    public let resumes = Atomic<Int>(0)
+    public let failedResumes = Atomic<Int>(0)
+    public let replayedMessages = Atomic<Int>(0)
+    public let heldExpired = Atomic<Int>(0)
 
     public init() {}
 

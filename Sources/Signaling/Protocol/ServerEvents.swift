@@ -19,14 +19,35 @@ public enum ServerEvents {
         #"{"event":"left","data":"# + peer.json + "}"
     }
 
-    /// `authenticated` with the original `peer_id` plus `username`, the room roster and ICE servers.
+    /// `authenticated` with the original `peer_id` plus `username`, the room roster, ICE servers and the
+    /// token that resumes this session after a dropped socket.
     public static func authenticated(peerID: String, username: String, room: String, peers: [PeerInfo],
-                                     iceServersJSON: String) -> String {
+                                     iceServersJSON: String, resumeToken: String) -> String {
         #"{"event":"authenticated","data":{"peer_id":"# + JSONText.quoted(peerID)
             + #","username":"# + JSONText.quoted(username)
             + #","room":"# + JSONText.quoted(room)
             + #","peers":["# + peers.map(\.json).joined(separator: ",") + "]"
-            + #","ice_servers":"# + iceServersJSON + "}}"
+            + #","ice_servers":"# + iceServersJSON
+            + #","resume_token":"# + JSONText.quoted(resumeToken) + "}}"
+    }
+
+    /// `resumed`: the same `peer_id`, a new token, the roster now, and how many queued messages follow.
+    public static func resumed(peerID: String, resumeToken: String, peers: [PeerInfo], replayed: Int) -> String {
+        #"{"event":"resumed","data":{"peer_id":"# + JSONText.quoted(peerID)
+            + #","resume_token":"# + JSONText.quoted(resumeToken)
+            + #","peers":["# + peers.map(\.json).joined(separator: ",") + "]"
+            + #","replayed":\#(replayed)}}"#
+    }
+
+    /// A peer's socket went away and its session is held for a resume (optional to handle: `left` still
+    /// follows if it does not come back).
+    public static func away(_ peer: PeerInfo) -> String {
+        #"{"event":"peer_away","data":"# + peer.json + "}"
+    }
+
+    /// A peer that was away resumed its session.
+    public static func back(_ peer: PeerInfo) -> String {
+        #"{"event":"peer_back","data":"# + peer.json + "}"
     }
 
     public static func error(_ code: SignalingErrorCode, _ message: String, extra: [(String, String)] = []) -> String {

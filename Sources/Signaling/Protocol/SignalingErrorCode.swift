@@ -26,4 +26,9 @@ public enum SignalingErrorCode: String, Sendable, CaseIterable {
     /// `to` names a peer on another instance of the cluster while the link between instances (NATS) is
     /// down; the message was not delivered. The socket stays open.
     case peerUnreachable = "peer_unreachable"
+    /// A `resume` whose token is wrong, already used, expired or from another room; the socket stays
+    /// open for an `authenticate` (and the failure counts in the login throttle).
+    case resumeFailed = "resume_failed"
+    /// This socket's session was resumed on another connection; the socket closes.
+    case resumed = "resumed"
 }

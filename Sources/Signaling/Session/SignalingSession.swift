@@ -1,5 +1,6 @@
 import Auth
 import Foundation
+import NIOCore
 
 /// One WebSocket's conversation with the hub (runs on that connection's event loop only):
 /// `authenticate` first, then directed and broadcast messages, with `ping`→`pong` at any time.
@@ -17,6 +18,8 @@ final class SignalingSession {
     private var recentErrors: [ContinuousClock.Instant] = []
     /// Set once a login failed: whatever else arrives before the (possibly delayed) close is ignored.
     private var refused = false
+    /// A resume is being asked of another instance; frames meanwhile are ignored.
+    private var resuming = false
 
     init(hub: SignalingHub, connection: PeerConnection, room: String, requestHost: String) {
         self.hub = hub
@@ -47,9 +50,14 @@ final class SignalingSession {
             if connection.send(ServerEvents.pong) { hub.stats.sent(.pong) }
             return
         }
+        guard !resuming else { return }  // a resume on another instance is under way: one login at a time
         guard let peerID else {
             hub.stats.received(.authenticate)
-            authenticate(bytes)
+            if let token = Self.resumeToken(in: bytes) {
+                resume(token)
+            } else {
+                authenticate(bytes)
+            }
             return
         }
         let envelope: JSONEnvelope
@@ -64,6 +72,11 @@ final class SignalingSession {
         }
         if envelope.event == "authenticate" {
             reject(ServerEvents.error(.alreadyAuthenticated, "this socket is already authenticated as \(peerID)"))
+            return
+        }
+        if envelope.event == "leave", envelope.to == nil {
+            // Leaving for good: `left` at once, no held session.
+            connection.close(finalEvent: nil, reason: "left")
             return
         }
         guard let to = envelope.to else {
@@ -97,6 +110,87 @@ final class SignalingSession {
         guard peerID != nil else { return refuseLogin() }
         reject(ServerEvents.error(.messageTooLarge,
                                   "message of at least \(size) bytes is over the limit of \(hub.configuration.maxMessageSize)"))
+    }
+
+    // MARK: Resume
+
+    struct ResumeFrame: Decodable {
+        struct Token: Decodable { let token: String }
+        let event: String
+        let data: Token
+    }
+
+    /// The token of a `{"event":"resume","data":{"token":…}}` frame; nil for anything else.
+    static func resumeToken(in bytes: [UInt8]) -> String? {
+        guard let frame = try? JSONDecoder().decode(ResumeFrame.self, from: Data(bytes)), frame.event == "resume" else { return nil }
+        return frame.data.token
+    }
+
+    /// A new socket takes over a held session (or a live one whose socket the client lost): same
+    /// `peer_id`, a new token, the messages it missed. A failure leaves this socket open for an
+    /// `authenticate` and counts against its source in the login throttle.
+    private func resume(_ token: String) {
+        let throttle = hub.credentials.throttle
+        let source = connection.source
+        if let source, case .blocked(let retryAfter) = throttle.check(source) {
+            refused = true
+            hub.stats.authBlocked.add(1, ordering: .relaxed)
+            hub.stats.sent(.unauthorized)
+            connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
+            return
+        }
+        do {
+            let (peer, _) = try hub.resume(token: token, room: room, connection: connection) { id, newToken, roster, replayed in
+                ServerEvents.resumed(peerID: id, resumeToken: newToken, peers: roster, replayed: replayed)
+            }
+            resumed(as: peer)
+        } catch {
+            // Held on another instance of the cluster: it hands the session over (or says no).
+            if let backplane = hub.backplane, !token.hasPrefix(backplane.resumeTokenPrefix) {
+                resuming = true
+                let hub = self.hub, connection = self.connection, room = self.room
+                let loop = connection.channel.eventLoop
+                let session = NIOLoopBound(self, eventLoop: loop)  // the session belongs to its connection's loop
+                backplane.requestResume(token: token, room: room) { granted in
+                    loop.execute {
+                        let session = session.value
+                        session.resuming = false
+                        guard let (peer, queued) = granted, !connection.isClosing else { return session.resumeFailed() }
+                        hub.adoptResumed(peer, queued: queued, connection: connection) { newToken, roster, replayed in
+                            ServerEvents.resumed(peerID: peer.info.peerID, resumeToken: newToken, peers: roster, replayed: replayed)
+                        }
+                        session.resumed(as: peer.info)
+                    }
+                }
+                return
+            }
+            resumeFailed()
+        }
+    }
+
+    private func resumed(as peer: PeerInfo) {
+        connection.markAuthenticated()
+        peerID = peer.peerID
+        fromPrefix = JSONEnvelope.fromPrefix(peer.peerID)
+        username = peer.username
+    }
+
+    /// `resume_failed`, counted against the source like a failed login; the socket stays open.
+    private func resumeFailed() {
+        hub.stats.failedResumes.add(1, ordering: .relaxed)
+        hub.stats.authFailures.add(1, ordering: .relaxed)
+        let delay = connection.source.map { hub.credentials.throttle.recordFailure($0) } ?? 0
+        let connection = self.connection, stats = hub.stats
+        let answer = {
+            if connection.send(ServerEvents.error(.resumeFailed, "no session to resume with this token in this room; authenticate instead")) {
+                stats.sent(.error)
+            }
+        }
+        if delay > 0 {
+            connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) { answer() }
+        } else {
+            answer()
+        }
     }
 
     // MARK: Authentication
@@ -133,9 +227,11 @@ final class SignalingSession {
         }
         let ice = IceServers.json(settings: iceSettings, host: iceHost, credential: credential)
         let room = self.room
+        let resumeToken = hub.newResumeToken()
         do {
-            _ = try hub.join(room: room, username: name, peerID: id, connection: connection) { roster in
-                ServerEvents.authenticated(peerID: id, username: name, room: room, peers: roster, iceServersJSON: ice)
+            _ = try hub.join(room: room, username: name, peerID: id, connection: connection, resumeToken: resumeToken) { roster in
+                ServerEvents.authenticated(peerID: id, username: name, room: room, peers: roster, iceServersJSON: ice,
+                                           resumeToken: resumeToken)
             }
         } catch {
             hub.credentials.sessions.revoke(session: id)

@@ -95,6 +95,11 @@ final class PrometheusExporter: Sendable {
         counter("webrtc_signaling_slow_consumers_total", s.slowConsumers.load(ordering: .relaxed))
         counter("webrtc_signaling_hook_failures_total", s.hookFailures.load(ordering: .relaxed))
         counter("webrtc_signaling_webhook_deliveries_total", s.webhookDeliveries.load(ordering: .relaxed))
+        gauge("webrtc_signaling_held_sessions", s.heldSessions.load(ordering: .relaxed))
+        counter("webrtc_signaling_resumes_total", s.resumes.load(ordering: .relaxed))
+        counter("webrtc_signaling_failed_resumes_total", s.failedResumes.load(ordering: .relaxed))
+        counter("webrtc_signaling_replayed_messages_total", s.replayedMessages.load(ordering: .relaxed))
+        counter("webrtc_signaling_held_sessions_expired_total", s.heldExpired.load(ordering: .relaxed))
         if let cluster {
             let n = cluster.client.stats, c = cluster.stats
             gauge("webrtc_cluster_nats_connected", n.connected ? 1 : 0)
