@@ -12,17 +12,7 @@ seconds=${3:-10}
 command -v nats-server >/dev/null || { echo "nats-server is not installed (Debian package nats-server)"; exit 1; }
 swift build -c release --product webrtc-server >/dev/null
 swift build -c release --product signaling-load >/dev/null
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened"; exit 1; }
-server() {  # server NAME SIGNALING_PORT TURN_PORT [flags...]
-  local name=$1 sport=$2 tport=$3; shift 3
-  .build/release/webrtc-server --auth.users bench=bench --turn.listen 127.0.0.1 --turn.port "$tport" \
-      --signaling.listen 127.0.0.1 --signaling.port "$sport" --log_level warning "$@" > "/tmp/cluster-bench-$name.log" 2>&1 &
-  pids+=($!)
-  wait_port "$sport"
-}
+source bench/lib.sh
 load() { timeout 900 .build/release/signaling-load --connections "$connections" --room-size 10 --rate "$rate" --duration "$seconds" "$@"; }
 
 echo "== one instance: $connections connections, rooms of 10, $rate directed messages/s for $seconds s"
@@ -31,16 +21,11 @@ load --port 18090 --server-pid "${pids[0]}"
 cleanup; pids=()
 
 echo "== two instances and nats-server: every message crosses instances"
-nats-server -a 127.0.0.1 -p 14290 > /tmp/cluster-bench-nats.log 2>&1 &
-nats=$!
-pids+=($nats)
-wait_port 14290
+nats 14290
+nats=${pids[0]}
 cluster=(--cluster.nats nats://127.0.0.1:14290 --cluster.secret cluster-bench-secret-0123456789)
 server a 18091 13491 "${cluster[@]}" --cluster.instance_id a --turn.relay_port_min 40000 --turn.relay_port_max 44999
 server b 18092 13492 "${cluster[@]}" --cluster.instance_id b --turn.relay_port_min 45000 --turn.relay_port_max 49999
-# Each instance must know the other before the load logs in (then every roster is whole): its own count.
-for _ in $(seq 100); do
-  [ "$(curl -s 127.0.0.1:18091/api/stats | python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"cluster\"][\"instances\"]))")" = 2 ] && break
-  sleep 0.1
-done
+# Each instance must know the other before the load logs in (then every roster is whole).
+wait_cluster 18091 2
 load --ports 18091,18092 --cross --server-pid "${pids[1]}" --server-pid "${pids[2]}" --server-pid "$nats"

@@ -12,30 +12,7 @@ import TurnTestSupport
 /// while it lasts; when it ends (leave or kick) they are refused and its allocations are released.
 @Suite(.serialized) struct SessionLifecycleTests {
     func withBothHalves(_ body: (SignalingServer, Int, TurnServer, UInt16) async throws -> Void) async throws {
-        let credentials = CredentialStore(.init(users: ["alice": "pw", "bob": "pw"]))
-        var c = TurnConfiguration()
-        c.listenAddresses = ["127.0.0.1"]
-        c.port = 0
-        c.threads = 1
-        c.relayPorts = 26000...26999
-        var logger = Logger(label: "lifecycle-test")
-        logger.logLevel = .critical
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let turn = TurnServer(configuration: c, credentials: credentials, group: group, logger: logger)
-        turn.releaseAllocationsWhenRevoked(credentials.sessions)
-        let turnPort = UInt16(try await turn.start()[0].port!)
-        do {
-            try await withSignaling(credentials: credentials) { server, port in
-                server.hub.iceServers.stunPort = Int(turnPort)
-                try await body(server, port, turn, turnPort)
-            }
-        } catch {
-            await turn.stop()
-            try await group.shutdownGracefully()
-            throw error
-        }
-        await turn.stop()
-        try await group.shutdownGracefully()
+        try await withSignalingAndTurn(body)
     }
 
     func turnCredential(_ authenticated: [String: Any]) throws -> (String, String) {

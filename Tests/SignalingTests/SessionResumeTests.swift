@@ -160,21 +160,9 @@ import TurnTestSupport
     }
 
     @Test func theSessionsTurnAllocationKeepsRelayingWhileHeldAndIsReleasedWhenTheWindowEnds() async throws {
-        let credentials = CredentialStore(.init(users: ["alice": "pw", "bob": "pw"]))
-        var c = TurnConfiguration()
-        c.listenAddresses = ["127.0.0.1"]
-        c.port = 0
-        c.threads = 1
-        c.relayPorts = 26000...26999
-        c.peerPolicy = PeerAddressPolicy(allow: [CIDR("127.0.0.0/8")!])
-        var logger = Logger(label: "resume-test")
-        logger.logLevel = .critical
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let turn = TurnServer(configuration: c, credentials: credentials, group: group, logger: logger)
-        turn.releaseAllocationsWhenRevoked(credentials.sessions)
-        let turnPort = UInt16(try await turn.start()[0].port!)
-        try await withSignaling(credentials: credentials, configure: { $0.resumeWindow = .seconds(2) }) { server, port in
-            server.hub.iceServers.stunPort = Int(turnPort)
+        try await withSignalingAndTurn(configure: { $0.resumeWindow = .seconds(2) },
+                                       configureTurn: { $0.peerPolicy = PeerAddressPolicy(allow: [CIDR("127.0.0.0/8")!]) }) {
+            server, port, turn, turnPort in
             let b = try await RawPeer(port: port)
             let welcome = Self.data(try await b.login("bob"))
             let entry = try #require((welcome["ice_servers"] as? [[String: Any]])?.first { $0["username"] != nil })
@@ -193,8 +181,6 @@ import TurnTestSupport
             // The window ends without a resume: the allocation goes with the session.
             try await waitFor(timeout: .seconds(5)) { turn.shared.stats.allocationsActive.value == 0 }
         }
-        await turn.stop()
-        try await group.shutdownGracefully()
     }
 
     /// Polls a count the server keeps until `condition` holds (bounded).

@@ -28,6 +28,16 @@ def chrome(ignore_certificate_errors=False):
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
+def dump(browsers, state, server_output):
+    """What a failing browser test prints: the pages' state, their console, the server's log."""
+    for s in state:
+        print("state:", s)
+    for b in browsers:
+        for entry in b.get_log("browser")[-30:]:
+            print("browser:", entry["message"])
+    print(server_output[-3000:])
+
+
 def summaries(driver):
     return driver.execute_async_script("const done = arguments[arguments.length - 1]; webrtcSummary().then(done);")
 
@@ -134,12 +144,7 @@ def test_chromium_peers_reconnect_and_call_again_after_a_server_restart(start_se
             assert peer["localCandidateType"] == "relay", state
             assert RELAY_MIN <= int(peer["localAddress"].rsplit(":", 1)[1]) <= RELAY_MAX, state
     except Exception:
-        for s in state:
-            print("state:", s)
-        for b in browsers:
-            for entry in b.get_log("browser")[-30:]:
-                print("browser:", entry["message"])
-        print((second or first).output[-3000:])
+        dump(browsers, state, (second or first).output)
         raise
     finally:
         for b in browsers:
@@ -254,12 +259,7 @@ def test_chromium_call_survives_a_cut_signaling_connection_and_the_page_resumes(
         [peer] = summaries(alice)["peers"]
         assert peer["connectionState"] == "connected" and peer["peer"] == ids[1]
     except Exception:
-        for s in state:
-            print("state:", s)
-        for b in browsers:
-            for entry in b.get_log("browser")[-30:]:
-                print("browser:", entry["message"])
-        print(server.output[-3000:])
+        dump(browsers, state, server.output)
         raise
     finally:
         for b in browsers:

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import free_port, require_tool
 from stun import TurnClient
-from test_browser_example import chrome, wait_for_calls
+from test_browser_example import chrome, dump, wait_for_calls
 from test_nginx_proxy import nginx  # noqa: F401 (a fixture)
 from test_signaling_interop import SignalingPeer, exchange, relay_candidates
 
@@ -118,9 +118,7 @@ def test_browsers_on_two_instances_call_each_other_through_a_third_instances_tur
             urls = [u for entry in s["iceServers"] for u in entry["urls"]]
             assert urls == [f"turn:127.0.0.1:{c.turn_port}?transport=udp"], s["iceServers"]
     except Exception:
-        for b in browsers:
-            for entry in b.get_log("browser")[-30:]:
-                print("browser:", entry["message"])
+        dump(browsers, state, a.output)
         raise
     finally:
         for b in browsers:
@@ -128,9 +126,7 @@ def test_browsers_on_two_instances_call_each_other_through_a_third_instances_tur
 
 
 def test_aiortc_peers_on_different_instances_exchange_data_relay_only(instance):
-    a = instance("a")
-    b = instance("b")
-    wait_for_instances([a, b], 2)
+    a, b = two_instances(instance)
     reply, sdps = asyncio.run(exchange(f"ws://127.0.0.1:{a.signaling_port}/websocket/aiortc", ("turn", "udp"),
                                        bob_url=f"ws://127.0.0.1:{b.signaling_port}/websocket/aiortc"))
     assert reply == "echo:hello through our TURN"
@@ -145,15 +141,25 @@ async def join(server, user, room="room1"):
     return await SignalingPeer.join(f"ws://127.0.0.1:{server.signaling_port}/websocket/{room}", user)
 
 
-def test_a_killed_instance_is_left_for_the_others_and_its_credentials_refused(instance):
-    a = instance("a")
-    b = instance("b")
+def two_instances(instance):
+    a, b = instance("a"), instance("b")
     wait_for_instances([a, b], 2)
+    return a, b
+
+
+async def alice_and_bob(a, b):
+    """Alice on instance a, bob on instance b, in one room; alice has heard bob join."""
+    alice = await join(a, "alice")
+    bob = await join(b, "bob")
+    await alice.receive("joined")
+    return alice, bob
+
+
+def test_a_killed_instance_is_left_for_the_others_and_its_credentials_refused(instance):
+    a, b = two_instances(instance)
 
     async def run():
-        alice = await join(a, "alice")
-        bob = await join(b, "bob")
-        await alice.receive("joined")
+        alice, bob = await alice_and_bob(a, b)
         turn = next(s for s in bob.ice_servers if "username" in s)
         # Bob's credential (minted on b) holds an allocation on a's TURN.
         client = TurnClient(a.turn_port, turn["username"], turn["credential"])
@@ -175,14 +181,10 @@ def test_a_killed_instance_is_left_for_the_others_and_its_credentials_refused(in
 
 
 def test_directed_messages_flow_again_after_nats_restarts(instance, nats):
-    a = instance("a")
-    b = instance("b")
-    wait_for_instances([a, b], 2)
+    a, b = two_instances(instance)
 
     async def run():
-        alice = await join(a, "alice")
-        bob = await join(b, "bob")
-        await alice.receive("joined")
+        alice, bob = await alice_and_bob(a, b)
         nats.stop()
         deadline = time.monotonic() + 10
         while not stats(a)["cluster"]["linked"] is False and time.monotonic() < deadline:

@@ -96,25 +96,28 @@ def test_websocket_handshakes_that_break_rfc6455_are_refused_with_an_answer(serv
     assert got == 101
 
 
+def drip_until_closed(s, byte, seconds=10):
+    """Sends `byte` about once a second until the server closes `s` (True) or `seconds` pass (False)."""
+    for _ in range(seconds):  # bounded
+        try:
+            s.sendall(byte)
+            s.settimeout(1.0)
+            if s.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
 def test_a_slowly_dripped_body_is_cut_at_the_http_timeout(server):
     """Content-Length 100000, then a byte a second: closed at signaling.http_timeout (2 s here) after the head."""
     start = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.signaling_port), timeout=10) as s:
         s.sendall(b"POST /api/rooms/r/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
                   + b"\r\nContent-Length: 100000\r\n\r\n")
-        closed = False
-        for _ in range(10):  # bounded: 10 s at most
-            try:
-                s.sendall(b"a")
-                s.settimeout(1.0)
-                if s.recv(4096) == b"":
-                    closed = True
-                    break
-            except socket.timeout:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
+        closed = drip_until_closed(s, b"a")
     elapsed = time.monotonic() - start
     assert closed, "the connection outlived ten seconds of dripping"
     assert 1.5 < elapsed < 5, f"closed after {elapsed:.1f} s"
@@ -127,20 +130,7 @@ def test_a_slowly_dripped_second_request_head_is_cut_too(server):
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b"200" in s.recv(4096).split(b"\r\n")[0]
         start = time.monotonic()
-        closed = False
-        for _ in range(10):
-            try:
-                s.sendall(b"G")
-                s.settimeout(1.0)
-                if s.recv(4096) == b"":
-                    closed = True
-                    break
-            except socket.timeout:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-                break
-        assert closed and time.monotonic() - start < 5
+        assert drip_until_closed(s, b"G") and time.monotonic() - start < 5
 
 
 def test_the_bearer_scheme_is_case_insensitive(start_server):

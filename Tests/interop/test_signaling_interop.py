@@ -72,9 +72,33 @@ def relay_candidates(sdp):
     return found
 
 
+def echo_on_data_channels(pc):
+    """Every message on a data channel the remote end opens is answered "echo:" + message."""
+    @pc.on("datachannel")
+    def on_channel(channel):
+        @channel.on("message")
+        def on_message(message):
+            channel.send("echo:" + message)
+
+
+async def negotiate(offerer, bob, answerer, alice):
+    """Bob's offer to alice and her answer, through the signaling server."""
+    from aiortc import RTCSessionDescription
+
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await bob.send("offer", alice.peer_id, {"description": {"type": "offer", "sdp": offerer.localDescription.sdp}})
+    offer = await alice.receive("offer")
+    assert offer["from"] == bob.peer_id
+    await answerer.setRemoteDescription(RTCSessionDescription(**offer["data"]["description"]))
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await alice.send("answer", bob.peer_id, {"description": {"type": "answer", "sdp": answerer.localDescription.sdp}})
+    answer = await bob.receive("answer")
+    await offerer.setRemoteDescription(RTCSessionDescription(**answer["data"]["description"]))
+
+
 async def exchange(url, scheme_transport, bob_url=None):
     """Alice joins at `url`, bob at `bob_url` (another instance of a cluster) or the same URL."""
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
 
     alice = await SignalingPeer.join(url, "alice")
     bob = await SignalingPeer.join(bob_url or url, "bob")
@@ -86,11 +110,7 @@ async def exchange(url, scheme_transport, bob_url=None):
     offerer = RTCPeerConnection(bob.configuration(scheme_transport))
     got = asyncio.get_running_loop().create_future()
     try:
-        @answerer.on("datachannel")
-        def on_channel(channel):
-            @channel.on("message")
-            def on_message(message):
-                channel.send("echo:" + message)
+        echo_on_data_channels(answerer)
 
         channel = offerer.createDataChannel("chat")
 
@@ -103,15 +123,7 @@ async def exchange(url, scheme_transport, bob_url=None):
             if not got.done():
                 got.set_result(message)
 
-        await offerer.setLocalDescription(await offerer.createOffer())
-        await bob.send("offer", alice.peer_id, {"description": {"type": "offer", "sdp": offerer.localDescription.sdp}})
-        offer = await alice.receive("offer")
-        assert offer["from"] == bob.peer_id
-        await answerer.setRemoteDescription(RTCSessionDescription(**offer["data"]["description"]))
-        await answerer.setLocalDescription(await answerer.createAnswer())
-        await alice.send("answer", bob.peer_id, {"description": {"type": "answer", "sdp": answerer.localDescription.sdp}})
-        answer = await bob.receive("answer")
-        await offerer.setRemoteDescription(RTCSessionDescription(**answer["data"]["description"]))
+        await negotiate(offerer, bob, answerer, alice)
 
         reply = await asyncio.wait_for(got, 30)
         sdps = (offerer.localDescription.sdp, answerer.localDescription.sdp)
@@ -237,7 +249,7 @@ def test_aiortc_data_channel_keeps_flowing_across_a_signaling_drop(server):
     data-channel exchange: the channel keeps carrying messages through the gap, and bob resumes his session
     (same peer id) and can signal again."""
     from test_browser_example import CuttingProxy
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCPeerConnection
 
     proxy = CuttingProxy(server.signaling_port)
 
@@ -250,23 +262,12 @@ def test_aiortc_data_channel_keeps_flowing_across_a_signaling_drop(server):
         echoes = asyncio.Queue()
         opened = asyncio.get_running_loop().create_future()
         try:
-            @answerer.on("datachannel")
-            def on_channel(channel):
-                @channel.on("message")
-                def on_message(message):
-                    channel.send("echo:" + message)
+            echo_on_data_channels(answerer)
 
             channel = offerer.createDataChannel("chat")
             channel.on("open", lambda: opened.done() or opened.set_result(True))
             channel.on("message", lambda m: echoes.put_nowait(m))
-            await offerer.setLocalDescription(await offerer.createOffer())
-            await bob.send("offer", alice.peer_id, {"description": {"type": "offer", "sdp": offerer.localDescription.sdp}})
-            offer = await alice.receive("offer")
-            await answerer.setRemoteDescription(RTCSessionDescription(**offer["data"]["description"]))
-            await answerer.setLocalDescription(await answerer.createAnswer())
-            await alice.send("answer", bob.peer_id, {"description": {"type": "answer", "sdp": answerer.localDescription.sdp}})
-            answer = await bob.receive("answer")
-            await offerer.setRemoteDescription(RTCSessionDescription(**answer["data"]["description"]))
+            await negotiate(offerer, bob, answerer, alice)
             await asyncio.wait_for(opened, 30)
 
             channel.send("before")

@@ -130,15 +130,7 @@ final class SignalingSession {
     /// `peer_id`, a new token, the messages it missed. A failure leaves this socket open for an
     /// `authenticate` and counts against its source in the login throttle.
     private func resume(_ token: String) {
-        let throttle = hub.credentials.throttle
-        let source = connection.source
-        if let source, case .blocked(let retryAfter) = throttle.check(source) {
-            refused = true
-            hub.stats.authBlocked.add(1, ordering: .relaxed)
-            hub.stats.sent(.unauthorized)
-            connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
-            return
-        }
+        guard !refusedAsBlocked() else { return }
         do {
             let (peer, _) = try hub.resume(token: token, room: room, connection: connection) { id, newToken, roster, replayed in
                 ServerEvents.resumed(peerID: id, resumeToken: newToken, peers: roster, replayed: replayed)
@@ -195,17 +187,21 @@ final class SignalingSession {
 
     // MARK: Authentication
 
-    private func authenticate(_ bytes: [UInt8]) {
-        // The same per-source throttle as TURN's: a blocked source is refused without a password check.
-        let throttle = hub.credentials.throttle
-        let source = connection.source
-        if let source, case .blocked(let retryAfter) = throttle.check(source) {
-            refused = true
-            hub.stats.authBlocked.add(1, ordering: .relaxed)
-            hub.stats.sent(.unauthorized)
-            connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
-            return
+    /// The same per-source throttle as TURN's: a blocked source is refused (and closed) without a password
+    /// or token check. True when it was.
+    private func refusedAsBlocked() -> Bool {
+        guard let source = connection.source, case .blocked(let retryAfter) = hub.credentials.throttle.check(source) else {
+            return false
         }
+        refused = true
+        hub.stats.authBlocked.add(1, ordering: .relaxed)
+        hub.stats.sent(.unauthorized)
+        connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
+        return true
+    }
+
+    private func authenticate(_ bytes: [UInt8]) {
+        guard !refusedAsBlocked() else { return }
         guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)),
               frame.event == "authenticate",
               hub.credentials.verify(username: frame.data.username, password: frame.data.password)

@@ -4,6 +4,8 @@ import Foundation
 import FoundationNetworking
 #endif
 import Logging
+import NIOPosix
+import StunTurn
 @testable import Signaling
 
 /// A real SignalingServer on 127.0.0.1 with an ephemeral port for one test.
@@ -38,3 +40,37 @@ func withSignaling(
     _ = await task.result
 }
 
+
+/// Both halves in one process sharing one credential store, as the executable composes them: a session's
+/// TURN credentials work while it lasts, and its allocations go with it.
+func withSignalingAndTurn(
+    configure: (inout SignalingConfiguration) -> Void = { _ in },
+    configureTurn: (inout TurnConfiguration) -> Void = { _ in },
+    _ body: (SignalingServer, Int, TurnServer, UInt16) async throws -> Void
+) async throws {
+    let credentials = CredentialStore(.init(users: ["alice": "pw", "bob": "pw"]))
+    var c = TurnConfiguration()
+    c.listenAddresses = ["127.0.0.1"]
+    c.port = 0
+    c.threads = 1
+    c.relayPorts = 26000...26999
+    configureTurn(&c)
+    var logger = Logger(label: "both-halves-test")
+    logger.logLevel = .critical
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let turn = TurnServer(configuration: c, credentials: credentials, group: group, logger: logger)
+    turn.releaseAllocationsWhenRevoked(credentials.sessions)
+    let turnPort = UInt16(try await turn.start()[0].port!)
+    do {
+        try await withSignaling(credentials: credentials, configure: configure) { server, port in
+            server.hub.iceServers.stunPort = Int(turnPort)
+            try await body(server, port, turn, turnPort)
+        }
+    } catch {
+        await turn.stop()
+        try await group.shutdownGracefully()
+        throw error
+    }
+    await turn.stop()
+    try await group.shutdownGracefully()
+}
