@@ -180,6 +180,26 @@ def test_a_killed_instance_is_left_for_the_others_and_its_credentials_refused(in
     b.expected_exit = -signal.SIGKILL  # killed on purpose
 
 
+def test_a_gracefully_stopped_instance_hands_its_peers_departure_over_at_once(instance):
+    a, b = two_instances(instance)
+
+    async def run():
+        alice, bob = await alice_and_bob(a, b)
+        stopping = time.monotonic()
+        b.proc.send_signal(signal.SIGTERM)
+        left = await alice.receive("left")
+        assert left["data"]["peer_id"] == bob.peer_id
+        assert time.monotonic() - stopping < 2, "at once, not after cluster.instance_timeout"
+        await alice.ws.close()
+    asyncio.run(run())
+    assert b.proc.wait(15) == 0
+    deadline = time.monotonic() + 5
+    while len(stats(a)["cluster"]["instances"]) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(stats(a)["cluster"]["instances"]) == 1, "its goodbye: the others forget it"
+    assert stats(a)["cluster"]["messages"]["dead_instances"] == 0
+
+
 def test_directed_messages_flow_again_after_nats_restarts(instance, nats):
     a, b = two_instances(instance)
 
