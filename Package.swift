@@ -31,17 +31,23 @@ let package = Package(
             name: "Auth",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // The TLS contexts of the TURN and signaling listeners (one builder, re-read on SIGHUP).
+        .target(
+            name: "ServerTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // sendmmsg and UDP_SEGMENT for the relay path's writes (Swift's Glibc module lacks them).
         .target(name: "CUDPBatch"),
         .target(
             name: "StunTurn",
             dependencies: [
-                "Auth", "CUDPBatch",
+                "Auth", "CUDPBatch", "ServerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -50,9 +56,8 @@ let package = Package(
         .target(
             name: "Signaling",
             dependencies: [
-                "Auth",
+                "Auth", "ServerTLS",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),

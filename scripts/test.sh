@@ -47,6 +47,10 @@ echo "== swift test"
 # serial against ~5 s parallel).
 swift test --disable-xctest --no-parallel
 
+echo "== build the fuzz targets (compile only, so that they keep up with the code; fuzz/run.sh runs them)"
+swift build --package-path fuzz --scratch-path .build-fuzz --target TurnFuzz --target SignalingFuzz \
+    -Xswiftc -enable-testing -Xswiftc -parse-as-library
+
 echo "== build webrtc-server"
 swift build --product webrtc-server
 export WEBRTC_SERVER_BINARY="$PWD/.build/debug/webrtc-server"

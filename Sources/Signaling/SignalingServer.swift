@@ -1,7 +1,7 @@
 import Auth
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
+import ServerTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -69,11 +69,7 @@ public final class SignalingServer: Service, Sendable {
         if let supplied = c.tlsContext {
             context = supplied
         } else {
-            var tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
-                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            tls.minimumTLSVersion = .tlsv12
-            let fixed = try NIOSSLContext(configuration: tls)
+            let fixed = try ReloadableTLSContext.load(certificatePath: cert, keyPath: key)
             context = { fixed }
         }
         return HTTPServerBuilder { responder in
@@ -82,10 +78,9 @@ public final class SignalingServer: Service, Sendable {
     }
 
     /// The signaling port's own event loops: `threads`, or one per core for 0. A message whose sender
-    /// and receiver are on different loops costs more CPU than one that stays on one thread (about 20 %
-    /// more per message on 2 cores), but with a loop per core a burst is spread over every core instead
-    /// of queueing behind one: on 2 cores, p99 under load was 2–7 ms with 2 loops against 3–68 ms with
-    /// one from 20 000 to 40 000 messages/s (BENCHMARKS.md, 2026-11-24).
+    /// and receiver are on different loops costs more CPU than one that stays on one thread, but with a
+    /// loop per core a burst is spread over every core instead of queueing behind one (the figures:
+    /// BENCHMARKS.md).
     var eventLoopGroupProvider: EventLoopGroupProvider { .shared(Self.eventLoopGroup(threads: hub.configuration.threads)) }
 
     /// The signaling port's event loops for `signaling.threads` (also where a cluster's NATS link runs, so

@@ -1,4 +1,5 @@
 import Auth
+import ServerTLS
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Every configuration key, once: name, kind, default and help. docs/configuration.md documents the
 /// same list; `webrtc-server --help` prints it.
 struct ConfigKey {
@@ -204,5 +206,3 @@ enum ConfigKeys {
 
     static let byName: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
 }
-
-import Foundation

@@ -1,4 +1,5 @@
 import Auth
+import ServerTLS
 import Cluster
 import Foundation
 import Logging

@@ -12,7 +12,6 @@ import Synchronization
 public final class SignalingHub: Sendable {
     public enum JoinError: Error, Equatable, Sendable {
         case roomFull
-        case serverFull
     }
 
     /// Where a member's messages go: its socket, or the queue of its held session while it is away.

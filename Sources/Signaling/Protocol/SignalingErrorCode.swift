@@ -17,8 +17,6 @@ public enum SignalingErrorCode: String, Sendable, CaseIterable {
     case rateLimited = "rate_limited"
     /// Another session logged in with this username and `signaling.duplicate_username` is `replace`.
     case replaced = "replaced"
-    /// The peer did not read its messages fast enough; the socket closes.
-    case slowConsumer = "slow_consumer"
     /// A second `authenticate` on an already authenticated socket.
     case alreadyAuthenticated = "already_authenticated"
     /// Removed by the server API (`DELETE /api/peers/{peer}`).

@@ -233,7 +233,6 @@ final class SignalingSession {
             hub.credentials.sessions.revoke(session: id)
             let event = switch error {
             case .roomFull: ServerEvents.error(.roomFull, "room \(room) already has \(hub.configuration.maxPeersPerRoom) peers")
-            case .serverFull: ServerEvents.error(.serverFull, "the server is full")
             }
             connection.close(finalEvent: event, reason: "join refused")
             return

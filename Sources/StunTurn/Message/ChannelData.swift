@@ -1,6 +1,7 @@
 import NIOCore
 
-/// ChannelData framing (RFC 8656 §12.4): a 2-byte channel number in 0x4000-0x4FFF, a 2-byte length,
+/// ChannelData framing (RFC 8656 §12.4): a 2-byte channel number (0x4000-0x4FFF by RFC 8656; RFC 5766's
+/// 0x4000-0x7FFF are accepted too unless `turn.strict_channel_numbers`), a 2-byte length,
 /// then the application data. Over TCP/TLS the frame is padded to a multiple of 4 bytes.
 public enum ChannelData {
     /// RFC 8656 §12: channel numbers 0x4000-0x4FFF.

@@ -1,6 +1,10 @@
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension TurnEngine {
     /// RFC 8656 §7.2, receiving an Allocate request. `retriesLeft`: when the port pair reserved for an
     /// EVEN-PORT request cannot be bound (another socket holds a port of the range), the request is
@@ -27,7 +31,7 @@ extension TurnEngine {
             respond(to: m, context, error: StunError(508, "Server Shutting Down"), integrity: integrity)
             return
         }
-        // Step 3: REQUESTED-TRANSPORT must be present; only UDP relaying here (TCP is RFC 6062).
+        // Step 3: REQUESTED-TRANSPORT must be present: UDP, or TCP (RFC 6062) over a stream.
         guard let transport = m.requestedTransport else {
             respond(to: m, context, error: .badRequest, integrity: integrity)
             return
@@ -290,7 +294,3 @@ extension TurnEngine {
             }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -1,5 +1,13 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Relay ports from a configured range (RFC 8656 §7.2). A port is never handed out twice while in use;
 /// EVEN-PORT with the R bit reserves the next port under a RESERVATION-TOKEN for 30 seconds (§7.2, §18.7);
 /// the reserved port is held by a bound socket (`hold`) until redeemed, cancelled or expired.
@@ -146,11 +154,3 @@ public enum NIODeadlineSeconds {
         return Int64(ts.tv_sec)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif

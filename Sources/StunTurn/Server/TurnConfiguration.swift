@@ -1,3 +1,6 @@
+import NIOCore
+import ServerTLS
+
 /// Everything the STUN/TURN half needs to know, already validated by the executable's config layer.
 public struct TurnConfiguration: Sendable {
     /// REALM sent in challenges and used in the long-term key (RFC 8489 §9.2).
@@ -70,5 +73,3 @@ public struct TurnConfiguration: Sendable {
 
     public init() {}
 }
-
-import NIOCore

@@ -376,9 +376,8 @@ final class TurnEngine: @unchecked Sendable {
     }
 
     /// Queues what this read batch gathered for peers (a GSO run per relay socket where the batch
-    /// allows); it is sent with the rest of the tick's datagrams at the tick's end. Sending it here
-    /// instead, or sending each relay socket's datagrams to the client at the end of its own read,
-    /// cost more CPU per packet under the paced load (BENCHMARKS.md, 2026-11-24 12:45).
+    /// allows); it is sent with the rest of the tick's datagrams at the tick's end (sending earlier cost
+    /// more CPU per packet: BENCHMARKS.md).
     @inline(__always)
     func queueDirtyRelays() {
         guard !dirtyRelays.isEmpty else { return }

@@ -1,4 +1,5 @@
 import Auth
+import ServerTLS
 import Foundation
 import Logging
 import Signaling

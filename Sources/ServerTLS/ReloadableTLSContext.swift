@@ -16,8 +16,9 @@ public final class ReloadableTLSContext: Sendable {
         context = Mutex(try Self.load(certificatePath: certificatePath, keyPath: keyPath))
     }
 
-    /// TLS 1.2 and 1.3 only (RFC 8656 §3.1 asks for TLS 1.2 at least).
-    static func load(certificatePath: String, keyPath: String) throws -> NIOSSLContext {
+    /// The one builder of a listener's TLS context: TLS 1.2 and 1.3 only (RFC 8656 §3.1 asks for TLS 1.2
+    /// at least; the same for the signaling port's https/wss).
+    public static func load(certificatePath: String, keyPath: String) throws -> NIOSSLContext {
         let chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
         let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
         var configuration = TLSConfiguration.makeServerConfiguration(
