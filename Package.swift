@@ -31,6 +31,8 @@ let package = Package(
             name: "Auth",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
+        // Counters and the one declaration of every metric (/metrics, /api/stats and the README's table).
+        .target(name: "ServerMetrics"),
         // The TLS contexts of the TURN and signaling listeners (one builder, re-read on SIGHUP).
         .target(
             name: "ServerTLS",
@@ -44,7 +46,7 @@ let package = Package(
         .target(
             name: "StunTurn",
             dependencies: [
-                "Auth", "CUDPBatch", "ServerTLS",
+                "Auth", "CUDPBatch", "ServerTLS", "ServerMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -56,7 +58,7 @@ let package = Package(
         .target(
             name: "Signaling",
             dependencies: [
-                "Auth", "ServerTLS",
+                "Auth", "ServerTLS", "ServerMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -75,7 +77,7 @@ let package = Package(
         .target(
             name: "Cluster",
             dependencies: [
-                "Auth", "Signaling",
+                "Auth", "Signaling", "ServerMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -86,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "webrtc-server",
             dependencies: [
-                "Auth", "StunTurn", "Signaling", "Cluster",
+                "Auth", "StunTurn", "Signaling", "Cluster", "ServerMetrics",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

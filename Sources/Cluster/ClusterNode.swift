@@ -1,6 +1,7 @@
 import Auth
 import Foundation
 import Logging
+import ServerMetrics
 import NIOCore
 import ServiceLifecycle
 import Signaling
@@ -43,29 +44,40 @@ public struct ClusterConfiguration: Sendable {
 
 /// Counters of the cluster (read by /metrics and /api/stats).
 public final class ClusterStats: Sendable {
-    let forwardedCount = Atomic<Int>(0)
-    let receivedCount = Atomic<Int>(0)
-    let undeliverableCount = Atomic<Int>(0)
-    let broadcastsOutCount = Atomic<Int>(0)
-    let broadcastsInCount = Atomic<Int>(0)
-    let deadInstancesCount = Atomic<Int>(0)
-    let resyncsCount = Atomic<Int>(0)
-    let malformedCount = Atomic<Int>(0)
+    /// Directed messages sent to peers on other instances, and received for peers here.
+    public let forwarded = StatCounter()
+    public let received = StatCounter()
+    /// Received for a peer that is no longer here (it left meanwhile): dropped.
+    public let undeliverable = StatCounter()
+    public let broadcastsOut = StatCounter()
+    public let broadcastsIn = StatCounter()
+    /// Instances declared dead (not heard from for cluster.instance_timeout).
+    public let deadInstances = StatCounter()
+    /// Presence resyncs (each time the NATS link came up).
+    public let resyncs = StatCounter()
+    /// Cluster messages that could not be read: dropped.
+    public let malformed = StatCounter()
 
     public init() {}
-    /// Directed messages sent to peers on other instances, and received for peers here.
-    public var forwarded: Int { forwardedCount.load(ordering: .relaxed) }
-    public var received: Int { receivedCount.load(ordering: .relaxed) }
-    /// Received for a peer that is no longer here (it left meanwhile): dropped.
-    public var undeliverable: Int { undeliverableCount.load(ordering: .relaxed) }
-    public var broadcastsOut: Int { broadcastsOutCount.load(ordering: .relaxed) }
-    public var broadcastsIn: Int { broadcastsInCount.load(ordering: .relaxed) }
-    /// Instances declared dead (not heard from for cluster.instance_timeout).
-    public var deadInstances: Int { deadInstancesCount.load(ordering: .relaxed) }
-    /// Presence resyncs (each time the NATS link came up).
-    public var resyncs: Int { resyncsCount.load(ordering: .relaxed) }
-    /// Cluster messages that could not be read: dropped.
-    public var malformed: Int { malformedCount.load(ordering: .relaxed) }
+
+    /// Declared once: `/metrics` and the `messages` object of the cluster in `/api/stats`.
+    public var metrics: [Metric] {
+        [
+            Metric("webrtc_cluster_messages_total", .counter, labels: ["kind"],
+                   help: "messages between instances, by `kind` (`forwarded`, `received`, `undeliverable`, `broadcast_out`, `broadcast_in`)") {
+                [("forwarded", self.forwarded), ("received", self.received), ("undeliverable", self.undeliverable),
+                 ("broadcast_out", self.broadcastsOut), ("broadcast_in", self.broadcastsIn)].map { .init([("kind", $0.0)], $0.1.value) }
+            },
+            .counter(nil, json: "forwarded", help: "", forwarded),
+            .counter(nil, json: "received", help: "", received),
+            .counter(nil, json: "undeliverable", help: "", undeliverable),
+            .counter(nil, json: "broadcasts_out", help: "", broadcastsOut),
+            .counter(nil, json: "broadcasts_in", help: "", broadcastsIn),
+            .counter("webrtc_cluster_dead_instances_total", json: "dead_instances", help: "instances declared dead", deadInstances),
+            .counter("webrtc_cluster_resyncs_total", json: "resyncs", help: "presence resyncs (each time the NATS link came up)", resyncs),
+            .counter(nil, json: "malformed", help: "", malformed),
+        ]
+    }
 }
 
 /// One instance of the cluster as the dashboard shows it.
@@ -198,7 +210,7 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
         switch event {
         case .connected:
             linked.store(true, ordering: .relaxed)
-            stats.resyncsCount.add(1, ordering: .relaxed)
+            stats.resyncs.add()
             // Nothing could be heard while the link was down: everyone gets a fresh timeout, then presence
             // is exchanged in full (this instance's state to all, everyone's state to this one).
             directory.restartClocks(now: .now)
@@ -221,7 +233,7 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
         guard isLinked else { return }
         for id in directory.silent(since: now - configuration.instanceTimeout) {
             let change = directory.forget(id)
-            stats.deadInstancesCount.add(1, ordering: .relaxed)
+            stats.deadInstances.add()
             logger.warning("cluster: instance not heard from; declared dead", metadata: [
                 "instance": "\(id)", "peers": "\(change.left.count)",
             ])
@@ -236,21 +248,21 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     private func received(_ message: NATSMessage) {
         switch ClusterWire.decode(message.payload) {
         case .directed(let room, let peer, let body)?:
-            stats.receivedCount.add(1, ordering: .relaxed)
+            stats.received.add()
             if !hub.deliverFromRemote(body, to: peer) {
                 if let to = movedAway.withLock({ $0[peer]?.instance }) {
                     client.publish(ClusterWire.subjectTo(configuration.name, to), head: ClusterWire.directedHead(room: room, to: peer), body)
                 } else {
-                    stats.undeliverableCount.add(1, ordering: .relaxed)
+                    stats.undeliverable.add()
                 }
             }
         case .broadcast(let room, let body)?:
-            stats.broadcastsInCount.add(1, ordering: .relaxed)
+            stats.broadcastsIn.add()
             hub.broadcastFromRemote(body, room: room)
         case .control(let c)?:
             control(c)
         case nil:
-            stats.malformedCount.add(1, ordering: .relaxed)
+            stats.malformed.add()
         }
     }
 
@@ -380,13 +392,13 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     }
 
     public func forward(_ message: ByteBuffer, to peer: RemotePeer) {
-        stats.forwardedCount.add(1, ordering: .relaxed)
+        stats.forwarded.add()
         client.publish(ClusterWire.subjectTo(configuration.name, peer.instance),
                        head: ClusterWire.directedHead(room: peer.room, to: peer.info.peerID), message)
     }
 
     public func broadcast(_ message: ByteBuffer, room: String) {
-        stats.broadcastsOutCount.add(1, ordering: .relaxed)
+        stats.broadcastsOut.add()
         client.publish(subjectAll, head: ClusterWire.broadcastHead(room: room), message)
     }
 
@@ -487,6 +499,12 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
     }
 
     // MARK: Operations
+
+    /// Every cluster metric: the NATS link's, the messages', and how many instances this one knows.
+    public var metrics: [Metric] {
+        [.value("webrtc_cluster_instances", .gauge, help: "instances this one knows, itself included") { self.instances().count }]
+            + client.stats.metrics + stats.metrics
+    }
 
     /// Every instance this one knows, itself first.
     public func instances() -> [ClusterInstanceStatus] {

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import ServerMetrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -52,12 +53,19 @@ struct WebRTCServer: AsyncParsableCommand {
     @Flag(name: .customLong("print-example-config"), help: .hidden)
     var printExampleConfig = false
 
+    @Flag(name: .customLong("print-metrics-table"), help: .hidden)
+    var printMetricsTable = false
+
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var settings: [String] = []
 
     func run() async throws {
         if printExampleConfig {
             print(ExampleConfiguration.yaml, terminator: "")
+            return
+        }
+        if printMetricsTable {
+            print(Self.metricsTable(), terminator: "")
             return
         }
         let loaded = try Self.load(file: config, flags: settings)
@@ -86,7 +94,7 @@ struct WebRTCServer: AsyncParsableCommand {
         // First in the group, so stopped last: after signaling has handed its peers' departures over and
         // TURN has drained, it revokes their credentials cluster-wide and says goodbye.
         if let node { running.insert(.init(service: node), at: 0) }
-        let exporter = PrometheusExporter(turn: turn, hub: hub, credentials: credentials, cluster: node)
+        let exporter = PrometheusExporter(turn: turn, hub: hub, cluster: node)
         let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled,
                                       cluster: node)
         let tlsConfigured = loaded.turn.tls != nil
@@ -129,6 +137,21 @@ struct WebRTCServer: AsyncParsableCommand {
             throw ExitCode(1)
         }
         logger.info("stopped")
+    }
+
+    /// The README's metrics table: every metric a full configuration (TURN, signaling, cluster) declares.
+    static func metricsTable() -> String {
+        var logger = Logger(label: "metrics-table")
+        logger.logLevel = .critical
+        let group = MultiThreadedEventLoopGroup.singleton
+        let credentials = CredentialStore(.init())
+        let turn = TurnServer(configuration: TurnConfiguration(), credentials: credentials, group: group, logger: logger)
+        let hub = SignalingHub(configuration: SignalingConfiguration(), credentials: credentials, logger: logger)
+        let node = ClusterNode(configuration: ClusterConfiguration(nats: .init(servers: []), instanceID: "table",
+                                                                   advert: InstanceAdvert(address: "", turn: nil)),
+                               hub: hub, credentials: credentials, eventLoop: group.next(), logger: logger,
+                               load: { (0, 0) }, onFatal: { _ in })
+        return Metric.markdownTable(PrometheusExporter.all(turn: turn, hub: hub, cluster: node, allocations: []))
     }
 
     /// This instance's part in the cluster of `c`.

@@ -56,9 +56,9 @@ import TurnTestSupport
             #expect(try await again.next()["event"] as? String == "live")
             let back = try await a.nextJSON()
             #expect(back["event"] as? String == "peer_back", "and no left: \(back)")
-            #expect(server.hub.stats.resumes.load(ordering: .relaxed) == 1)
-            #expect(server.hub.stats.replayedMessages.load(ordering: .relaxed) == 20)
-            #expect(server.hub.stats.heldSessions.load(ordering: .relaxed) == 0)
+            #expect(server.hub.stats.resumes.value == 1)
+            #expect(server.hub.stats.replayedMessages.value == 20)
+            #expect(server.hub.stats.heldSessions.value == 0)
 
             // The token that was used is spent.
             let third = try await RawPeer(port: port)
@@ -74,13 +74,13 @@ import TurnTestSupport
             let b = try await RawPeer(port: port)
             let token = try #require(Self.data(try await b.login("bob"))["resume_token"] as? String)
             b.drop()
-            try await waitFor { server.hub.stats.heldSessions.load(ordering: .relaxed) == 1 }
+            try await waitFor { server.hub.stats.heldSessions.value == 1 }
             let elsewhere = try await RawPeer(port: port, room: "other-room")
             #expect(Self.data(try await elsewhere.resume(token))["code"] as? String == "resume_failed")
             let madeUp = try await RawPeer(port: port)
             #expect(Self.data(try await madeUp.resume("x" + token))["code"] as? String == "resume_failed")
-            #expect(server.hub.stats.failedResumes.load(ordering: .relaxed) == 2)
-            #expect(server.hub.stats.authFailures.load(ordering: .relaxed) == 2)
+            #expect(server.hub.stats.failedResumes.value == 2)
+            #expect(server.hub.stats.authFailures.value == 2)
             // The held session is untouched: the right room still resumes it.
             let right = try await RawPeer(port: port)
             #expect(try await right.resume(token)["event"] as? String == "resumed")
@@ -101,7 +101,7 @@ import TurnTestSupport
             #expect(server.hub.credentials.lookup(turnUser) != .unknown, "valid while held")
             let left = try await a.nextJSON(timeout: .seconds(5))
             #expect(left["event"] as? String == "left" && Self.data(left)["peer_id"] as? String == bID)
-            #expect(server.hub.stats.heldExpired.load(ordering: .relaxed) == 1)
+            #expect(server.hub.stats.heldExpired.value == 1)
             #expect(server.hub.credentials.lookup(turnUser) == .unknown, "its TURN credentials are revoked")
         }
     }
@@ -135,7 +135,7 @@ import TurnTestSupport
             default: b.send(#"{"event":"leave"}"#)
             }
             #expect(try await a.nextJSON()["event"] as? String == "left")
-            #expect(server.hub.stats.heldSessions.load(ordering: .relaxed) == 0)
+            #expect(server.hub.stats.heldSessions.value == 0)
         }
     }
 
@@ -144,7 +144,7 @@ import TurnTestSupport
             let b = try await RawPeer(port: port)
             _ = try await b.login("bob")
             b.socket.send(clientFrame(0x8, [0x0F, 0xA0]))  // 4000: an application's own code, not a leave
-            try await waitFor { server.hub.stats.heldSessions.load(ordering: .relaxed) == 1 }
+            try await waitFor { server.hub.stats.heldSessions.value == 1 }
         }
     }
 
@@ -172,7 +172,7 @@ import TurnTestSupport
             let peer = UDPTestSocket()
             #expect(client.channelBind(0x4001, peer.address)?.messageClass == .successResponse)
             b.drop()
-            try await waitFor { server.hub.stats.heldSessions.load(ordering: .relaxed) == 1 }
+            try await waitFor { server.hub.stats.heldSessions.value == 1 }
             // Held: the call's relayed media keep flowing both ways.
             client.socket.send([0x40, 0x01, 0x00, 0x01, 7], to: turnPort)
             #expect(peer.receive()?.bytes == [7])

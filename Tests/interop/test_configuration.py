@@ -109,3 +109,16 @@ def test_open_files_limit_is_raised_to_the_hard_limit_and_a_short_one_is_named(s
                      preexec_fn=low_limit, wait_for=("TURN relay", "admin listening"))
     assert "open files limit 4096 is below the 5100 that turn.max_allocations can need" in s.output, s.output
     assert "signaling.max_connections" not in s.output, s.output
+
+
+def test_the_readme_metrics_table_is_the_declared_list():
+    """The README's metrics table must be exactly what the code declares (one list, three outputs)."""
+    import re
+    from conftest import ROOT
+    from test_operations import run_binary
+    generated = run_binary("--print-metrics-table")
+    assert generated.returncode == 0, generated.stderr
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"<!-- metrics-table: [^\n]*-->\n(.*?)<!-- end of metrics-table -->", readme, re.S)
+    assert found, "the README lost its metrics-table markers"
+    assert found.group(1) == generated.stdout, "README metrics table differs from webrtc-server --print-metrics-table"

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import ServerMetrics
 import Synchronization
 
 /// How a `NATSClient` connects and behaves when the link breaks.
@@ -47,26 +48,40 @@ public struct NATSMessage: Sendable {
 /// Counters of a NATS connection (read by /metrics and /api/stats).
 public final class NATSStats: Sendable {
     let connectedFlag = Atomic<Bool>(false)
-    let reconnectsCount = Atomic<Int>(0)
-    let messagesInCount = Atomic<Int>(0)
-    let messagesOutCount = Atomic<Int>(0)
-    let bytesInCount = Atomic<Int>(0)
-    let bytesOutCount = Atomic<Int>(0)
-    let droppedCount = Atomic<Int>(0)
-    let serverErrorsCount = Atomic<Int>(0)
+    /// Connections made after the first.
+    public let reconnects = StatCounter()
+    public let messagesIn = StatCounter()
+    public let messagesOut = StatCounter()
+    public let bytesIn = StatCounter()
+    public let bytesOut = StatCounter()
+    /// Publications dropped: over the buffer while disconnected or slow, or over the server's max_payload.
+    public let dropped = StatCounter()
+    /// `-ERR` lines the server sent.
+    public let serverErrors = StatCounter()
 
     public init() {}
     public var connected: Bool { connectedFlag.load(ordering: .relaxed) }
-    /// Connections made after the first.
-    public var reconnects: Int { reconnectsCount.load(ordering: .relaxed) }
-    public var messagesIn: Int { messagesInCount.load(ordering: .relaxed) }
-    public var messagesOut: Int { messagesOutCount.load(ordering: .relaxed) }
-    public var bytesIn: Int { bytesInCount.load(ordering: .relaxed) }
-    public var bytesOut: Int { bytesOutCount.load(ordering: .relaxed) }
-    /// Publications dropped: over the buffer while disconnected or slow, or over the server's max_payload.
-    public var dropped: Int { droppedCount.load(ordering: .relaxed) }
-    /// `-ERR` lines the server sent.
-    public var serverErrors: Int { serverErrorsCount.load(ordering: .relaxed) }
+
+    /// Declared once: `/metrics` and the `nats` object of the cluster in `/api/stats`.
+    public var metrics: [Metric] {
+        [
+            .value("webrtc_cluster_nats_connected", .gauge, help: "1 while the NATS link is up") { self.connected ? 1 : 0 },
+            .counter("webrtc_cluster_nats_reconnects_total", json: "reconnects", help: "NATS connections made after the first", reconnects),
+            Metric("webrtc_cluster_nats_messages_total", .counter, labels: ["direction"], help: "NATS messages, `in` and `out`") {
+                [.init([("direction", "in")], self.messagesIn.value), .init([("direction", "out")], self.messagesOut.value)]
+            },
+            Metric("webrtc_cluster_nats_bytes_total", .counter, labels: ["direction"], help: "NATS payload bytes, `in` and `out`") {
+                [.init([("direction", "in")], self.bytesIn.value), .init([("direction", "out")], self.bytesOut.value)]
+            },
+            .counter(nil, json: "messages_in", help: "", messagesIn),
+            .counter(nil, json: "messages_out", help: "", messagesOut),
+            .counter(nil, json: "bytes_in", help: "", bytesIn),
+            .counter(nil, json: "bytes_out", help: "", bytesOut),
+            .counter("webrtc_cluster_nats_dropped_total", json: "dropped",
+                     help: "cluster messages dropped: over `cluster.buffer` while NATS is unreachable or slow, or over its max_payload", dropped),
+            .counter("webrtc_cluster_nats_server_errors_total", json: "server_errors", help: "`-ERR` lines from the NATS server", serverErrors),
+        ]
+    }
 }
 
 /// A small NATS client on SwiftNIO: CONNECT with user/password or token, TLS when asked, PING/PONG
@@ -165,12 +180,12 @@ public final class NATSClient: Sendable {
     public func publish(_ subject: String, head: String = "", _ body: ByteBuffer) -> Bool {
         let size = head.utf8.count + body.readableBytes
         guard size <= maxPayload else {
-            stats.droppedCount.add(1, ordering: .relaxed)
+            stats.dropped.add()
             return false
         }
         let cost = size + subject.utf8.count + 24
         if !canWrite.load(ordering: .relaxed), heldBytes.load(ordering: .relaxed) + cost > configuration.bufferLimit {
-            stats.droppedCount.add(1, ordering: .relaxed)
+            stats.dropped.add()
             return true
         }
         let schedule = staged.withLock { s -> Bool in
@@ -180,8 +195,8 @@ public final class NATSClient: Sendable {
             return true
         }
         heldBytes.add(cost, ordering: .relaxed)
-        stats.messagesOutCount.add(1, ordering: .relaxed)
-        stats.bytesOutCount.add(size, ordering: .relaxed)
+        stats.messagesOut.add()
+        stats.bytesOut.add(size)
         if schedule { eventLoop.execute { [core] in core.value.takeStaged(self) } }
         return true
     }
@@ -326,8 +341,8 @@ public final class NATSClient: Sendable {
         func received(_ op: NATSServerOp, on channel: Channel, server: NATSServerURL, _ client: NATSClient) {
             switch op {
             case .msg(let subject, let sid, let reply, let payload):
-                client.stats.messagesInCount.add(1, ordering: .relaxed)
-                client.stats.bytesInCount.add(payload.readableBytes, ordering: .relaxed)
+                client.stats.messagesIn.add()
+                client.stats.bytesIn.add(payload.readableBytes)
                 subscriptions[sid]?.handler(NATSMessage(subject: subject, reply: reply, payload: payload))
             case .ping:
                 channel.writeAndFlush(ByteBuffer(string: "PONG\r\n"), promise: nil)
@@ -340,7 +355,7 @@ public final class NATSClient: Sendable {
             case .ok:
                 break
             case .err(let text):
-                client.stats.serverErrorsCount.add(1, ordering: .relaxed)
+                client.stats.serverErrors.add()
                 client.logger.warning("NATS server error", metadata: ["server": "\(server)", "error": "\(text)"])
                 onEvent(.serverError(text))
             case .info(let json):
@@ -429,7 +444,7 @@ public final class NATSClient: Sendable {
         private func connected(_ channel: Channel, server: NATSServerURL, _ client: NATSClient) {
             self.channel = channel
             phase = .connected
-            if everConnected { client.stats.reconnectsCount.add(1, ordering: .relaxed) }
+            if everConnected { client.stats.reconnects.add() }
             everConnected = true
             attempts = 0
             pingsOut = 0

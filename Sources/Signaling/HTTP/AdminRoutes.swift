@@ -2,6 +2,7 @@ import Auth
 import Foundation
 import Hummingbird
 import NIOCore
+import ServerMetrics
 
 /// What the operator endpoints need from outside the signaling half (the TURN half, metrics, logging),
 /// supplied by the executable that composes both.
@@ -103,24 +104,11 @@ enum AdminRoutes {
     static let maxRoomsListed = 200
 
     static func statsJSON(hub: SignalingHub, backend: (any AdminBackend)?) async -> String {
-        let st = hub.stats
         let rooms = hub.rooms().sorted { $0.key < $1.key }.prefix(maxRoomsListed).map { room, _ in
             let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }.map(\.json).joined(separator: ",")
             return #"{"room":"# + JSONText.quoted(room) + #","peers":["# + peers + "]}"
         }
-        let inbound = st.inbound.values.map { "\"\($0.label)\":\($0.value)" }.joined(separator: ",")
-        let outbound = st.outbound.values.map { "\"\($0.label)\":\($0.value)" }.joined(separator: ",")
-        let signaling = """
-            {"connections":\(hub.connectionCount),"rooms":\(hub.roomCount),"peers":\(hub.peerCount),\
-            "messages_in":{\(inbound)},"messages_out":{\(outbound)},\
-            "auth_failures":\(st.authFailures.load(ordering: .relaxed)),"auth_blocked":\(st.authBlocked.load(ordering: .relaxed)),\
-            "auth_timeouts":\(st.authTimeouts.load(ordering: .relaxed)),"http_timeouts":\(st.httpTimeouts.load(ordering: .relaxed)),"bad_http_requests":\(st.badHTTPRequests.load(ordering: .relaxed)),"late_upgrades_closed":\(st.lateUpgradesClosed.load(ordering: .relaxed)),"rejected_connections":\(st.rejectedConnections.load(ordering: .relaxed)),\
-            "bad_messages":\(st.badMessages.load(ordering: .relaxed)),"slow_consumers":\(st.slowConsumers.load(ordering: .relaxed)),\
-            "hook_failures":\(st.hookFailures.load(ordering: .relaxed)),\
-            "held_sessions":\(st.heldSessions.load(ordering: .relaxed)),"resumes":\(st.resumes.load(ordering: .relaxed)),\
-            "failed_resumes":\(st.failedResumes.load(ordering: .relaxed)),"replayed_messages":\(st.replayedMessages.load(ordering: .relaxed)),\
-            "held_sessions_expired":\(st.heldExpired.load(ordering: .relaxed))}
-            """
+        let signaling = Metric.json(hub.metrics)
         let turn = await backend?.turnStatus() ?? "null"
         let cluster = backend?.clusterStatus() ?? "null"
         return #"{"time":\#(Int(Date().timeIntervalSince1970)),"signaling":\#(signaling),"rooms":[\#(rooms.joined(separator: ","))],"turn":\#(turn),"cluster":\#(cluster)}"#

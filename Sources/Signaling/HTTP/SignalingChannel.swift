@@ -81,10 +81,10 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             RequestDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
-                                stats.httpTimeouts.add(1, ordering: .relaxed)
+                                stats.httpTimeouts.add()
                             })
                         try channel.pipeline.syncOperations.addHandler(LateUpgradeHandler(isWebSocketUpgrade: isWebSocketUpgrade) {
-                            stats.lateUpgradesClosed.add(1, ordering: .relaxed)
+                            stats.lateUpgradesClosed.add()
                         })
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
@@ -105,15 +105,15 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
             let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<UpgradeResult>.self)
             // Only a valid WebSocket upgrade to a valid room goes on to the upgrader.
             let refused = RefusedUpgradeHandler(isWebSocketUpgrade: isWebSocketUpgrade) {
-                stats.badHTTPRequests.add(1, ordering: .relaxed)
+                stats.badHTTPRequests.add()
             }
             try channel.pipeline.syncOperations.addHandler(refused, position: .before(upgradeHandler))
             let deadline = RequestHeadDeadlineHandler(timeout: TimeAmount(configuration.httpTimeout)) {
-                stats.httpTimeouts.add(1, ordering: .relaxed)
+                stats.httpTimeouts.add()
             }
             try channel.pipeline.syncOperations.addHandler(deadline, position: .before(refused))
             try channel.pipeline.syncOperations.addHandler(HTTPErrorResponder {
-                stats.badHTTPRequests.add(1, ordering: .relaxed)
+                stats.badHTTPRequests.add()
             }, position: .before(deadline))
             return Value(upgradeResult: result, channel: channel)
         }

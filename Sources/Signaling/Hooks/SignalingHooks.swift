@@ -46,7 +46,7 @@ final class HookDispatcher: Sendable {
     func post(_ event: RoomEvent) {
         guard !hooks.isEmpty else { return }
         if case .dropped = continuation.yield(event) {
-            stats.hookEventsDropped.add(1, ordering: .relaxed)
+            stats.hookEventsDropped.add()
             logger.warning("hook queue full; event dropped", metadata: ["room": "\(event.room)", "kind": "\(event.kind.rawValue)"])
         }
     }
@@ -61,7 +61,7 @@ final class HookDispatcher: Sendable {
                     case .left: try await hook.peerLeft(event)
                     }
                 } catch {
-                    stats.hookFailures.add(1, ordering: .relaxed)
+                    stats.hookFailures.add()
                     logger.warning("hook failed", metadata: [
                         "hook": "\(type(of: hook))", "kind": "\(event.kind.rawValue)", "room": "\(event.room)", "error": "\(error)",
                     ])

@@ -40,7 +40,7 @@ struct WebhookNotifier: SignalingHooks {
         }
         let status = try await HTTPPost.send(url: settings.url, body: Array(body), headers: headers, timeout: settings.timeout)
         guard (200..<300).contains(status) else { throw WebhookError.status(status) }
-        stats.webhookDeliveries.add(1, ordering: .relaxed)
+        stats.webhookDeliveries.add()
     }
 
     static func signature(body: [UInt8], secret: String) -> String {

@@ -90,7 +90,7 @@ public final class PeerConnection: @unchecked Sendable {
     func send(_ payload: consuming ByteBuffer) -> Bool {
         guard !closing.load(ordering: .relaxed) else { return false }
         guard channel.isWritable else {
-            stats.slowConsumers.add(1, ordering: .relaxed)
+            stats.slowConsumers.add()
             close(finalEvent: nil, reason: "slow consumer", code: .policyViolation, keepsSession: true)
             return false
         }

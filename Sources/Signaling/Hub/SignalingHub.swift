@@ -2,6 +2,7 @@ import Auth
 import Foundation
 import Logging
 import NIOCore
+import ServerMetrics
 import Synchronization
 
 /// Rooms → peers, with one owner: every change happens under one lock, and delivery happens outside it
@@ -132,7 +133,7 @@ public final class SignalingHub: Sendable {
             s.connections[id] = conn
             return conn
         }
-        if conn == nil { stats.rejectedConnections.add(1, ordering: .relaxed) }
+        if conn == nil { stats.rejectedConnections.add() }
         return conn
     }
 
@@ -172,7 +173,7 @@ public final class SignalingHub: Sendable {
         case .left(let member, let others):
             announceLeave(member.info, room: member.room, to: others)
         case .held(let member, let others):
-            stats.heldSessions.add(1, ordering: .relaxed)
+            stats.heldSessions.add()
             announcePresence(member.info, room: member.room, away: true, to: others)
         }
     }
@@ -191,8 +192,8 @@ public final class SignalingHub: Sendable {
             return (m, Array(s.rooms[m.room]?.values ?? [:].values))
         }
         guard let (member, others) = result else { return }
-        stats.heldSessions.subtract(1, ordering: .relaxed)
-        stats.heldExpired.add(1, ordering: .relaxed)
+        stats.heldSessions.subtract()
+        stats.heldExpired.add()
         logger.debug("held session ended", metadata: ["peer": "\(peerID)", "reason": "\(reason)"])
         announceLeave(member.info, room: member.room, to: others)
     }
@@ -244,7 +245,7 @@ public final class SignalingHub: Sendable {
         backplane?.announceJoin(LocalPeer(info: info, room: room, joined: stamp))
         for r in replaced {
             // Treated as leaving, then closed (a held one has no socket to close).
-            if r.held != nil { stats.heldSessions.subtract(1, ordering: .relaxed) }
+            if r.held != nil { stats.heldSessions.subtract() }
             announceLeave(r.info, room: room, to: others)
             r.connection?.close(finalEvent: ServerEvents.error(.replaced, "a newer session logged in as \(username)"),
                                 reason: "replaced")
@@ -303,11 +304,11 @@ public final class SignalingHub: Sendable {
             return (before, m, others, queued.count)
         }
         guard let (before, member, others, replayed) = result else { throw .unknownToken }
-        stats.resumes.add(1, ordering: .relaxed)
-        stats.replayedMessages.add(replayed, ordering: .relaxed)
+        stats.resumes.add()
+        stats.replayedMessages.add(replayed)
         switch before.link {
         case .held:
-            stats.heldSessions.subtract(1, ordering: .relaxed)
+            stats.heldSessions.subtract()
             announcePresence(member.info, room: room, away: false, to: others)
         case .live(let old):
             // The old socket is somehow still open (the client saw a drop the server did not).
@@ -334,13 +335,13 @@ public final class SignalingHub: Sendable {
         }
         guard let (m, queued) = result else { return nil }
         switch m.link {
-        case .held: stats.heldSessions.subtract(1, ordering: .relaxed)
+        case .held: stats.heldSessions.subtract()
         case .live(let old):
             old.close(finalEvent: ServerEvents.error(.resumed, "this session was resumed on another connection"),
                       reason: "resumed elsewhere", code: .policyViolation)
         }
         credentials.sessions.forget(session: m.info.peerID)
-        stats.replayedMessages.add(queued.count, ordering: .relaxed)
+        stats.replayedMessages.add(queued.count)
         return (RemotePeer(info: m.info, room: m.room, instance: "", joined: m.joined), queued)
     }
 
@@ -362,7 +363,7 @@ public final class SignalingHub: Sendable {
             return others
         }
         credentials.sessions.adopt(session: peer.info.peerID)
-        stats.resumes.add(1, ordering: .relaxed)
+        stats.resumes.add()
         backplane?.announceMoved(peer.info, room: peer.room, joined: peer.joined)
         announcePresence(peer.info, room: peer.room, away: false, to: others)
     }
@@ -613,6 +614,17 @@ public final class SignalingHub: Sendable {
         iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }
     }
 
+    /// The hub's gauges and the signaling counters, declared once (`/metrics`, `/api/stats`, the README).
+    public var metrics: [Metric] {
+        [
+            .value("webrtc_signaling_connections", .gauge, json: "connections", help: "open WebSocket connections") { self.connectionCount },
+            .value("webrtc_signaling_rooms", .gauge, json: "rooms", help: "rooms with a peer on this instance") { self.roomCount },
+            .value("webrtc_signaling_peers", .gauge, json: "peers", help: "authenticated peers on this instance, held ones included") {
+                self.peerCount
+            },
+        ] + stats.metrics
+    }
+
     public var connectionCount: Int { state.withLock { $0.connections.count } }
     public var peerCount: Int { state.withLock { $0.peers.count } }
     public var roomCount: Int { state.withLock { $0.rooms.count } }
@@ -630,7 +642,7 @@ public final class SignalingHub: Sendable {
                 // Closing but still here: the peer ignores our close frame or stopped reading.
                 if now - closing.at > c.closeGrace { conn.forceClose() }
             } else if !conn.isAuthenticated, now - conn.opened >= c.authTimeout {
-                stats.authTimeouts.add(1, ordering: .relaxed)
+                stats.authTimeouts.add()
                 stats.sent(.unauthorized)
                 conn.close(finalEvent: ServerEvents.unauthorized, reason: "authentication timeout")
             } else if c.idleTimeout > .zero, conn.idle(now: now) >= c.idleTimeout {

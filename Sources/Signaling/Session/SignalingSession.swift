@@ -43,7 +43,7 @@ final class SignalingSession {
 
     func receivedText(_ bytes: [UInt8]) {
         connection.touch()
-        hub.stats.messagesIn.add(1, ordering: .relaxed)
+        hub.stats.messagesIn.add()
         guard !refused else { return }
         if bytes.count == 4, bytes == Array("ping".utf8) {
             hub.stats.received(.ping)
@@ -169,8 +169,8 @@ final class SignalingSession {
 
     /// `resume_failed`, counted against the source like a failed login; the socket stays open.
     private func resumeFailed() {
-        hub.stats.failedResumes.add(1, ordering: .relaxed)
-        hub.stats.authFailures.add(1, ordering: .relaxed)
+        hub.stats.failedResumes.add()
+        hub.stats.authFailures.add()
         let delay = connection.source.map { hub.credentials.throttle.recordFailure($0) } ?? 0
         let connection = self.connection, stats = hub.stats
         let answer = {
@@ -194,7 +194,7 @@ final class SignalingSession {
             return false
         }
         refused = true
-        hub.stats.authBlocked.add(1, ordering: .relaxed)
+        hub.stats.authBlocked.add()
         hub.stats.sent(.unauthorized)
         connection.close(finalEvent: ServerEvents.unauthorized(reason: "blocked", retryAfter: retryAfter), reason: "source blocked")
         return true
@@ -247,7 +247,7 @@ final class SignalingSession {
     /// the source in the throttle, answered `unauthorized`, closed.
     private func refuseLogin() {
         refused = true
-        hub.stats.authFailures.add(1, ordering: .relaxed)
+        hub.stats.authFailures.add()
         hub.stats.sent(.unauthorized)
         let delay = connection.source.map { hub.credentials.throttle.recordFailure($0) } ?? 0
         let connection = self.connection
@@ -273,7 +273,7 @@ final class SignalingSession {
 
     /// Sends an error event; past `abuseLimit` errors within `abuseWindow`, the socket is closed instead.
     private func reject(_ event: String) {
-        hub.stats.badMessages.add(1, ordering: .relaxed)
+        hub.stats.badMessages.add()
         hub.stats.received(.invalid)
         let c = hub.configuration
         let now = ContinuousClock.now

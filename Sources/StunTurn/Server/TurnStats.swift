@@ -1,4 +1,4 @@
-import Auth
+import ServerMetrics
 import Synchronization
 
 /// Relayed packets and bytes in one direction, by the client's transport (udp, tcp, tls). Counted for
@@ -81,26 +81,67 @@ public final class TurnStats: Sendable {
     /// Error responses sent, by code.
     public var errorResponsesByCode: [Int: Int] { errorCodes.withLock { $0 } }
 
-    public var snapshot: [String: Int] {
-        [
-            "allocations_created": allocationsCreated.value,
-            "allocations_active": allocationsActive.value,
-            "packets_to_peer": toPeer.totalPackets,
-            "packets_to_client": toClient.totalPackets,
-            "bytes_to_peer": toPeer.totalBytes,
-            "bytes_to_client": toClient.totalBytes,
-            "malformed_dropped": malformedDropped.value,
-            "unroutable_dropped": unroutableDropped.value,
-            "peer_policy_rejections": peerPolicyRejections.value,
-            "quota_rejections": quotaRejections.value,
-            "error_responses": errorResponses.value,
-            "auth_failures": authFailures.value,
-            "auth_blocked": authBlocked.value,
-            "rate_limited": rateLimited.value,
-            "bandwidth_dropped": bandwidthDropped.value,
-            "idle_streams_closed": idleStreamsClosed.value,
-            "send_failed": sendFailed.value,
-            "stream_connections_refused": streamConnectionsRefused.value,
+    /// Every TURN counter, once: its Prometheus name, its `/api/stats` key and what it counts. (Permissions,
+    /// channel bindings and the drain flag are read from the allocations and the server at scrape time.)
+    public var metrics: [Metric] {
+        func relayed(_ name: String, bytes: Bool, help: String) -> Metric {
+            Metric(name, .counter, labels: ["direction", "transport"], help: help) {
+                [("to_peer", self.toPeer), ("to_client", self.toClient)].flatMap { direction, c in
+                    FiveTuple.Transport.allCases.map { t in
+                        Metric.Sample([("direction", direction), ("transport", t.name)], bytes ? c.bytes(t) : c.packets(t))
+                    }
+                }
+            }
+        }
+        return [
+            .gauge("webrtc_turn_allocations", json: "allocations_active", help: "allocations now", allocationsActive),
+            .counter("webrtc_turn_allocations_total", json: "allocations_created", help: "allocations made", allocationsCreated),
+            relayed("webrtc_turn_relayed_packets_total", bytes: false,
+                    help: "packets relayed, by `direction` (`to_peer`, `to_client`) and the client's `transport` (`udp`, `tcp`, `tls`)"),
+            relayed("webrtc_turn_relayed_bytes_total", bytes: true, help: "payload bytes relayed, by direction and transport"),
+            .value(nil, .counter, json: "packets_to_peer", help: "") { self.toPeer.totalPackets },
+            .value(nil, .counter, json: "packets_to_client", help: "") { self.toClient.totalPackets },
+            .value(nil, .counter, json: "bytes_to_peer", help: "") { self.toPeer.totalBytes },
+            .value(nil, .counter, json: "bytes_to_client", help: "") { self.toClient.totalBytes },
+            .counter("webrtc_turn_malformed_dropped_total", json: "malformed_dropped",
+                     help: "datagrams and frames that are neither STUN nor ChannelData, fail to decode, or are over 2048 bytes", malformedDropped),
+            .counter("webrtc_turn_unroutable_dropped_total", json: "unroutable_dropped",
+                     help: "ChannelData, Send and peer data without an allocation, binding or permission", unroutableDropped),
+            .counter("webrtc_turn_peer_policy_rejections_total", json: "peer_policy_rejections", help: "peers refused by the peer policy", peerPolicyRejections),
+            .counter("webrtc_turn_quota_rejections_total", json: "quota_rejections",
+                     help: "requests refused by a quota or cap (allocations, permissions, channels, peer connections)", quotaRejections),
+            .counter(nil, json: "error_responses", help: "", errorResponses),
+            Metric("webrtc_turn_error_responses_total", .counter, labels: ["code"], help: "error responses, by `code`") {
+                self.errorResponsesByCode.sorted { $0.key < $1.key }.map { Metric.Sample([("code", "\($0.key)")], $0.value) }
+            },
+            Metric("webrtc_auth_failures_total", .counter, labels: ["half"], json: "auth_failures", jsonByLabel: false,
+                   help: "failed logins (signaling `authenticate` and `resume`; TURN: 401 with wrong credentials and 441)") {
+                [.init([("half", "turn")], self.authFailures.value)]
+            },
+            Metric("webrtc_auth_blocked_total", .counter, labels: ["half"], json: "auth_blocked", jsonByLabel: false,
+                   help: "logins refused without a check because their source is blocked (auth throttle)") {
+                [.init([("half", "turn")], self.authBlocked.value)]
+            },
+            .counter("webrtc_turn_rate_limited_total", json: "rate_limited",
+                     help: "requests without integrity dropped over `turn.unauthenticated_rate`", rateLimited),
+            .counter("webrtc_turn_bandwidth_dropped_packets_total", json: "bandwidth_dropped",
+                     help: "relayed packets dropped over `turn.bandwidth_limit`", bandwidthDropped),
+            .counter("webrtc_turn_bandwidth_dropped_bytes_total", help: "their bytes", bandwidthDroppedBytes),
+            .counter("webrtc_turn_send_failed_packets_total", json: "send_failed",
+                     help: "relayed datagrams the kernel refused to send", sendFailed),
+            .counter("webrtc_turn_idle_streams_closed_total", json: "idle_streams_closed",
+                     help: "TCP/TLS connections closed by `turn.stream_idle_timeout`", idleStreamsClosed),
+            .counter("webrtc_turn_stream_connections_refused_total", json: "stream_connections_refused",
+                     help: "TCP/TLS connections over `turn.max_connections_per_source`", streamConnectionsRefused),
         ]
+    }
+
+    /// The unlabelled counters by their `/api/stats` key.
+    public var snapshot: [String: Int] {
+        var out: [String: Int] = [:]
+        for m in metrics where !m.jsonByLabel {
+            if let key = m.json { out[key] = m.total }
+        }
+        return out
     }
 }

@@ -2,6 +2,7 @@ import Auth
 import Cluster
 import Foundation
 import Logging
+import ServerMetrics
 import Signaling
 import StunTurn
 import Synchronization
@@ -31,14 +32,16 @@ final class OperatorBackend: AdminBackend {
     func metrics() async -> String { await exporter.scrape() }
 
     func turnStatus() async -> String {
-        let allocations = await turn.allocations().sorted { $0.client < $1.client }
+        struct Status: Encodable {
+            let draining: Bool
+            let counters: [String: Int]
+            let errors: [String: Int]
+            let allocations: [AllocationInfo]
+        }
         let stats = turn.shared.stats
-        let counters = stats.snapshot.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
-        let errors = stats.errorResponsesByCode.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let list = (try? encoder.encode(allocations)).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
-        return #"{"draining":\#(turn.shared.isDraining),"counters":{\#(counters)},"errors":{\#(errors)},"allocations":\#(list)}"#
+        return Self.encode(Status(draining: turn.shared.isDraining, counters: stats.snapshot,
+                                  errors: Dictionary(uniqueKeysWithValues: stats.errorResponsesByCode.map { ("\($0.key)", $0.value) }),
+                                  allocations: await turn.allocations().sorted { $0.client < $1.client }))
     }
 
     func clusterStatus() -> String {
@@ -51,17 +54,19 @@ final class OperatorBackend: AdminBackend {
             let nats: [String: Int]
             let messages: [String: Int]
         }
-        let n = cluster.client.stats, c = cluster.stats
-        let status = Status(
-            name: cluster.configuration.name, instance: cluster.instanceID, linked: cluster.isLinked, instances: cluster.instances(),
-            nats: ["reconnects": n.reconnects, "messages_in": n.messagesIn, "messages_out": n.messagesOut, "bytes_in": n.bytesIn,
-                   "bytes_out": n.bytesOut, "dropped": n.dropped, "server_errors": n.serverErrors],
-            messages: ["forwarded": c.forwarded, "received": c.received, "undeliverable": c.undeliverable,
-                       "broadcasts_out": c.broadcastsOut, "broadcasts_in": c.broadcastsIn, "dead_instances": c.deadInstances,
-                       "resyncs": c.resyncs, "malformed": c.malformed])
+        func byKey(_ metrics: [Metric]) -> [String: Int] {
+            Dictionary(uniqueKeysWithValues: metrics.compactMap { m in m.json.map { ($0, m.total) } })
+        }
+        return Self.encode(Status(name: cluster.configuration.name, instance: cluster.instanceID, linked: cluster.isLinked,
+                                  instances: cluster.instances(), nats: byKey(cluster.client.stats.metrics),
+                                  messages: byKey(cluster.stats.metrics)))
+    }
+
+    /// `/api/stats` sections through Codable, keys sorted.
+    static func encode(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        return (try? encoder.encode(status)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
     }
 
     var turnReady: Bool { turnBound.load(ordering: .relaxed) && !turn.shared.isDraining }
