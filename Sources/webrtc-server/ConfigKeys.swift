@@ -1,13 +1,17 @@
 import Foundation
 
-/// Every configuration key, once: name, kind, default and help. docs/configuration.md documents the
+/// A configuration key: name, kind, default, help, whether a SIGHUP reload applies it and whether its
+/// value is a secret (masked by check-config). Each key is declared once below, as a constant the
+/// settings are read through (a misspelt key does not compile); docs/configuration.md documents the
 /// same list; `webrtc-server --help` prints it.
-struct ConfigKey {
-    enum Kind { case scalar, list, map }
+struct ConfigKey: Sendable {
+    enum Kind: Sendable { case scalar, list, map }
     let name: String
     let kind: Kind
     let defaultValue: String
     let help: String
+    var reloadable = false
+    var secret = false
 
     var environmentName: String {
         ConfigSources.environmentPrefix + name.uppercased().replacingOccurrences(of: ".", with: "_")
@@ -25,7 +29,7 @@ struct ConfigKey {
             var m: [String: String] = [:]
             for pair in s.split(separator: ",") {
                 guard let eq = pair.firstIndex(of: "=") else {
-                    throw ConfigError(key: name, problem: "expected name=value pairs separated by commas")
+                    throw ConfigError(self, problem: "expected name=value pairs separated by commas")
                 }
                 m[String(pair[..<eq]).trimmingCharacters(in: .whitespaces)] = String(pair[pair.index(after: eq)...])
             }
@@ -35,174 +39,255 @@ struct ConfigKey {
 }
 
 enum ConfigKeys {
+    /// Every key, in the order of --help, the example file and docs/configuration.md.
     static let all: [ConfigKey] = [
-        ConfigKey(name: "log_level", kind: .scalar, defaultValue: "info",
-                  help: "trace, debug, info, notice, warning, error or critical"),
-        ConfigKey(name: "realm", kind: .scalar, defaultValue: "webrtc-server",
-                  help: "TURN realm: part of the long-term key MD5(user:realm:password)"),
-        ConfigKey(name: "software", kind: .scalar, defaultValue: "webrtc-server",
-                  help: "SOFTWARE attribute in STUN responses; empty sends none"),
-        ConfigKey(name: "turn.listen", kind: .list, defaultValue: "0.0.0.0,::",
-                  help: "addresses the STUN/TURN listeners (UDP, TCP, TLS) bind to; an IPv6 one takes IPv6 only. The default's :: is skipped with a warning on a host without IPv6"),
-        ConfigKey(name: "turn.port", kind: .scalar, defaultValue: "3478", help: "STUN/TURN UDP port"),
-        ConfigKey(name: "turn.relay_address", kind: .scalar, defaultValue: "0.0.0.0",
-                  help: "local address relay sockets bind to"),
-        ConfigKey(name: "turn.external_ip", kind: .scalar, defaultValue: "",
-                  help: "IP told to clients as the relayed address (host behind NAT); empty = the relay/listen address or the first non-loopback interface address"),
-        ConfigKey(name: "turn.ipv6_relays", kind: .scalar, defaultValue: "true",
-                  help: "offer IPv6 relays (REQUESTED-ADDRESS-FAMILY IPv6, RFC 6156) when the host has an IPv6 relay address; false = 440"),
-        ConfigKey(name: "turn.relay_address6", kind: .scalar, defaultValue: "::", help: "local address IPv6 relay sockets bind to"),
-        ConfigKey(name: "turn.external_ip6", kind: .scalar, defaultValue: "",
-                  help: "IPv6 address told to clients for IPv6 relays; empty = turn.relay_address6 or an IPv6 listen address when specific, else the first global IPv6 interface address; none = IPv6 relays refused (440)"),
-        ConfigKey(name: "turn.relay_port_min", kind: .scalar, defaultValue: "49152", help: "lowest relay port"),
-        ConfigKey(name: "turn.relay_port_max", kind: .scalar, defaultValue: "65535", help: "highest relay port"),
-        ConfigKey(name: "turn.default_lifetime", kind: .scalar, defaultValue: "600", help: "allocation lifetime in seconds when the client asks for less"),
-        ConfigKey(name: "turn.max_lifetime", kind: .scalar, defaultValue: "3600", help: "cap on the allocation lifetime in seconds"),
-        ConfigKey(name: "turn.permission_lifetime", kind: .scalar, defaultValue: "300", help: "permission lifetime in seconds"),
-        ConfigKey(name: "turn.channel_lifetime", kind: .scalar, defaultValue: "600", help: "channel binding lifetime in seconds"),
-        ConfigKey(name: "turn.nonce_lifetime", kind: .scalar, defaultValue: "600", help: "seconds before a nonce is stale (438)"),
-        ConfigKey(name: "turn.nonce_secret", kind: .scalar, defaultValue: "",
-                  help: "key for stateless nonces; empty = random per process"),
-        ConfigKey(name: "turn.max_allocations", kind: .scalar, defaultValue: "10000", help: "allocations in total (508 beyond); 0 = unlimited"),
-        ConfigKey(name: "turn.max_allocations_per_user", kind: .scalar, defaultValue: "0", help: "allocations per username (486 beyond); 0 = unlimited"),
-        ConfigKey(name: "turn.max_permissions_per_allocation", kind: .scalar, defaultValue: "64", help: "permissions per allocation (508 beyond)"),
-        ConfigKey(name: "turn.max_channels_per_allocation", kind: .scalar, defaultValue: "128", help: "channel bindings per allocation (508 beyond)"),
-        ConfigKey(name: "turn.max_connections_per_source", kind: .scalar, defaultValue: "256",
-                  help: "open TCP/TLS connections to the TURN listeners per source address (IPv6 by /64); more are closed at once and counted; 0 = no limit"),
-        ConfigKey(name: "turn.threads", kind: .scalar, defaultValue: "0", help: "UDP listener sockets/event loops per address; 0 = half the cores, at least 1 (the kernel needs the rest: see BENCHMARKS.md)"),
-        ConfigKey(name: "turn.udp_gso", kind: .scalar, defaultValue: "true",
-                  help: "send runs of same-sized datagrams to one destination as one UDP GSO write (Linux 4.18+; ignored where unsupported)"),
-        ConfigKey(name: "turn.tcp", kind: .scalar, defaultValue: "true", help: "also serve STUN/TURN over TCP on turn.port"),
-        ConfigKey(name: "turn.tls_port", kind: .scalar, defaultValue: "5349", help: "STUN/TURN over TLS port (when turn.tls_cert and turn.tls_key are set)"),
-        ConfigKey(name: "turn.tls_cert", kind: .scalar, defaultValue: "",
-                  help: "PEM certificate chain for TURN over TLS; empty = the TLS listener is off; the file is re-read on SIGHUP (a new path needs a restart)"),
-        ConfigKey(name: "turn.tls_key", kind: .scalar, defaultValue: "", help: "PEM private key for turn.tls_cert; re-read on SIGHUP"),
-        ConfigKey(name: "turn.stream_timeout", kind: .scalar, defaultValue: "10",
-                  help: "seconds a TCP/TLS client may leave a message incomplete before it is disconnected"),
-        ConfigKey(name: "turn.stream_idle_timeout", kind: .scalar, defaultValue: "30",
-                  help: "seconds a TCP/TLS connection without an allocation may go without a complete message (from its accept: a silent client or a stalled TLS handshake too) before it is disconnected; 0 = never"),
-        ConfigKey(name: "turn.strict_channel_numbers", kind: .scalar, defaultValue: "false",
-                  help: "accept only RFC 8656 channel numbers 0x4000-0x4FFF in ChannelBind; false also accepts RFC 5766's 0x5000-0x7FFF (coturn's clients use them)"),
-        ConfigKey(name: "turn.bandwidth_limit", kind: .scalar, defaultValue: "0",
-                  help: "bytes per second one allocation may relay (both directions together); excess is dropped and counted; 0 = no cap. Not applied to RFC 6062 TCP relays"),
-        ConfigKey(name: "turn.unauthenticated_rate", kind: .scalar, defaultValue: "100",
-                  help: "STUN/TURN requests without MESSAGE-INTEGRITY (Binding, the first Allocate) per second per source address (IPv6 by /64); excess is dropped and counted; 0 = no limit"),
-        ConfigKey(name: "turn.unauthenticated_burst", kind: .scalar, defaultValue: "200",
-                  help: "bursts allowed above turn.unauthenticated_rate"),
-        ConfigKey(name: "turn.allow_peers", kind: .list, defaultValue: "",
-                  help: "CIDRs peers may be in even if denied (takes precedence over deny_peers and the built-in list)"),
-        ConfigKey(name: "turn.deny_peers", kind: .list, defaultValue: "", help: "CIDRs refused in addition to the built-in private/loopback ranges"),
-        ConfigKey(name: "signaling.enabled", kind: .scalar, defaultValue: "true", help: "run the WebSocket signaling server; false = TURN only, the signaling port then serves only /healthz, /readyz, /api/v1/welcome and the admin endpoints (firewall.sh leaves it closed)"),
-        ConfigKey(name: "signaling.listen", kind: .scalar, defaultValue: "0.0.0.0", help: "address the signaling HTTP server binds to"),
-        ConfigKey(name: "signaling.port", kind: .scalar, defaultValue: "8080", help: "signaling HTTP/WebSocket port"),
-        ConfigKey(name: "signaling.threads", kind: .scalar, defaultValue: "0",
-                  help: "event loop threads of the signaling port; 0 = one per core (see BENCHMARKS.md)"),
-        ConfigKey(name: "signaling.tls_cert", kind: .scalar, defaultValue: "",
-                  help: "PEM certificate chain; with signaling.tls_key the port serves https/wss (TLS 1.2+); the file is re-read on SIGHUP (a new path needs a restart)"),
-        ConfigKey(name: "signaling.tls_key", kind: .scalar, defaultValue: "", help: "PEM private key for signaling.tls_cert; re-read on SIGHUP"),
-        ConfigKey(name: "signaling.http_timeout", kind: .scalar, defaultValue: "30",
-                  help: "seconds an HTTP connection has to send a complete request head after it connects (a stalled TLS handshake included) or, kept alive, after its last response, before it is closed; 0 = never"),
-        ConfigKey(name: "signaling.auth_timeout", kind: .scalar, defaultValue: "10",
-                  help: "seconds a socket has to send authenticate before it is closed"),
-        ConfigKey(name: "signaling.max_message_size", kind: .scalar, defaultValue: "65536",
-                  help: "largest message in bytes; larger ones are discarded with error message_too_large"),
-        ConfigKey(name: "signaling.max_peers_per_room", kind: .scalar, defaultValue: "0", help: "peers per room (room_full beyond); 0 = unlimited"),
-        ConfigKey(name: "signaling.max_connections", kind: .scalar, defaultValue: "20000",
-                  help: "open WebSocket connections (server_full beyond); 0 = unlimited"),
-        ConfigKey(name: "signaling.keepalive_interval", kind: .scalar, defaultValue: "30",
-                  help: "seconds between WebSocket pings; a peer that missed the previous pong is closed; 0 disables"),
-        ConfigKey(name: "signaling.idle_timeout", kind: .scalar, defaultValue: "0",
-                  help: "close a socket that sent no message for this many seconds; 0 disables"),
-        ConfigKey(name: "signaling.duplicate_username", kind: .scalar, defaultValue: "allow",
-                  help: "allow: several sessions may share a username; replace: a new login closes the older session in that room"),
-        ConfigKey(name: "signaling.resume_window", kind: .scalar, defaultValue: "30",
-                  help: "seconds a session whose socket went away without leaving (no close frame, a network error, a keepalive timeout, a close code other than 1000/1001) is held for a resume: the others are not told left, messages to it are queued, its TURN credentials and allocations stay; 0 = it ends at once"),
-        ConfigKey(name: "signaling.resume_queue_messages", kind: .scalar, defaultValue: "256",
-                  help: "messages a held session queues for its resume; one more ends the session as a leave"),
-        ConfigKey(name: "signaling.resume_queue_bytes", kind: .scalar, defaultValue: "262144",
-                  help: "bytes a held session queues for its resume; more ends the session as a leave"),
-        ConfigKey(name: "signaling.outbound_buffer", kind: .scalar, defaultValue: "1048576",
-                  help: "bytes waiting to be written to one peer (beyond the kernel's socket buffer) before it is disconnected as a slow consumer"),
-        ConfigKey(name: "signaling.abuse_limit", kind: .scalar, defaultValue: "20",
-                  help: "bad messages allowed per signaling.abuse_window before rate_limited and close"),
-        ConfigKey(name: "signaling.abuse_window", kind: .scalar, defaultValue: "10", help: "seconds over which bad messages are counted"),
-        ConfigKey(name: "signaling.static_dir", kind: .scalar, defaultValue: "",
-                  help: "folder served at / and /room/NAME (the example client); empty = ./examples/simple, else the one in the source checkout; none = off"),
-        ConfigKey(name: "signaling.ice_host", kind: .scalar, defaultValue: "",
-                  help: "host put in the ice_servers URLs; empty = turn.external_ip if set, else the host the client connected to"),
-        ConfigKey(name: "signaling.ice_credential_lifetime", kind: .scalar, defaultValue: "86400",
-                  help: "seconds the TURN credentials minted per session stay valid (they are also revoked when the session ends)"),
-        ConfigKey(name: "signaling.trusted_proxies", kind: .list, defaultValue: "",
-                  help: "addresses or CIDRs of reverse proxies in front of the signaling port whose X-Forwarded-For gives the client's address (for the auth throttle); empty = the header is ignored"),
-        ConfigKey(name: "api.token", kind: .scalar, defaultValue: "",
-                  help: "bearer token for the /api/ server API; empty = the API refuses every request (401)"),
-        ConfigKey(name: "admin.allow", kind: .list, defaultValue: "127.0.0.0/8,::1",
-                  help: "addresses or CIDRs the admin endpoints (/metrics, /api/stats, /api/v1/log_level, /dashboard) answer without the API token; a request with Forwarded/X-Forwarded-For never counts as from them"),
-        ConfigKey(name: "admin.max_event_streams", kind: .scalar, defaultValue: "16",
-                  help: "dashboard live feeds (/dashboard/events) open at once; more are answered 503"),
-        ConfigKey(name: "webhook.url", kind: .scalar, defaultValue: "", help: "http(s) URL POSTed on every join and leave; empty = off"),
-        ConfigKey(name: "webhook.secret", kind: .scalar, defaultValue: "",
-                  help: "key of the X-Webrtc-Signature: sha256=HEX header (HMAC-SHA256 of the body); empty = unsigned"),
-        ConfigKey(name: "webhook.timeout", kind: .scalar, defaultValue: "5", help: "seconds before a webhook POST counts as failed"),
-        ConfigKey(name: "auth.users", kind: .map, defaultValue: "", help: "static users: name → password"),
-        ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
-                  help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify"),
-        ConfigKey(name: "auth.max_ephemeral_lifetime", kind: .scalar, defaultValue: "86400",
-                  help: "seconds ahead an ephemeral TURN REST credential's expiry may lie (plus 300 s for clock differences); later ones are refused as unknown (401); 0 = no ceiling"),
-        ConfigKey(name: "auth.throttle_free_failures", kind: .scalar, defaultValue: "5",
-                  help: "failed logins (signaling, TURN 401/441) per source address (IPv6 by /64) answered at once within auth.throttle_window; later ones are answered after a growing delay; 0 = no delay"),
-        ConfigKey(name: "auth.throttle_window", kind: .scalar, defaultValue: "300",
-                  help: "seconds after the last failure before a source's failures are forgotten"),
-        ConfigKey(name: "auth.throttle_base_delay", kind: .scalar, defaultValue: "0.25",
-                  help: "seconds of delay for the first throttled failure; doubles with each further one"),
-        ConfigKey(name: "auth.throttle_max_delay", kind: .scalar, defaultValue: "4", help: "cap on the delay, in seconds"),
-        ConfigKey(name: "auth.block_after", kind: .scalar, defaultValue: "20",
-                  help: "failures within the window after which the source is refused without a password check; 0 = never"),
-        ConfigKey(name: "auth.block_duration", kind: .scalar, defaultValue: "600", help: "seconds a blocked source stays blocked"),
-        ConfigKey(name: "cluster.nats", kind: .list, defaultValue: "",
-                  help: "NATS servers (nats://host:4222, tls://host:4222, credentials in the URL allowed) that join this instance to a cluster; empty = a single box, no NATS needed"),
-        ConfigKey(name: "cluster.name", kind: .scalar, defaultValue: "webrtc",
-                  help: "instances with the same name form one signaling service (letters, digits, - and _)"),
-        ConfigKey(name: "cluster.instance_id", kind: .scalar, defaultValue: "",
-                  help: "this instance's id, unique in the cluster (letters, digits, - and _); empty = the host name. A second instance with an id in use refuses to start"),
-        ConfigKey(name: "cluster.secret", kind: .scalar, defaultValue: "",
-                  help: "key shared by every instance, from which the TURN credentials of signaling sessions are derived so that any instance accepts them; required with cluster.nats"),
-        ConfigKey(name: "cluster.instance_timeout", kind: .scalar, defaultValue: "5",
-                  help: "seconds without a heartbeat after which an instance is declared dead: its peers are left and their TURN credentials refused everywhere"),
-        ConfigKey(name: "cluster.heartbeat_interval", kind: .scalar, defaultValue: "1", help: "seconds between this instance's heartbeats"),
-        ConfigKey(name: "cluster.ice_servers", kind: .scalar, defaultValue: "self",
-                  help: "self: ice_servers name this instance's TURN; least_loaded: the TURN of the instance with the fewest allocations for its capacity; turn_only: the least loaded TURN-only instance (signaling.enabled false), this one's own while none is up"),
-        ConfigKey(name: "cluster.advertise_host", kind: .scalar, defaultValue: "",
-                  help: "host clients reach this instance's TURN at, told to the other instances for cluster.ice_servers least_loaded; empty = signaling.ice_host, else turn.external_ip, else the relayed address"),
-        ConfigKey(name: "cluster.nats_user", kind: .scalar, defaultValue: "", help: "NATS user (with cluster.nats_password) for servers whose URL carries no credentials"),
-        ConfigKey(name: "cluster.nats_password", kind: .scalar, defaultValue: "", help: "NATS password"),
-        ConfigKey(name: "cluster.nats_token", kind: .scalar, defaultValue: "", help: "NATS token, instead of a user and password"),
-        ConfigKey(name: "cluster.nats_tls", kind: .scalar, defaultValue: "false",
-                  help: "require TLS to NATS even where the server does not ask for it (a server that asks gets TLS anyway)"),
-        ConfigKey(name: "cluster.nats_tls_ca", kind: .scalar, defaultValue: "",
-                  help: "PEM file of the CA (or certificate) NATS's certificate is checked against; empty = the system's trust roots"),
-        ConfigKey(name: "cluster.buffer", kind: .scalar, defaultValue: "8388608",
-                  help: "bytes of cluster messages held while NATS is unreachable or slow; beyond, they are dropped and counted"),
-        ConfigKey(name: "shutdown.grace_period", kind: .scalar, defaultValue: "30",
-                  help: "seconds TURN allocations keep relaying after SIGTERM (signaling peers get shutdown at once; new allocations are refused); the process exits earlier when the last allocation is gone"),
+        .logLevel,
+        .realm,
+        .software,
+        .turnListen,
+        .turnPort,
+        .turnRelayAddress,
+        .turnExternalIp,
+        .turnIpv6Relays,
+        .turnRelayAddress6,
+        .turnExternalIp6,
+        .turnRelayPortMin,
+        .turnRelayPortMax,
+        .turnDefaultLifetime,
+        .turnMaxLifetime,
+        .turnPermissionLifetime,
+        .turnChannelLifetime,
+        .turnNonceLifetime,
+        .turnNonceSecret,
+        .turnMaxAllocations,
+        .turnMaxAllocationsPerUser,
+        .turnMaxPermissionsPerAllocation,
+        .turnMaxChannelsPerAllocation,
+        .turnMaxConnectionsPerSource,
+        .turnThreads,
+        .turnUdpGso,
+        .turnTcp,
+        .turnTlsPort,
+        .turnTlsCert,
+        .turnTlsKey,
+        .turnStreamTimeout,
+        .turnStreamIdleTimeout,
+        .turnStrictChannelNumbers,
+        .turnBandwidthLimit,
+        .turnUnauthenticatedRate,
+        .turnUnauthenticatedBurst,
+        .turnAllowPeers,
+        .turnDenyPeers,
+        .signalingEnabled,
+        .signalingListen,
+        .signalingPort,
+        .signalingThreads,
+        .signalingTlsCert,
+        .signalingTlsKey,
+        .signalingHttpTimeout,
+        .signalingAuthTimeout,
+        .signalingMaxMessageSize,
+        .signalingMaxPeersPerRoom,
+        .signalingMaxConnections,
+        .signalingKeepaliveInterval,
+        .signalingIdleTimeout,
+        .signalingDuplicateUsername,
+        .signalingResumeWindow,
+        .signalingResumeQueueMessages,
+        .signalingResumeQueueBytes,
+        .signalingOutboundBuffer,
+        .signalingAbuseLimit,
+        .signalingAbuseWindow,
+        .signalingStaticDir,
+        .signalingIceHost,
+        .signalingIceCredentialLifetime,
+        .signalingTrustedProxies,
+        .apiToken,
+        .adminAllow,
+        .adminMaxEventStreams,
+        .webhookUrl,
+        .webhookSecret,
+        .webhookTimeout,
+        .authUsers,
+        .authSecrets,
+        .authMaxEphemeralLifetime,
+        .authThrottleFreeFailures,
+        .authThrottleWindow,
+        .authThrottleBaseDelay,
+        .authThrottleMaxDelay,
+        .authBlockAfter,
+        .authBlockDuration,
+        .clusterNats,
+        .clusterName,
+        .clusterInstanceId,
+        .clusterSecret,
+        .clusterInstanceTimeout,
+        .clusterHeartbeatInterval,
+        .clusterIceServers,
+        .clusterAdvertiseHost,
+        .clusterNatsUser,
+        .clusterNatsPassword,
+        .clusterNatsToken,
+        .clusterNatsTls,
+        .clusterNatsTlsCa,
+        .clusterBuffer,
+        .shutdownGracePeriod,
     ]
 
     /// Keys a SIGHUP reload applies; a change to any other key is logged as needing a restart.
-    static let reloadable: Set<String> = [
-        "log_level", "turn.max_allocations", "turn.max_allocations_per_user", "turn.max_permissions_per_allocation",
-        "turn.max_channels_per_allocation", "turn.max_connections_per_source", "auth.max_ephemeral_lifetime", "admin.max_event_streams",
-        "turn.bandwidth_limit", "turn.unauthenticated_rate", "turn.unauthenticated_burst", "turn.allow_peers", "turn.deny_peers",
-        "signaling.auth_timeout", "signaling.http_timeout", "signaling.max_message_size", "signaling.max_peers_per_room", "signaling.max_connections",
-        "signaling.keepalive_interval", "signaling.idle_timeout", "signaling.duplicate_username", "signaling.outbound_buffer",
-        "signaling.resume_window", "signaling.resume_queue_messages", "signaling.resume_queue_bytes",
-        "signaling.abuse_limit", "signaling.abuse_window", "signaling.ice_credential_lifetime", "signaling.trusted_proxies", "api.token", "admin.allow",
-        "auth.users", "auth.secrets", "auth.throttle_free_failures", "auth.throttle_window", "auth.throttle_base_delay",
-        "auth.throttle_max_delay", "auth.block_after", "auth.block_duration",
-    ]
-
-    /// Keys whose values are secrets: masked by check-config.
-    static let secret: Set<String> = ["auth.users", "auth.secrets", "api.token", "webhook.secret", "turn.nonce_secret",
-                                      "cluster.secret", "cluster.nats_password", "cluster.nats_token"]
+    static let reloadable: [ConfigKey] = all.filter(\.reloadable)
 
     static let byName: [String: ConfigKey] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+}
+
+extension ConfigKey {
+    static let logLevel = ConfigKey(name: "log_level", kind: .scalar, defaultValue: "info",
+                            help: "trace, debug, info, notice, warning, error or critical", reloadable: true)
+    static let realm = ConfigKey(name: "realm", kind: .scalar, defaultValue: "webrtc-server",
+                            help: "TURN realm: part of the long-term key MD5(user:realm:password)")
+    static let software = ConfigKey(name: "software", kind: .scalar, defaultValue: "webrtc-server",
+                            help: "SOFTWARE attribute in STUN responses; empty sends none")
+    static let turnListen = ConfigKey(name: "turn.listen", kind: .list, defaultValue: "0.0.0.0,::",
+                            help: "addresses the STUN/TURN listeners (UDP, TCP, TLS) bind to; an IPv6 one takes IPv6 only. The default's :: is skipped with a warning on a host without IPv6")
+    static let turnPort = ConfigKey(name: "turn.port", kind: .scalar, defaultValue: "3478", help: "STUN/TURN UDP port")
+    static let turnRelayAddress = ConfigKey(name: "turn.relay_address", kind: .scalar, defaultValue: "0.0.0.0",
+                            help: "local address relay sockets bind to")
+    static let turnExternalIp = ConfigKey(name: "turn.external_ip", kind: .scalar, defaultValue: "",
+                            help: "IP told to clients as the relayed address (host behind NAT); empty = the relay/listen address or the first non-loopback interface address")
+    static let turnIpv6Relays = ConfigKey(name: "turn.ipv6_relays", kind: .scalar, defaultValue: "true",
+                            help: "offer IPv6 relays (REQUESTED-ADDRESS-FAMILY IPv6, RFC 6156) when the host has an IPv6 relay address; false = 440")
+    static let turnRelayAddress6 = ConfigKey(name: "turn.relay_address6", kind: .scalar, defaultValue: "::", help: "local address IPv6 relay sockets bind to")
+    static let turnExternalIp6 = ConfigKey(name: "turn.external_ip6", kind: .scalar, defaultValue: "",
+                            help: "IPv6 address told to clients for IPv6 relays; empty = turn.relay_address6 or an IPv6 listen address when specific, else the first global IPv6 interface address; none = IPv6 relays refused (440)")
+    static let turnRelayPortMin = ConfigKey(name: "turn.relay_port_min", kind: .scalar, defaultValue: "49152", help: "lowest relay port")
+    static let turnRelayPortMax = ConfigKey(name: "turn.relay_port_max", kind: .scalar, defaultValue: "65535", help: "highest relay port")
+    static let turnDefaultLifetime = ConfigKey(name: "turn.default_lifetime", kind: .scalar, defaultValue: "600", help: "allocation lifetime in seconds when the client asks for less")
+    static let turnMaxLifetime = ConfigKey(name: "turn.max_lifetime", kind: .scalar, defaultValue: "3600", help: "cap on the allocation lifetime in seconds")
+    static let turnPermissionLifetime = ConfigKey(name: "turn.permission_lifetime", kind: .scalar, defaultValue: "300", help: "permission lifetime in seconds")
+    static let turnChannelLifetime = ConfigKey(name: "turn.channel_lifetime", kind: .scalar, defaultValue: "600", help: "channel binding lifetime in seconds")
+    static let turnNonceLifetime = ConfigKey(name: "turn.nonce_lifetime", kind: .scalar, defaultValue: "600", help: "seconds before a nonce is stale (438)")
+    static let turnNonceSecret = ConfigKey(name: "turn.nonce_secret", kind: .scalar, defaultValue: "",
+                            help: "key for stateless nonces; empty = random per process", secret: true)
+    static let turnMaxAllocations = ConfigKey(name: "turn.max_allocations", kind: .scalar, defaultValue: "10000", help: "allocations in total (508 beyond); 0 = unlimited", reloadable: true)
+    static let turnMaxAllocationsPerUser = ConfigKey(name: "turn.max_allocations_per_user", kind: .scalar, defaultValue: "0", help: "allocations per username (486 beyond); 0 = unlimited", reloadable: true)
+    static let turnMaxPermissionsPerAllocation = ConfigKey(name: "turn.max_permissions_per_allocation", kind: .scalar, defaultValue: "64", help: "permissions per allocation (508 beyond)", reloadable: true)
+    static let turnMaxChannelsPerAllocation = ConfigKey(name: "turn.max_channels_per_allocation", kind: .scalar, defaultValue: "128", help: "channel bindings per allocation (508 beyond)", reloadable: true)
+    static let turnMaxConnectionsPerSource = ConfigKey(name: "turn.max_connections_per_source", kind: .scalar, defaultValue: "256",
+                            help: "open TCP/TLS connections to the TURN listeners per source address (IPv6 by /64); more are closed at once and counted; 0 = no limit", reloadable: true)
+    static let turnThreads = ConfigKey(name: "turn.threads", kind: .scalar, defaultValue: "0", help: "UDP listener sockets/event loops per address; 0 = half the cores, at least 1 (the kernel needs the rest: see BENCHMARKS.md)")
+    static let turnUdpGso = ConfigKey(name: "turn.udp_gso", kind: .scalar, defaultValue: "true",
+                            help: "send runs of same-sized datagrams to one destination as one UDP GSO write (Linux 4.18+; ignored where unsupported)")
+    static let turnTcp = ConfigKey(name: "turn.tcp", kind: .scalar, defaultValue: "true", help: "also serve STUN/TURN over TCP on turn.port")
+    static let turnTlsPort = ConfigKey(name: "turn.tls_port", kind: .scalar, defaultValue: "5349", help: "STUN/TURN over TLS port (when turn.tls_cert and turn.tls_key are set)")
+    static let turnTlsCert = ConfigKey(name: "turn.tls_cert", kind: .scalar, defaultValue: "",
+                            help: "PEM certificate chain for TURN over TLS; empty = the TLS listener is off; the file is re-read on SIGHUP (a new path needs a restart)")
+    static let turnTlsKey = ConfigKey(name: "turn.tls_key", kind: .scalar, defaultValue: "", help: "PEM private key for turn.tls_cert; re-read on SIGHUP")
+    static let turnStreamTimeout = ConfigKey(name: "turn.stream_timeout", kind: .scalar, defaultValue: "10",
+                            help: "seconds a TCP/TLS client may leave a message incomplete before it is disconnected")
+    static let turnStreamIdleTimeout = ConfigKey(name: "turn.stream_idle_timeout", kind: .scalar, defaultValue: "30",
+                            help: "seconds a TCP/TLS connection without an allocation may go without a complete message (from its accept: a silent client or a stalled TLS handshake too) before it is disconnected; 0 = never")
+    static let turnStrictChannelNumbers = ConfigKey(name: "turn.strict_channel_numbers", kind: .scalar, defaultValue: "false",
+                            help: "accept only RFC 8656 channel numbers 0x4000-0x4FFF in ChannelBind; false also accepts RFC 5766's 0x5000-0x7FFF (coturn's clients use them)")
+    static let turnBandwidthLimit = ConfigKey(name: "turn.bandwidth_limit", kind: .scalar, defaultValue: "0",
+                            help: "bytes per second one allocation may relay (both directions together); excess is dropped and counted; 0 = no cap. Not applied to RFC 6062 TCP relays", reloadable: true)
+    static let turnUnauthenticatedRate = ConfigKey(name: "turn.unauthenticated_rate", kind: .scalar, defaultValue: "100",
+                            help: "STUN/TURN requests without MESSAGE-INTEGRITY (Binding, the first Allocate) per second per source address (IPv6 by /64); excess is dropped and counted; 0 = no limit", reloadable: true)
+    static let turnUnauthenticatedBurst = ConfigKey(name: "turn.unauthenticated_burst", kind: .scalar, defaultValue: "200",
+                            help: "bursts allowed above turn.unauthenticated_rate", reloadable: true)
+    static let turnAllowPeers = ConfigKey(name: "turn.allow_peers", kind: .list, defaultValue: "",
+                            help: "CIDRs peers may be in even if denied (takes precedence over deny_peers and the built-in list)", reloadable: true)
+    static let turnDenyPeers = ConfigKey(name: "turn.deny_peers", kind: .list, defaultValue: "", help: "CIDRs refused in addition to the built-in private/loopback ranges", reloadable: true)
+    static let signalingEnabled = ConfigKey(name: "signaling.enabled", kind: .scalar, defaultValue: "true", help: "run the WebSocket signaling server; false = TURN only, the signaling port then serves only /healthz, /readyz, /api/v1/welcome and the admin endpoints (firewall.sh leaves it closed)")
+    static let signalingListen = ConfigKey(name: "signaling.listen", kind: .scalar, defaultValue: "0.0.0.0", help: "address the signaling HTTP server binds to")
+    static let signalingPort = ConfigKey(name: "signaling.port", kind: .scalar, defaultValue: "8080", help: "signaling HTTP/WebSocket port")
+    static let signalingThreads = ConfigKey(name: "signaling.threads", kind: .scalar, defaultValue: "0",
+                            help: "event loop threads of the signaling port; 0 = one per core (see BENCHMARKS.md)")
+    static let signalingTlsCert = ConfigKey(name: "signaling.tls_cert", kind: .scalar, defaultValue: "",
+                            help: "PEM certificate chain; with signaling.tls_key the port serves https/wss (TLS 1.2+); the file is re-read on SIGHUP (a new path needs a restart)")
+    static let signalingTlsKey = ConfigKey(name: "signaling.tls_key", kind: .scalar, defaultValue: "", help: "PEM private key for signaling.tls_cert; re-read on SIGHUP")
+    static let signalingHttpTimeout = ConfigKey(name: "signaling.http_timeout", kind: .scalar, defaultValue: "30",
+                            help: "seconds an HTTP connection has to send a complete request head after it connects (a stalled TLS handshake included) or, kept alive, after its last response, before it is closed; 0 = never", reloadable: true)
+    static let signalingAuthTimeout = ConfigKey(name: "signaling.auth_timeout", kind: .scalar, defaultValue: "10",
+                            help: "seconds a socket has to send authenticate before it is closed", reloadable: true)
+    static let signalingMaxMessageSize = ConfigKey(name: "signaling.max_message_size", kind: .scalar, defaultValue: "65536",
+                            help: "largest message in bytes; larger ones are discarded with error message_too_large", reloadable: true)
+    static let signalingMaxPeersPerRoom = ConfigKey(name: "signaling.max_peers_per_room", kind: .scalar, defaultValue: "0", help: "peers per room (room_full beyond); 0 = unlimited", reloadable: true)
+    static let signalingMaxConnections = ConfigKey(name: "signaling.max_connections", kind: .scalar, defaultValue: "20000",
+                            help: "open WebSocket connections (server_full beyond); 0 = unlimited", reloadable: true)
+    static let signalingKeepaliveInterval = ConfigKey(name: "signaling.keepalive_interval", kind: .scalar, defaultValue: "30",
+                            help: "seconds between WebSocket pings; a peer that missed the previous pong is closed; 0 disables", reloadable: true)
+    static let signalingIdleTimeout = ConfigKey(name: "signaling.idle_timeout", kind: .scalar, defaultValue: "0",
+                            help: "close a socket that sent no message for this many seconds; 0 disables", reloadable: true)
+    static let signalingDuplicateUsername = ConfigKey(name: "signaling.duplicate_username", kind: .scalar, defaultValue: "allow",
+                            help: "allow: several sessions may share a username; replace: a new login closes the older session in that room", reloadable: true)
+    static let signalingResumeWindow = ConfigKey(name: "signaling.resume_window", kind: .scalar, defaultValue: "30",
+                            help: "seconds a session whose socket went away without leaving (no close frame, a network error, a keepalive timeout, a close code other than 1000/1001) is held for a resume: the others are not told left, messages to it are queued, its TURN credentials and allocations stay; 0 = it ends at once", reloadable: true)
+    static let signalingResumeQueueMessages = ConfigKey(name: "signaling.resume_queue_messages", kind: .scalar, defaultValue: "256",
+                            help: "messages a held session queues for its resume; one more ends the session as a leave", reloadable: true)
+    static let signalingResumeQueueBytes = ConfigKey(name: "signaling.resume_queue_bytes", kind: .scalar, defaultValue: "262144",
+                            help: "bytes a held session queues for its resume; more ends the session as a leave", reloadable: true)
+    static let signalingOutboundBuffer = ConfigKey(name: "signaling.outbound_buffer", kind: .scalar, defaultValue: "1048576",
+                            help: "bytes waiting to be written to one peer (beyond the kernel's socket buffer) before it is disconnected as a slow consumer", reloadable: true)
+    static let signalingAbuseLimit = ConfigKey(name: "signaling.abuse_limit", kind: .scalar, defaultValue: "20",
+                            help: "bad messages allowed per signaling.abuse_window before rate_limited and close", reloadable: true)
+    static let signalingAbuseWindow = ConfigKey(name: "signaling.abuse_window", kind: .scalar, defaultValue: "10", help: "seconds over which bad messages are counted", reloadable: true)
+    static let signalingStaticDir = ConfigKey(name: "signaling.static_dir", kind: .scalar, defaultValue: "",
+                            help: "folder served at / and /room/NAME (the example client); empty = ./examples/simple, else the one in the source checkout; none = off")
+    static let signalingIceHost = ConfigKey(name: "signaling.ice_host", kind: .scalar, defaultValue: "",
+                            help: "host put in the ice_servers URLs; empty = turn.external_ip if set, else the host the client connected to")
+    static let signalingIceCredentialLifetime = ConfigKey(name: "signaling.ice_credential_lifetime", kind: .scalar, defaultValue: "86400",
+                            help: "seconds the TURN credentials minted per session stay valid (they are also revoked when the session ends)", reloadable: true)
+    static let signalingTrustedProxies = ConfigKey(name: "signaling.trusted_proxies", kind: .list, defaultValue: "",
+                            help: "addresses or CIDRs of reverse proxies in front of the signaling port whose X-Forwarded-For gives the client's address (for the auth throttle); empty = the header is ignored", reloadable: true)
+    static let apiToken = ConfigKey(name: "api.token", kind: .scalar, defaultValue: "",
+                            help: "bearer token for the /api/ server API; empty = the API refuses every request (401)", reloadable: true, secret: true)
+    static let adminAllow = ConfigKey(name: "admin.allow", kind: .list, defaultValue: "127.0.0.0/8,::1",
+                            help: "addresses or CIDRs the admin endpoints (/metrics, /api/stats, /api/v1/log_level, /dashboard) answer without the API token; a request with Forwarded/X-Forwarded-For never counts as from them", reloadable: true)
+    static let adminMaxEventStreams = ConfigKey(name: "admin.max_event_streams", kind: .scalar, defaultValue: "16",
+                            help: "dashboard live feeds (/dashboard/events) open at once; more are answered 503", reloadable: true)
+    static let webhookUrl = ConfigKey(name: "webhook.url", kind: .scalar, defaultValue: "", help: "http(s) URL POSTed on every join and leave; empty = off")
+    static let webhookSecret = ConfigKey(name: "webhook.secret", kind: .scalar, defaultValue: "",
+                            help: "key of the X-Webrtc-Signature: sha256=HEX header (HMAC-SHA256 of the body); empty = unsigned", secret: true)
+    static let webhookTimeout = ConfigKey(name: "webhook.timeout", kind: .scalar, defaultValue: "5", help: "seconds before a webhook POST counts as failed")
+    static let authUsers = ConfigKey(name: "auth.users", kind: .map, defaultValue: "", help: "static users: name → password", reloadable: true, secret: true)
+    static let authSecrets = ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
+                            help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify", reloadable: true, secret: true)
+    static let authMaxEphemeralLifetime = ConfigKey(name: "auth.max_ephemeral_lifetime", kind: .scalar, defaultValue: "86400",
+                            help: "seconds ahead an ephemeral TURN REST credential's expiry may lie (plus 300 s for clock differences); later ones are refused as unknown (401); 0 = no ceiling", reloadable: true)
+    static let authThrottleFreeFailures = ConfigKey(name: "auth.throttle_free_failures", kind: .scalar, defaultValue: "5",
+                            help: "failed logins (signaling, TURN 401/441) per source address (IPv6 by /64) answered at once within auth.throttle_window; later ones are answered after a growing delay; 0 = no delay", reloadable: true)
+    static let authThrottleWindow = ConfigKey(name: "auth.throttle_window", kind: .scalar, defaultValue: "300",
+                            help: "seconds after the last failure before a source's failures are forgotten", reloadable: true)
+    static let authThrottleBaseDelay = ConfigKey(name: "auth.throttle_base_delay", kind: .scalar, defaultValue: "0.25",
+                            help: "seconds of delay for the first throttled failure; doubles with each further one", reloadable: true)
+    static let authThrottleMaxDelay = ConfigKey(name: "auth.throttle_max_delay", kind: .scalar, defaultValue: "4", help: "cap on the delay, in seconds", reloadable: true)
+    static let authBlockAfter = ConfigKey(name: "auth.block_after", kind: .scalar, defaultValue: "20",
+                            help: "failures within the window after which the source is refused without a password check; 0 = never", reloadable: true)
+    static let authBlockDuration = ConfigKey(name: "auth.block_duration", kind: .scalar, defaultValue: "600", help: "seconds a blocked source stays blocked", reloadable: true)
+    static let clusterNats = ConfigKey(name: "cluster.nats", kind: .list, defaultValue: "",
+                            help: "NATS servers (nats://host:4222, tls://host:4222, credentials in the URL allowed) that join this instance to a cluster; empty = a single box, no NATS needed")
+    static let clusterName = ConfigKey(name: "cluster.name", kind: .scalar, defaultValue: "webrtc",
+                            help: "instances with the same name form one signaling service (letters, digits, - and _)")
+    static let clusterInstanceId = ConfigKey(name: "cluster.instance_id", kind: .scalar, defaultValue: "",
+                            help: "this instance's id, unique in the cluster (letters, digits, - and _); empty = the host name. A second instance with an id in use refuses to start")
+    static let clusterSecret = ConfigKey(name: "cluster.secret", kind: .scalar, defaultValue: "",
+                            help: "key shared by every instance, from which the TURN credentials of signaling sessions are derived so that any instance accepts them; required with cluster.nats", secret: true)
+    static let clusterInstanceTimeout = ConfigKey(name: "cluster.instance_timeout", kind: .scalar, defaultValue: "5",
+                            help: "seconds without a heartbeat after which an instance is declared dead: its peers are left and their TURN credentials refused everywhere")
+    static let clusterHeartbeatInterval = ConfigKey(name: "cluster.heartbeat_interval", kind: .scalar, defaultValue: "1", help: "seconds between this instance's heartbeats")
+    static let clusterIceServers = ConfigKey(name: "cluster.ice_servers", kind: .scalar, defaultValue: "self",
+                            help: "self: ice_servers name this instance's TURN; least_loaded: the TURN of the instance with the fewest allocations for its capacity; turn_only: the least loaded TURN-only instance (signaling.enabled false), this one's own while none is up")
+    static let clusterAdvertiseHost = ConfigKey(name: "cluster.advertise_host", kind: .scalar, defaultValue: "",
+                            help: "host clients reach this instance's TURN at, told to the other instances for cluster.ice_servers least_loaded; empty = signaling.ice_host, else turn.external_ip, else the relayed address")
+    static let clusterNatsUser = ConfigKey(name: "cluster.nats_user", kind: .scalar, defaultValue: "", help: "NATS user (with cluster.nats_password) for servers whose URL carries no credentials")
+    static let clusterNatsPassword = ConfigKey(name: "cluster.nats_password", kind: .scalar, defaultValue: "", help: "NATS password", secret: true)
+    static let clusterNatsToken = ConfigKey(name: "cluster.nats_token", kind: .scalar, defaultValue: "", help: "NATS token, instead of a user and password", secret: true)
+    static let clusterNatsTls = ConfigKey(name: "cluster.nats_tls", kind: .scalar, defaultValue: "false",
+                            help: "require TLS to NATS even where the server does not ask for it (a server that asks gets TLS anyway)")
+    static let clusterNatsTlsCa = ConfigKey(name: "cluster.nats_tls_ca", kind: .scalar, defaultValue: "",
+                            help: "PEM file of the CA (or certificate) NATS's certificate is checked against; empty = the system's trust roots")
+    static let clusterBuffer = ConfigKey(name: "cluster.buffer", kind: .scalar, defaultValue: "8388608",
+                            help: "bytes of cluster messages held while NATS is unreachable or slow; beyond, they are dropped and counted")
+    static let shutdownGracePeriod = ConfigKey(name: "shutdown.grace_period", kind: .scalar, defaultValue: "30",
+                            help: "seconds TURN allocations keep relaying after SIGTERM (signaling peers get shutdown at once; new allocations are refused); the process exits earlier when the last allocation is gone")
 }

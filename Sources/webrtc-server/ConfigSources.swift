@@ -12,6 +12,13 @@ struct ConfigError: Error, CustomStringConvertible {
     let key: String
     let problem: String
     var description: String { "\(key): \(problem)" }
+
+    init(key: String, problem: String) {
+        self.key = key
+        self.problem = problem
+    }
+
+    init(_ key: ConfigKey, problem: String) { self.init(key: key.name, problem: problem) }
 }
 
 /// The layers: embedded defaults < file < environment < flags. Each produces dotted keys → raw values.

@@ -20,12 +20,12 @@ enum ExampleConfiguration {
             out += "\n"
             if !section.isEmpty { out += "\(section):\n" }
             for key in keys {
-                let help = key.help + (ConfigKeys.reloadable.contains(key.name) ? " (reload)" : "")
+                let help = key.help + (key.reloadable ? " (reload)" : "")
                 for line in wrap(help, width: 96) { out += "\(indent)# \(line)\n" }
                 let name = section.isEmpty ? key.name : String(key.name.dropFirst(section.count + 1))
                 let value = render((try? key.rawFromString(key.defaultValue)) ?? .scalar(key.defaultValue), masked: false)
                 out += "\(indent)\(name): \(value)\n"
-                if key.name == "auth.users" { out += "\(indent)#   alice: \"a long password\"\n" }
+                if key.name == ConfigKey.authUsers.name { out += "\(indent)#   alice: \"a long password\"\n" }
             }
         }
         return out

@@ -48,108 +48,108 @@ struct ServerSettings {
     init(_ raw: [String: RawValue]) throws {
         self.raw = raw
         let r = RawReader(raw)
-        guard let level = Logger.Level(rawValue: try r.string("log_level")) else {
-            throw ConfigError(key: "log_level", problem: "expected one of trace, debug, info, notice, warning, error, critical")
+        guard let level = Logger.Level(rawValue: try r.string(.logLevel)) else {
+            throw ConfigError(.logLevel, problem: "expected one of trace, debug, info, notice, warning, error, critical")
         }
         logLevel = level
-        turn.realm = try r.string("realm")
+        turn.realm = try r.string(.realm)
         guard !turn.realm.isEmpty, turn.realm.utf8.count < 128 else {
-            throw ConfigError(key: "realm", problem: "must be 1 to 127 characters")
+            throw ConfigError(.realm, problem: "must be 1 to 127 characters")
         }
-        turn.software = try r.string("software")
-        turn.listenAddresses = try r.list("turn.listen")
-        guard !turn.listenAddresses.isEmpty else { throw ConfigError(key: "turn.listen", problem: "needs at least one address") }
+        turn.software = try r.string(.software)
+        turn.listenAddresses = try r.list(.turnListen)
+        guard !turn.listenAddresses.isEmpty else { throw ConfigError(.turnListen, problem: "needs at least one address") }
         for a in turn.listenAddresses where IPAddress(a) == nil {
-            throw ConfigError(key: "turn.listen", problem: "'\(a)' is not an IP address")
+            throw ConfigError(.turnListen, problem: "'\(a)' is not an IP address")
         }
-        if raw["turn.listen"] == (try ConfigKeys.byName["turn.listen"]!.rawFromString(ConfigKeys.byName["turn.listen"]!.defaultValue)) {
+        if raw[ConfigKey.turnListen.name] == (try ConfigKey.turnListen.rawFromString(ConfigKey.turnListen.defaultValue)) {
             turn.optionalListenAddresses = ["::"]  // the default's IPv6 half is skipped where IPv6 is missing
         }
-        turn.port = try r.int("turn.port", 0...65535)
-        turn.relayBindAddress = try r.string("turn.relay_address")
+        turn.port = try r.int(.turnPort, 0...65535)
+        turn.relayBindAddress = try r.string(.turnRelayAddress)
         guard IPAddress(turn.relayBindAddress) != nil else {
-            throw ConfigError(key: "turn.relay_address", problem: "'\(turn.relayBindAddress)' is not an IP address")
+            throw ConfigError(.turnRelayAddress, problem: "'\(turn.relayBindAddress)' is not an IP address")
         }
-        let external = try r.string("turn.external_ip")
+        let external = try r.string(.turnExternalIp)
         if !external.isEmpty {
             guard let ip = IPAddress(external) else {
-                throw ConfigError(key: "turn.external_ip", problem: "'\(external)' is not an IP address")
+                throw ConfigError(.turnExternalIp, problem: "'\(external)' is not an IP address")
             }
             turn.externalAddress = ip
         }
-        turn.ipv6Relays = try r.bool("turn.ipv6_relays")
-        turn.relayBindAddress6 = try r.string("turn.relay_address6")
+        turn.ipv6Relays = try r.bool(.turnIpv6Relays)
+        turn.relayBindAddress6 = try r.string(.turnRelayAddress6)
         guard let relay6 = IPAddress(turn.relayBindAddress6), relay6.isIPv6 else {
-            throw ConfigError(key: "turn.relay_address6", problem: "'\(turn.relayBindAddress6)' is not an IPv6 address")
+            throw ConfigError(.turnRelayAddress6, problem: "'\(turn.relayBindAddress6)' is not an IPv6 address")
         }
-        let external6 = try r.string("turn.external_ip6")
+        let external6 = try r.string(.turnExternalIp6)
         if !external6.isEmpty {
             guard let ip = IPAddress(external6), ip.isIPv6 else {
-                throw ConfigError(key: "turn.external_ip6", problem: "'\(external6)' is not an IPv6 address")
+                throw ConfigError(.turnExternalIp6, problem: "'\(external6)' is not an IPv6 address")
             }
             turn.externalAddress6 = ip
         }
-        let minPort = try r.int("turn.relay_port_min", 1...65535)
-        let maxPort = try r.int("turn.relay_port_max", 1...65535)
+        let minPort = try r.int(.turnRelayPortMin, 1...65535)
+        let maxPort = try r.int(.turnRelayPortMax, 1...65535)
         guard minPort <= maxPort else {
-            throw ConfigError(key: "turn.relay_port_min", problem: "\(minPort) is above turn.relay_port_max \(maxPort)")
+            throw ConfigError(.turnRelayPortMin, problem: "\(minPort) is above turn.relay_port_max \(maxPort)")
         }
         turn.relayPorts = UInt16(minPort)...UInt16(maxPort)
-        turn.defaultLifetime = UInt32(try r.int("turn.default_lifetime", 1...86400))
-        turn.maxLifetime = UInt32(try r.int("turn.max_lifetime", 1...86400))
+        turn.defaultLifetime = UInt32(try r.int(.turnDefaultLifetime, 1...86400))
+        turn.maxLifetime = UInt32(try r.int(.turnMaxLifetime, 1...86400))
         guard turn.maxLifetime >= turn.defaultLifetime else {
-            throw ConfigError(key: "turn.max_lifetime", problem: "must be at least turn.default_lifetime (\(turn.defaultLifetime))")
+            throw ConfigError(.turnMaxLifetime, problem: "must be at least turn.default_lifetime (\(turn.defaultLifetime))")
         }
-        turn.permissionLifetime = Int64(try r.int("turn.permission_lifetime", 1...86400))
-        turn.channelLifetime = Int64(try r.int("turn.channel_lifetime", 1...86400))
-        turn.nonceLifetime = try r.int("turn.nonce_lifetime", 1...86400)
-        let nonceSecret = try r.string("turn.nonce_secret")
+        turn.permissionLifetime = Int64(try r.int(.turnPermissionLifetime, 1...86400))
+        turn.channelLifetime = Int64(try r.int(.turnChannelLifetime, 1...86400))
+        turn.nonceLifetime = try r.int(.turnNonceLifetime, 1...86400)
+        let nonceSecret = try r.string(.turnNonceSecret)
         if !nonceSecret.isEmpty { turn.nonceSecret = Array(nonceSecret.utf8) }
-        turn.maxAllocations = try r.int("turn.max_allocations", 0...10_000_000)
-        turn.maxAllocationsPerUser = try r.int("turn.max_allocations_per_user", 0...10_000_000)
-        turn.maxPermissionsPerAllocation = try r.int("turn.max_permissions_per_allocation", 1...100_000)
-        turn.limits.maxChannelsPerAllocation = try r.int("turn.max_channels_per_allocation", 1...16384)
-        turn.limits.maxStreamConnectionsPerSource = try r.int("turn.max_connections_per_source", 0...10_000_000)
-        let threads = try r.int("turn.threads", 0...256)
+        turn.maxAllocations = try r.int(.turnMaxAllocations, 0...10_000_000)
+        turn.maxAllocationsPerUser = try r.int(.turnMaxAllocationsPerUser, 0...10_000_000)
+        turn.maxPermissionsPerAllocation = try r.int(.turnMaxPermissionsPerAllocation, 1...100_000)
+        turn.limits.maxChannelsPerAllocation = try r.int(.turnMaxChannelsPerAllocation, 1...16384)
+        turn.limits.maxStreamConnectionsPerSource = try r.int(.turnMaxConnectionsPerSource, 0...10_000_000)
+        let threads = try r.int(.turnThreads, 0...256)
         turn.threads = threads == 0 ? TurnConfiguration.defaultThreads : threads
-        turn.udpGSO = try r.bool("turn.udp_gso")
-        turn.tcp = try r.bool("turn.tcp")
-        turn.tlsPort = try r.int("turn.tls_port", 0...65535)
-        let turnCert = try r.string("turn.tls_cert"), turnKey = try r.string("turn.tls_key")
+        turn.udpGSO = try r.bool(.turnUdpGso)
+        turn.tcp = try r.bool(.turnTcp)
+        turn.tlsPort = try r.int(.turnTlsPort, 0...65535)
+        let turnCert = try r.string(.turnTlsCert), turnKey = try r.string(.turnTlsKey)
         guard turnCert.isEmpty == turnKey.isEmpty else {
-            throw ConfigError(key: turnCert.isEmpty ? "turn.tls_cert" : "turn.tls_key", problem: "turn.tls_cert and turn.tls_key go together")
+            throw ConfigError(turnCert.isEmpty ? .turnTlsCert : .turnTlsKey, problem: "turn.tls_cert and turn.tls_key go together")
         }
         if !turnCert.isEmpty {
             do {
                 turn.tls = try ReloadableTLSContext(certificatePath: turnCert, keyPath: turnKey)
             } catch {
-                throw ConfigError(key: "turn.tls_cert", problem: "cannot use '\(turnCert)' with '\(turnKey)': \(error)")
+                throw ConfigError(.turnTlsCert, problem: "cannot use '\(turnCert)' with '\(turnKey)': \(error)")
             }
         }
-        let streamTimeout = try r.seconds("turn.stream_timeout", 0.1...3600)
+        let streamTimeout = try r.seconds(.turnStreamTimeout, 0.1...3600)
         turn.streamIncompleteTimeout = .milliseconds(Int64(streamTimeout / .milliseconds(1)))
-        let streamIdle = try r.seconds("turn.stream_idle_timeout", 0...86400)
+        let streamIdle = try r.seconds(.turnStreamIdleTimeout, 0...86400)
         turn.streamIdleTimeout = .milliseconds(Int64(streamIdle / .milliseconds(1)))
-        turn.channelNumbers = try r.bool("turn.strict_channel_numbers") ? ChannelData.channelRange : ChannelData.legacyChannelRange
-        turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs("turn.allow_peers"), deny: try r.cidrs("turn.deny_peers"))
-        turn.limits.bandwidthLimit = try r.int("turn.bandwidth_limit", 0...(1 << 40))
-        turn.limits.unauthenticatedRate = try r.int("turn.unauthenticated_rate", 0...10_000_000)
-        turn.limits.unauthenticatedBurst = try r.int("turn.unauthenticated_burst", 1...10_000_000)
-        let grace = try r.seconds("shutdown.grace_period", 0...86400)
+        turn.channelNumbers = try r.bool(.turnStrictChannelNumbers) ? ChannelData.channelRange : ChannelData.legacyChannelRange
+        turn.peerPolicy = PeerAddressPolicy(allow: try r.cidrs(.turnAllowPeers), deny: try r.cidrs(.turnDenyPeers))
+        turn.limits.bandwidthLimit = try r.int(.turnBandwidthLimit, 0...(1 << 40))
+        turn.limits.unauthenticatedRate = try r.int(.turnUnauthenticatedRate, 0...10_000_000)
+        turn.limits.unauthenticatedBurst = try r.int(.turnUnauthenticatedBurst, 1...10_000_000)
+        let grace = try r.seconds(.shutdownGracePeriod, 0...86400)
         turn.drainGracePeriod = .milliseconds(Int64(grace / .milliseconds(1)))
-        throttle.freeFailures = try r.int("auth.throttle_free_failures", 0...1_000_000)
-        throttle.window = try r.seconds("auth.throttle_window", 1...86400).timeInterval
-        throttle.baseDelay = try r.seconds("auth.throttle_base_delay", 0...60).timeInterval
-        throttle.maxDelay = try r.seconds("auth.throttle_max_delay", 0...60).timeInterval
-        throttle.blockAfter = try r.int("auth.block_after", 0...1_000_000)
-        throttle.blockDuration = try r.seconds("auth.block_duration", 1...(30 * 86400)).timeInterval
+        throttle.freeFailures = try r.int(.authThrottleFreeFailures, 0...1_000_000)
+        throttle.window = try r.seconds(.authThrottleWindow, 1...86400).timeInterval
+        throttle.baseDelay = try r.seconds(.authThrottleBaseDelay, 0...60).timeInterval
+        throttle.maxDelay = try r.seconds(.authThrottleMaxDelay, 0...60).timeInterval
+        throttle.blockAfter = try r.int(.authBlockAfter, 0...1_000_000)
+        throttle.blockDuration = try r.seconds(.authBlockDuration, 1...(30 * 86400)).timeInterval
         try readSignaling(r)
         try readCluster(r)
-        credentials.users = try r.map("auth.users")
-        credentials.sharedSecrets = try r.list("auth.secrets")
-        credentials.maxEphemeralLifetime = try r.seconds("auth.max_ephemeral_lifetime", 0...(3650 * 86400)).timeInterval
+        credentials.users = try r.map(.authUsers)
+        credentials.sharedSecrets = try r.list(.authSecrets)
+        credentials.maxEphemeralLifetime = try r.seconds(.authMaxEphemeralLifetime, 0...(3650 * 86400)).timeInterval
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
-            throw ConfigError(key: "auth.users", problem: "user names must be 1 to 508 bytes")
+            throw ConfigError(.authUsers, problem: "user names must be 1 to 508 bytes")
         }
     }
 }
@@ -170,56 +170,56 @@ extension ServerSettings {
     }
 
     fileprivate mutating func readCluster(_ r: RawReader) throws {
-        let urls = try r.list("cluster.nats")
+        let urls = try r.list(.clusterNats)
         guard !urls.isEmpty else { return }
         var servers: [NATSServerURL] = []
         for u in urls {
             guard let url = NATSServerURL(u) else {
-                throw ConfigError(key: "cluster.nats", problem: "'\(Self.maskingCredentials(u))' is not a nats:// or tls:// URL")
+                throw ConfigError(.clusterNats, problem: "'\(Self.maskingCredentials(u))' is not a nats:// or tls:// URL")
             }
             servers.append(url)
         }
         var nats = NATSClientConfiguration(servers: servers)
-        let user = try r.string("cluster.nats_user"), password = try r.string("cluster.nats_password")
-        let token = try r.string("cluster.nats_token")
+        let user = try r.string(.clusterNatsUser), password = try r.string(.clusterNatsPassword)
+        let token = try r.string(.clusterNatsToken)
         if !user.isEmpty { nats.user = user; nats.password = password }
         if !token.isEmpty { nats.token = token }
-        nats.requireTLS = try r.bool("cluster.nats_tls")
-        let ca = try r.string("cluster.nats_tls_ca")
+        nats.requireTLS = try r.bool(.clusterNatsTls)
+        let ca = try r.string(.clusterNatsTlsCa)
         if !ca.isEmpty {
-            guard FileManager.default.isReadableFile(atPath: ca) else { throw ConfigError(key: "cluster.nats_tls_ca", problem: "cannot read '\(ca)'") }
+            guard FileManager.default.isReadableFile(atPath: ca) else { throw ConfigError(.clusterNatsTlsCa, problem: "cannot read '\(ca)'") }
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .file(ca)
             nats.tls = tls
         }
-        nats.bufferLimit = try r.int("cluster.buffer", 65536...(1 << 30))
-        let name = try r.string("cluster.name")
+        nats.bufferLimit = try r.int(.clusterBuffer, 65536...(1 << 30))
+        let name = try r.string(.clusterName)
         guard ClusterNode.isValidToken(name) else {
-            throw ConfigError(key: "cluster.name", problem: "'\(name)' must be 1 to 64 letters, digits, - or _")
+            throw ConfigError(.clusterName, problem: "'\(name)' must be 1 to 64 letters, digits, - or _")
         }
-        var id = try r.string("cluster.instance_id")
+        var id = try r.string(.clusterInstanceId)
         if id.isEmpty { id = ClusterNode.token(from: ProcessInfo.processInfo.hostName) }
         guard ClusterNode.isValidToken(id) else {
-            throw ConfigError(key: "cluster.instance_id", problem: "'\(id)' must be 1 to 64 letters, digits, - or _")
+            throw ConfigError(.clusterInstanceId, problem: "'\(id)' must be 1 to 64 letters, digits, - or _")
         }
-        let secret = try r.string("cluster.secret")
+        let secret = try r.string(.clusterSecret)
         guard secret.utf8.count >= 16 else {
-            throw ConfigError(key: "cluster.secret", problem: "required with cluster.nats: at least 16 characters shared by every instance (e.g. openssl rand -hex 32)")
+            throw ConfigError(.clusterSecret, problem: "required with cluster.nats: at least 16 characters shared by every instance (e.g. openssl rand -hex 32)")
         }
         var c = ClusterConfiguration(nats: nats, instanceID: id, advert: InstanceAdvert(address: "", turn: nil))
         c.name = name
-        c.instanceTimeout = try r.seconds("cluster.instance_timeout", 0.5...3600)
-        c.heartbeatInterval = try r.seconds("cluster.heartbeat_interval", 0.05...60)
+        c.instanceTimeout = try r.seconds(.clusterInstanceTimeout, 0.5...3600)
+        c.heartbeatInterval = try r.seconds(.clusterHeartbeatInterval, 0.05...60)
         guard c.heartbeatInterval * 2 <= c.instanceTimeout else {
-            throw ConfigError(key: "cluster.instance_timeout", problem: "must be at least twice cluster.heartbeat_interval")
+            throw ConfigError(.clusterInstanceTimeout, problem: "must be at least twice cluster.heartbeat_interval")
         }
-        let choice = try r.string("cluster.ice_servers")
+        let choice = try r.string(.clusterIceServers)
         guard let ice = ClusterConfiguration.IceServerChoice(rawValue: choice) else {
-            throw ConfigError(key: "cluster.ice_servers", problem: "expected self, least_loaded or turn_only, got '\(choice)'")
+            throw ConfigError(.clusterIceServers, problem: "expected self, least_loaded or turn_only, got '\(choice)'")
         }
         c.iceServers = ice
         c.credentialLifetime = signaling.iceServers.credentialLifetime
-        let advertise = try r.string("cluster.advertise_host")
+        let advertise = try r.string(.clusterAdvertiseHost)
         clusterAdvertiseHost = advertise.isEmpty ? nil : advertise
         clusterSecret = secret
         cluster = c
@@ -233,20 +233,20 @@ extension ServerSettings {
 
     fileprivate mutating func readSignaling(_ r: RawReader) throws {
         var s = SignalingConfiguration()
-        s.webSocketEnabled = try r.bool("signaling.enabled")
-        s.listenAddress = try r.string("signaling.listen")
+        s.webSocketEnabled = try r.bool(.signalingEnabled)
+        s.listenAddress = try r.string(.signalingListen)
         guard IPAddress(s.listenAddress) != nil else {
-            throw ConfigError(key: "signaling.listen", problem: "'\(s.listenAddress)' is not an IP address")
+            throw ConfigError(.signalingListen, problem: "'\(s.listenAddress)' is not an IP address")
         }
-        s.port = try r.int("signaling.port", 0...65535)
-        s.threads = try r.int("signaling.threads", 0...256)
-        let cert = try r.string("signaling.tls_cert"), key = try r.string("signaling.tls_key")
+        s.port = try r.int(.signalingPort, 0...65535)
+        s.threads = try r.int(.signalingThreads, 0...256)
+        let cert = try r.string(.signalingTlsCert), key = try r.string(.signalingTlsKey)
         guard cert.isEmpty == key.isEmpty else {
-            throw ConfigError(key: cert.isEmpty ? "signaling.tls_cert" : "signaling.tls_key",
+            throw ConfigError(cert.isEmpty ? .signalingTlsCert : .signalingTlsKey,
                               problem: "signaling.tls_cert and signaling.tls_key go together")
         }
-        for (k, path) in [("signaling.tls_cert", cert), ("signaling.tls_key", key)] where !path.isEmpty {
-            guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError(key: k, problem: "cannot read '\(path)'") }
+        for (k, path) in [(ConfigKey.signalingTlsCert, cert), (.signalingTlsKey, key)] where !path.isEmpty {
+            guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigError(k, problem: "cannot read '\(path)'") }
         }
         if !cert.isEmpty {
             s.tlsCertificatePath = cert
@@ -256,45 +256,45 @@ extension ServerSettings {
                 signalingTLS = context
                 s.tlsContext = { context.current }
             } catch {
-                throw ConfigError(key: "signaling.tls_cert", problem: "cannot use '\(cert)' with '\(key)': \(error)")
+                throw ConfigError(.signalingTlsCert, problem: "cannot use '\(cert)' with '\(key)': \(error)")
             }
         }
-        s.authTimeout = try r.seconds("signaling.auth_timeout", 0.01...3600)
-        s.httpTimeout = try r.seconds("signaling.http_timeout", 0...3600)
-        s.maxMessageSize = try r.int("signaling.max_message_size", 256...(16 << 20))
-        s.maxPeersPerRoom = try r.int("signaling.max_peers_per_room", 0...1_000_000)
-        s.maxConnections = try r.int("signaling.max_connections", 0...10_000_000)
-        s.keepaliveInterval = try r.seconds("signaling.keepalive_interval", 0...86400)
-        s.idleTimeout = try r.seconds("signaling.idle_timeout", 0...86400)
-        let dup = try r.string("signaling.duplicate_username")
+        s.authTimeout = try r.seconds(.signalingAuthTimeout, 0.01...3600)
+        s.httpTimeout = try r.seconds(.signalingHttpTimeout, 0...3600)
+        s.maxMessageSize = try r.int(.signalingMaxMessageSize, 256...(16 << 20))
+        s.maxPeersPerRoom = try r.int(.signalingMaxPeersPerRoom, 0...1_000_000)
+        s.maxConnections = try r.int(.signalingMaxConnections, 0...10_000_000)
+        s.keepaliveInterval = try r.seconds(.signalingKeepaliveInterval, 0...86400)
+        s.idleTimeout = try r.seconds(.signalingIdleTimeout, 0...86400)
+        let dup = try r.string(.signalingDuplicateUsername)
         guard let policy = SignalingConfiguration.DuplicateUsernamePolicy(rawValue: dup) else {
-            throw ConfigError(key: "signaling.duplicate_username", problem: "expected allow or replace, got '\(dup)'")
+            throw ConfigError(.signalingDuplicateUsername, problem: "expected allow or replace, got '\(dup)'")
         }
         s.duplicateUsername = policy
-        s.outboundBufferLimit = try r.int("signaling.outbound_buffer", 4096...(1 << 30))
-        s.resumeWindow = try r.seconds("signaling.resume_window", 0...3600)
-        s.resumeQueueMessages = try r.int("signaling.resume_queue_messages", 1...100_000)
-        s.resumeQueueBytes = try r.int("signaling.resume_queue_bytes", 1024...(1 << 30))
-        s.abuseLimit = try r.int("signaling.abuse_limit", 1...1_000_000)
-        s.abuseWindow = try r.seconds("signaling.abuse_window", 0.01...86400)
-        s.staticDirectory = try Self.staticDirectory(try r.string("signaling.static_dir"))
-        let iceHost = try r.string("signaling.ice_host")
+        s.outboundBufferLimit = try r.int(.signalingOutboundBuffer, 4096...(1 << 30))
+        s.resumeWindow = try r.seconds(.signalingResumeWindow, 0...3600)
+        s.resumeQueueMessages = try r.int(.signalingResumeQueueMessages, 1...100_000)
+        s.resumeQueueBytes = try r.int(.signalingResumeQueueBytes, 1024...(1 << 30))
+        s.abuseLimit = try r.int(.signalingAbuseLimit, 1...1_000_000)
+        s.abuseWindow = try r.seconds(.signalingAbuseWindow, 0.01...86400)
+        s.staticDirectory = try Self.staticDirectory(try r.string(.signalingStaticDir))
+        let iceHost = try r.string(.signalingIceHost)
         s.iceServers.host = iceHost.isEmpty ? turn.externalAddress.map { "\($0)" } : iceHost
         s.iceServers.stunPort = turn.port
         s.iceServers.turnTCP = turn.tcp
         s.iceServers.turnsPort = turn.tls == nil ? nil : turn.tlsPort
-        s.iceServers.credentialLifetime = TimeInterval(try r.int("signaling.ice_credential_lifetime", 60...(365 * 86400)))
-        s.apiToken = try r.string("api.token")
-        s.adminAllowed = Self.matcher(try r.cidrs("admin.allow"))
-        s.maxEventStreams = try r.int("admin.max_event_streams", 1...10_000)
-        s.trustedProxies = Self.matcher(try r.cidrs("signaling.trusted_proxies"))
-        let hook = try r.string("webhook.url")
+        s.iceServers.credentialLifetime = TimeInterval(try r.int(.signalingIceCredentialLifetime, 60...(365 * 86400)))
+        s.apiToken = try r.string(.apiToken)
+        s.adminAllowed = Self.matcher(try r.cidrs(.adminAllow))
+        s.maxEventStreams = try r.int(.adminMaxEventStreams, 1...10_000)
+        s.trustedProxies = Self.matcher(try r.cidrs(.signalingTrustedProxies))
+        let hook = try r.string(.webhookUrl)
         if !hook.isEmpty {
             guard let url = URL(string: hook), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-                throw ConfigError(key: "webhook.url", problem: "expected an http:// or https:// URL, got '\(hook)'")
+                throw ConfigError(.webhookUrl, problem: "expected an http:// or https:// URL, got '\(hook)'")
             }
-            s.webhook = WebhookSettings(url: url, secret: try r.string("webhook.secret"),
-                                        timeout: try r.seconds("webhook.timeout", 0.1...300))
+            s.webhook = WebhookSettings(url: url, secret: try r.string(.webhookSecret),
+                                        timeout: try r.seconds(.webhookTimeout, 0.1...300))
         }
         signaling = s
     }
@@ -312,7 +312,7 @@ extension ServerSettings {
         let fm = FileManager.default
         if !value.isEmpty {
             guard fm.fileExists(atPath: value + "/index.html") else {
-                throw ConfigError(key: "signaling.static_dir", problem: "no index.html in '\(value)'")
+                throw ConfigError(.signalingStaticDir, problem: "no index.html in '\(value)'")
             }
             return value
         }
@@ -331,58 +331,58 @@ private struct RawReader {
     let raw: [String: RawValue]
     init(_ raw: [String: RawValue]) { self.raw = raw }
 
-    func string(_ key: String) throws -> String {
-        switch raw[key] {
+    func string(_ key: ConfigKey) throws -> String {
+        switch raw[key.name] {
         case .scalar(let s)?: return s
         case nil: return ""
-        default: throw ConfigError(key: key, problem: "expected a single value")
+        default: throw ConfigError(key, problem: "expected a single value")
         }
     }
 
-    func int(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
+    func int(_ key: ConfigKey, _ range: ClosedRange<Int>) throws -> Int {
         let s = try string(key)
         guard let v = Int(s.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
-            throw ConfigError(key: key, problem: "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
+            throw ConfigError(key, problem: "expected an integer from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
         }
         return v
     }
 
-    func seconds(_ key: String, _ range: ClosedRange<Double>) throws -> Duration {
+    func seconds(_ key: ConfigKey, _ range: ClosedRange<Double>) throws -> Duration {
         let s = try string(key)
         guard let v = Double(s.trimmingCharacters(in: .whitespaces)), range.contains(v) else {
-            throw ConfigError(key: key, problem: "expected seconds from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
+            throw ConfigError(key, problem: "expected seconds from \(range.lowerBound) to \(range.upperBound), got '\(s)'")
         }
         return .milliseconds(Int64((v * 1000).rounded()))
     }
 
-    func bool(_ key: String) throws -> Bool {
+    func bool(_ key: ConfigKey) throws -> Bool {
         switch try string(key).lowercased() {
         case "true", "yes", "on", "1": return true
         case "false", "no", "off", "0": return false
-        case let s: throw ConfigError(key: key, problem: "expected true or false, got '\(s)'")
+        case let s: throw ConfigError(key, problem: "expected true or false, got '\(s)'")
         }
     }
 
-    func list(_ key: String) throws -> [String] {
-        switch raw[key] {
+    func list(_ key: ConfigKey) throws -> [String] {
+        switch raw[key.name] {
         case .list(let l)?: return l
         case .scalar(let s)?: return s.isEmpty ? [] : s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         case nil: return []
-        default: throw ConfigError(key: key, problem: "expected a list")
+        default: throw ConfigError(key, problem: "expected a list")
         }
     }
 
-    func map(_ key: String) throws -> [String: String] {
-        switch raw[key] {
+    func map(_ key: ConfigKey) throws -> [String: String] {
+        switch raw[key.name] {
         case .map(let m)?: return m
         case .scalar("")?, nil: return [:]
-        default: throw ConfigError(key: key, problem: "expected a mapping of name: value")
+        default: throw ConfigError(key, problem: "expected a mapping of name: value")
         }
     }
 
-    func cidrs(_ key: String) throws -> [CIDR] {
+    func cidrs(_ key: ConfigKey) throws -> [CIDR] {
         try list(key).map {
-            guard let c = CIDR($0) else { throw ConfigError(key: key, problem: "'\($0)' is not an address or CIDR block") }
+            guard let c = CIDR($0) else { throw ConfigError(key, problem: "'\($0)' is not an address or CIDR block") }
             return c
         }
     }

@@ -220,8 +220,8 @@ struct CheckConfig: AsyncParsableCommand {
         for key in ConfigKeys.all {
             var value = loaded.raw[key.name]
             // URLs may carry credentials: shown without them.
-            if key.name == "cluster.nats", case .list(let urls)? = value { value = .list(urls.map(ServerSettings.maskingCredentials)) }
-            print("\(key.name): \(ExampleConfiguration.render(value, masked: ConfigKeys.secret.contains(key.name)))")
+            if key.name == ConfigKey.clusterNats.name, case .list(let urls)? = value { value = .list(urls.map(ServerSettings.maskingCredentials)) }
+            print("\(key.name): \(ExampleConfiguration.render(value, masked: key.secret))")
         }
     }
 }

@@ -486,6 +486,40 @@ def test_example_configuration_lists_every_key_and_is_valid():
         assert f"`{key}`" in documented, f"{key} is not in docs/configuration.md"
 
 
+def test_the_documented_reload_list_is_the_declared_one():
+    """docs/configuration.md's reload section names exactly the keys the code marks reloadable (the
+    example file's "(reload)"); `auth.*` there stands for every auth key."""
+    import re
+    generated = run_binary("--print-example-config")
+    assert generated.returncode == 0, generated.stderr
+    declared, section, last_comment = set(), "", ""
+    for line in generated.stdout.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            last_comment = stripped
+            continue
+        match = re.match(r"^(\s*)([a-z0-9_]+):", line)
+        if not match:
+            continue
+        if not match.group(1) and line.rstrip().endswith(":") and not last_comment:
+            section = match.group(2)
+            continue
+        name = f"{section}.{match.group(2)}" if match.group(1) else match.group(2)
+        if not match.group(1):
+            section = ""
+        if last_comment.endswith("(reload)"):
+            declared.add(name)
+        last_comment = ""
+    all_keys = {line.split(":")[0] for line in run_binary("check-config").stdout.splitlines() if not line.startswith("#")}
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    reload_section = documented.split("## Reload (SIGHUP)")[1].split("An invalid configuration")[0]
+    named = set()
+    for key in re.findall(r"`([a-z0-9_.*]+)`", reload_section):
+        named |= {k for k in all_keys if k.startswith(key[:-1])} if key.endswith("*") else {key}
+    assert len(declared) > 30
+    assert named & all_keys == declared, (sorted(declared - named), sorted((named & all_keys) - declared))
+
+
 def test_systemd_unit_and_nginx_snippet_are_well_formed():
     unit = (ROOT / "dist" / "webrtc-server.service").read_text()
     for line in ("ExecStart=/usr/local/bin/webrtc-server --config /etc/webrtc-server/webrtc-server.yaml",

@@ -38,7 +38,7 @@ struct ConfigurationReloader: Sendable {
         turn.shared.updateLimits(new.turn.limits)
         hub.updateLimits(from: new.signaling)
         logLevel.current = new.logLevel
-        let needRestart = ConfigKeys.all.map(\.name).filter { !ConfigKeys.reloadable.contains($0) && old.raw[$0] != new.raw[$0] }
+        let needRestart = ConfigKeys.all.filter { !$0.reloadable && old.raw[$0.name] != new.raw[$0.name] }.map(\.name)
         if !needRestart.isEmpty {
             logger.warning("reload: changed settings that take effect after a restart: \(needRestart.joined(separator: ", "))")
         }
