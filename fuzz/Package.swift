@@ -21,7 +21,6 @@ let package = Package(
                 .product(name: "StunTurn", package: "webrtc-server"),
                 .product(name: "Auth", package: "webrtc-server"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

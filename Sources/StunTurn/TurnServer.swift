@@ -5,28 +5,68 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// The addresses the STUN/TURN listeners are bound to (with port 0, the ports picked).
+public struct TurnListeners: Sendable {
+    public var udp: [SocketAddress] = []
+    public var tcp: [SocketAddress] = []
+    public var tls: [SocketAddress] = []
+}
+
 /// The STUN/TURN half as a ServiceLifecycle service: one UDP socket per listen address and event loop
 /// (SO_REUSEPORT spreads clients over loops by 4-tuple hash), each loop with its own engine.
-public final class TurnServer: Service, @unchecked Sendable {
-    public let shared: TurnShared
+public final class TurnServer: Service, Sendable {
+    let shared: TurnShared
     private let group: EventLoopGroup
-    private(set) var engines: [TurnEngine] = []
-    private var channels: [Channel] = []
-    /// The TCP/TLS listening sockets (closed first when draining).
-    private var streamServers: [Channel] = []
-    /// Called once every listener is bound, with the bound addresses (set before `run`).
-    public var onListening: (@Sendable ([SocketAddress]) -> Void)?
+    /// One engine per event loop, each usable on its loop only.
+    let engines: [NIOLoopBoundBox<TurnEngine>]
+    private struct Sockets {
+        var listeners: [Channel] = []
+        /// The TCP/TLS listening sockets (closed first when draining).
+        var streamServers: [Channel] = []
+        var bound = TurnListeners()
+        var onListening: (@Sendable (TurnListeners) -> Void)?
+    }
+    private let sockets = Mutex(Sockets())
 
     public init(configuration: TurnConfiguration, credentials: CredentialStore, group: EventLoopGroup, logger: Logger) {
         let relayedIP = TurnServer.relayedIP(for: configuration)
-        shared = TurnShared(configuration: configuration, credentials: credentials, relayedIP: relayedIP,
-                            relayedIP6: TurnServer.relayedIP6(for: configuration), logger: logger)
+        let shared = TurnShared(configuration: configuration, credentials: credentials, relayedIP: relayedIP,
+                                relayedIP6: TurnServer.relayedIP6(for: configuration), logger: logger)
+        self.shared = shared
         self.group = group
+        var loops: [EventLoop] = []
+        for _ in 0..<max(1, configuration.threads) {
+            let l = group.next()
+            if !loops.contains(where: { $0 === l }) { loops.append(l) }
+        }
+        // Each engine is handed to its loop: the box checks that it is only used there.
+        engines = loops.map { loop in
+            NIOLoopBoundBox.makeBoxSendingValue(TurnEngine(eventLoop: loop, shared: shared), as: TurnEngine.self, eventLoop: loop)
+        }
     }
+
+    /// Called once every listener is bound, with the bound addresses (call before `run`).
+    public func whenListening(_ body: @escaping @Sendable (TurnListeners) -> Void) {
+        sockets.withLock { $0.onListening = body }
+    }
+
+    public var configuration: TurnConfiguration { shared.configuration }
+    public var stats: TurnStats { shared.stats }
+    /// The live limits (replaced on reload).
+    public var limits: TurnLimits { shared.limits.current }
+    /// The address in XOR-RELAYED-ADDRESS of IPv4 relays, and of IPv6 relays when this host offers them.
+    public var relayedIP: IPAddress { shared.relayedIP }
+    public var relayedIP6: IPAddress? { shared.relayedIP6 }
+    /// True once a graceful shutdown has begun.
+    public var isDraining: Bool { shared.isDraining }
+
+    /// Applies new limits (configuration reload): quotas at once, the rest within a second.
+    public func updateLimits(_ new: TurnLimits) { shared.updateLimits(new) }
 
     /// The IP put in XOR-RELAYED-ADDRESS: the external address if configured, else the relay bind
     /// address or listen address when specific, else the first non-loopback IPv4 interface address.
@@ -68,21 +108,20 @@ public final class TurnServer: Service, @unchecked Sendable {
 
     /// Binds every listener; returns the bound addresses (useful with port 0).
     @discardableResult
-    public func start() async throws -> [SocketAddress] {
+    public func start() async throws -> TurnListeners {
         let c = shared.configuration
-        let loops = (0..<max(1, c.threads)).map { _ in group.next() }
-        var unique: [EventLoop] = []
-        for l in loops where !unique.contains(where: { $0 === l }) { unique.append(l) }
-        engines = unique.map { TurnEngine(eventLoop: $0, shared: shared) }
-        for e in engines { e.eventLoop.execute { e.start() } }
-        var bound: [SocketAddress] = []
+        for e in engines { e.eventLoop.execute { e.value.start() } }
+        var bound = TurnListeners()
         for address in c.listenAddresses {
             // With port 0 the UDP port is picked first and TCP/TLS must then get the same number; if a TCP
             // socket already has it, everything bound for this address is closed and another port picked.
             var attemptsLeft = c.port == 0 ? 8 : 1
             while true {
                 do {
-                    bound += try await bindListeners(address: address)
+                    let more = try await bindListeners(address: address)
+                    bound.udp += more.udp
+                    bound.tcp += more.tcp
+                    bound.tls += more.tls
                     break
                 } catch let error as IOError where error.errnoCode == EADDRINUSE && attemptsLeft > 1 {
                     attemptsLeft -= 1
@@ -97,14 +136,18 @@ public final class TurnServer: Service, @unchecked Sendable {
             "relayed-address6": "\(shared.relayedIP6.map { "\($0)" } ?? "none (IPv6 relays refused with 440)")",
             "ports": "\(c.relayPorts.lowerBound)-\(c.relayPorts.upperBound)",
         ])
+        let onListening = sockets.withLock { s in
+            s.bound = bound
+            return s.onListening
+        }
         onListening?(bound)
         return bound
     }
 
     /// The UDP sockets (one per engine), and the TCP and TLS listeners when configured, of one listen
-    /// address; the bound addresses (UDP, TCP, TLS), or none for an optional address this host lacks. On
-    /// an error, what was bound for the address is closed again.
-    private func bindListeners(address: String) async throws -> [SocketAddress] {
+    /// address; the bound addresses, or none for an optional address this host lacks. On an error, what
+    /// was bound for the address is closed again.
+    private func bindListeners(address: String) async throws -> TurnListeners {
         let c = shared.configuration
         // SO_REUSEPORT would let us share a port another process already holds; probe with a plain
         // bind first so "address in use" is an error here as it is for any server.
@@ -113,43 +156,49 @@ public final class TurnServer: Service, @unchecked Sendable {
             probe = try await Self.datagram(group, v6: address.contains(":")).bind(host: address, port: c.port).get()
         } catch where c.optionalListenAddresses.contains(address) {
             shared.logger.warning("not listening on \(address): \(error) (this host has no such address family?)")
-            return []
+            return TurnListeners()
         }
         let port = probe.localAddress?.port ?? c.port
         try await probe.close()
-        let channelsBefore = channels.count, streamServersBefore = streamServers.count
+        var opened: [Channel] = [], streams: [Channel] = []
         do {
-            var bound: [SocketAddress] = []
+            var bound = TurnListeners()
             for engine in engines {
-                // Made here (IPv6-only for IPv6) and adopted by NIO: the relay path writes to its descriptor.
+                // Made here (IPv6-only for IPv6) and adopted by NIO: the writer sends on its descriptor.
                 let fd = try UDPSocket.bound(host: address, port: port, reusePort: true)
                 let channel = try await DatagramBootstrap(group: engine.eventLoop)
                     .turnListenerReadOptions()
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine, fd: fd))
+                            try channel.pipeline.syncOperations.addHandler(UDPListenerHandler(engine: engine.value, fd: fd))
                         }
                     }
                     .withBoundSocket(fd).get()
-                channels.append(channel)
-                if engine === engines.first, let local = channel.localAddress { bound.append(local) }
+                opened.append(channel)
+                if engine === engines.first, let local = channel.localAddress { bound.udp.append(local) }
             }
-            var streams: [(transport: String, port: Int)] = []
-            if c.tcp { streams.append(("tcp", try await bindStream(address: address, port: port, tls: nil))) }
-            if let tls = c.tls { streams.append(("tls", try await bindStream(address: address, port: c.tlsPort, tls: tls))) }
             shared.logger.info("STUN/TURN listening", metadata: [
                 "transport": "udp", "address": "\(address)", "port": "\(port)", "sockets": "\(engines.count)",
             ])
-            for s in streams {
-                shared.logger.info("STUN/TURN listening", metadata: ["transport": "\(s.transport)", "address": "\(address)", "port": "\(s.port)"])
-                bound.append(try SocketAddress(ipAddress: address, port: s.port))
+            if c.tcp {
+                let (channels, tcpPort) = try await bindStream(address: address, port: port, tls: nil)
+                streams += channels
+                bound.tcp.append(try SocketAddress(ipAddress: address, port: tcpPort))
+                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tcp", "address": "\(address)", "port": "\(tcpPort)"])
+            }
+            if let tls = c.tls {
+                let (channels, tlsPort) = try await bindStream(address: address, port: c.tlsPort, tls: tls)
+                streams += channels
+                bound.tls.append(try SocketAddress(ipAddress: address, port: tlsPort))
+                shared.logger.info("STUN/TURN listening", metadata: ["transport": "tls", "address": "\(address)", "port": "\(tlsPort)"])
+            }
+            sockets.withLock { s in
+                s.listeners += opened
+                s.streamServers += streams
             }
             return bound
         } catch {
-            for ch in channels[channelsBefore...] { try? await ch.close() }
-            channels.removeSubrange(channelsBefore...)
-            for ch in streamServers[streamServersBefore...] { try? await ch.close() }
-            streamServers.removeSubrange(streamServersBefore...)
+            for ch in opened + streams { try? await ch.close() }
             throw error
         }
     }
@@ -163,6 +212,8 @@ public final class TurnServer: Service, @unchecked Sendable {
         return v6 ? b.channelOption(v6Only, value: 1) : b
     }
 
+    static let reusePort = ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT)))
+
     static func server(_ group: EventLoopGroup, _ childGroup: EventLoopGroup, v6: Bool) -> ServerBootstrap {
         let b = ServerBootstrap(group: group, childGroup: childGroup)
         return v6 ? b.serverChannelOption(v6Only, value: 1) : b
@@ -170,7 +221,7 @@ public final class TurnServer: Service, @unchecked Sendable {
 
     /// One TCP (or TLS) listener per engine on `address:port` (SO_REUSEPORT spreads connections over the
     /// engines' loops; a plain-bind probe first, as for UDP). Returns the bound port.
-    private func bindStream(address: String, port: Int, tls: ReloadableTLSContext?) async throws -> Int {
+    private func bindStream(address: String, port: Int, tls: ReloadableTLSContext?) async throws -> ([Channel], Int) {
         let v6 = address.contains(":")
         let probe = try await Self.server(group, group, v6: v6).bind(host: address, port: port).get()
         let bound = probe.localAddress?.port ?? port
@@ -179,27 +230,33 @@ public final class TurnServer: Service, @unchecked Sendable {
         let idleTimeout = shared.configuration.streamIdleTimeout
         let logger = shared.logger
         let shared = self.shared
-        for engine in engines {
-            let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
-            let channel = try await Self.server(engine.eventLoop, engine.eventLoop, v6: v6)
-                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .init(rawValue: CInt(SOL_SOCKET)), name: .init(rawValue: CInt(SO_REUSEPORT))), value: 1)
-                .serverChannelOption(.backlog, value: 1024)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let ops = channel.pipeline.syncOperations
-                        try ops.addHandler(StreamSourceLimitHandler(shared: shared))
-                        if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls.current)) }
-                        try ops.addHandler(StunStreamFramer(incompleteTimeout: timeout) { error in
-                            logger.debug("stream framing error; closing", metadata: ["error": "\(error)"])
-                        })
-                        try ops.addHandler(StreamConnectionHandler(engine: engine, transport: transport, idleTimeout: idleTimeout))
+        var channels: [Channel] = []
+        do {
+            for engine in engines {
+                let transport: FiveTuple.Transport = tls == nil ? .tcp : .tls
+                let channel = try await Self.server(engine.eventLoop, engine.eventLoop, v6: v6)
+                    .serverChannelOption(Self.reusePort, value: 1)
+                    .serverChannelOption(.backlog, value: 1024)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let ops = channel.pipeline.syncOperations
+                            try ops.addHandler(StreamSourceLimitHandler(shared: shared))
+                            if let tls { try ops.addHandler(NIOSSLServerHandler(context: tls.current)) }
+                            try ops.addHandler(StunStreamFramer(incompleteTimeout: timeout) { error in
+                                logger.debug("stream framing error; closing", metadata: ["error": "\(error)"])
+                            })
+                            try ops.addHandler(StreamConnectionHandler(engine: engine.value, transport: transport, idleTimeout: idleTimeout))
+                        }
                     }
-                }
-                .bind(host: address, port: bound).get()
-            streamServers.append(channel)
+                    .bind(host: address, port: bound).get()
+                channels.append(channel)
+            }
+        } catch {
+            for ch in channels { try? await ch.close() }
+            throw error
         }
-        return bound
+        return (channels, bound)
     }
 
     /// Releases every allocation authenticated with the credentials of signaling session `session`, on
@@ -208,7 +265,12 @@ public final class TurnServer: Service, @unchecked Sendable {
     public func releaseAllocations(session: String, reason: String = "credential revoked") async -> Int {
         var released = 0
         for e in engines {
-            released += (try? await e.eventLoop.submit { e.release(session: session, reason: reason) }.get()) ?? 0
+            released += (try? await e.eventLoop.submit {
+                let engine = e.value
+                let (count, actions) = engine.core.release(session: session, reason: reason)
+                engine.perform(actions)
+                return count
+            }.get()) ?? 0
         }
         return released
     }
@@ -225,7 +287,7 @@ public final class TurnServer: Service, @unchecked Sendable {
     public func allocations() async -> [AllocationInfo] {
         var out: [AllocationInfo] = []
         for e in engines {
-            out += (try? await e.eventLoop.submit { e.allocationInfos() }.get()) ?? []
+            out += (try? await e.eventLoop.submit { e.value.core.allocationInfos() }.get()) ?? []
         }
         return out
     }
@@ -234,8 +296,7 @@ public final class TurnServer: Service, @unchecked Sendable {
     /// keep relaying until they are all gone or `drainGracePeriod` has passed.
     public func drain() async {
         shared.draining.set()
-        for ch in streamServers { try? await ch.close() }
-        streamServers.removeAll()
+        await closeStreamServers()
         let grace = shared.configuration.drainGracePeriod
         let active = shared.stats.allocationsActive.value
         guard active > 0, grace > .zero else { return }
@@ -247,19 +308,29 @@ public final class TurnServer: Service, @unchecked Sendable {
         shared.logger.info("drained", metadata: ["allocations-left": "\(shared.stats.allocationsActive.value)"])
     }
 
+    private func closeStreamServers() async {
+        let servers = sockets.withLock { s in
+            defer { s.streamServers.removeAll() }
+            return s.streamServers
+        }
+        for ch in servers { try? await ch.close() }
+    }
+
     public func stop() async {
-        for ch in streamServers { try? await ch.close() }
-        streamServers.removeAll()
-        for ch in channels { try? await ch.close() }
-        channels.removeAll()
+        await closeStreamServers()
+        let listeners = sockets.withLock { s in
+            defer { s.listeners.removeAll() }
+            return s.listeners
+        }
+        for ch in listeners { try? await ch.close() }
         for e in engines {
-            try? await e.eventLoop.submit { e.stop() }.get()
+            try? await e.eventLoop.submit { e.value.stop() }.get()
         }
         shared.portPool.cancelAllReservations()
     }
 
     public func run() async throws {
-        if channels.isEmpty { try await start() }
+        if sockets.withLock({ $0.listeners.isEmpty }) { try await start() }
         try? await gracefulShutdown()
         await drain()
         await stop()

@@ -97,13 +97,12 @@ struct WebRTCServer: AsyncParsableCommand {
         let exporter = PrometheusExporter(turn: turn, hub: hub, cluster: node)
         let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled,
                                       cluster: node)
-        let tlsConfigured = loaded.turn.tls != nil
-        let turnHost = loaded.clusterAdvertiseHost ?? loaded.signaling.iceServers.host ?? "\(turn.shared.relayedIP)"
+        let turnHost = loaded.clusterAdvertiseHost ?? loaded.signaling.iceServers.host ?? "\(turn.relayedIP)"
         let turnTCP = loaded.turn.tcp
-        turn.onListening = { addresses in
-            // Bound ports (with port 0 they are only known now): UDP, TCP, then TLS per address.
-            if let port = addresses.first?.port { hub.iceServers.stunPort = port }
-            if tlsConfigured, let port = addresses.last?.port { hub.iceServers.turnsPort = port }
+        turn.whenListening { listeners in
+            // Bound ports (with port 0 they are only known now).
+            if let port = listeners.udp.first?.port { hub.iceServers.stunPort = port }
+            if let port = listeners.tls.first?.port { hub.iceServers.turnsPort = port }
             let ice = hub.iceServers
             node?.setTurnEndpoint(TurnEndpoint(host: turnHost, port: ice.stunPort, tcp: turnTCP, tlsPort: ice.turnsPort))
             backend.markTurnReady()
@@ -160,9 +159,8 @@ struct WebRTCServer: AsyncParsableCommand {
         var c = c
         c.advert.address = "\(settings.clusterAdvertiseHost ?? settings.signaling.listenAddress):\(settings.signaling.port)"
         c.advert.signaling = settings.signalingEnabled
-        let stats = turn.shared.stats, limits = turn.shared.limits
         return ClusterNode(configuration: c, hub: hub, credentials: credentials, eventLoop: eventLoop, logger: logger,
-                           load: { (stats.allocationsActive.value, limits.current.maxAllocations) },
+                           load: { (turn.stats.allocationsActive.value, turn.limits.maxAllocations) },
                            onFatal: { message in
                                FileHandle.standardError.write(Data("webrtc-server: \(message)\n".utf8))
                                Glibc.exit(2)

@@ -149,7 +149,7 @@ import TurnTestSupport
                                         username: try #require(turnEntry["username"] as? String),
                                         password: try #require(turnEntry["credential"] as? String))
             #expect(client.allocate()?.messageClass == .successResponse)
-            #expect(i[1].turn!.shared.stats.allocationsActive.value == 1)
+            #expect(i[1].turn!.stats.allocationsActive.value == 1)
 
             let api = i[2].port
             let peers = try await http("GET", api, "/api/rooms/room1/peers")
@@ -170,7 +170,7 @@ import TurnTestSupport
             // The session's allocation on instance 1's TURN ends with it, and its credential is refused.
             let released = ContinuousClock.now
             try await waitUntil("instance 1 released alice's allocation", timeout: .seconds(1)) {
-                i[1].turn!.shared.stats.allocationsActive.value == 0
+                i[1].turn!.stats.allocationsActive.value == 0
             }
             #expect(ContinuousClock.now - released < .seconds(1))
             let again = TurnTestClient(serverPort: i[1].turnPort!, username: client.username, password: client.password)
@@ -196,7 +196,7 @@ import TurnTestSupport
             let left = try await a.nextJSON(timeout: .seconds(6))
             #expect(left["event"] as? String == "left" && (left["data"] as? [String: Any])?["peer_id"] as? String == bID)
             #expect(ContinuousClock.now - died < .seconds(4), "within cluster.instance_timeout (2 s) and a sweep")
-            try await waitUntil("instance 2 released bob's allocation") { i[2].turn!.shared.stats.allocationsActive.value == 0 }
+            try await waitUntil("instance 2 released bob's allocation") { i[2].turn!.stats.allocationsActive.value == 0 }
             let again = TurnTestClient(serverPort: i[2].turnPort!, username: client.username, password: client.password)
             #expect(again.allocate()?.errorCode?.code == 401)
             #expect(i[0].node.stats.deadInstances.value == 1)

@@ -25,10 +25,10 @@ import TurnTestSupport
     func activeAllocations(_ turn: TurnServer, reach expected: Int) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(1)
         while ContinuousClock.now < deadline {
-            if turn.shared.stats.allocationsActive.value == expected { return true }
+            if turn.stats.allocationsActive.value == expected { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return turn.shared.stats.allocationsActive.value == expected
+        return turn.stats.allocationsActive.value == expected
     }
 
     @Test func kickRevokesTheSessionCredentialsAndReleasesItsAllocationsWithinASecond() async throws {
@@ -41,7 +41,7 @@ import TurnTestSupport
 
             let client = TurnTestClient(serverPort: turnPort, username: user, password: pass)
             #expect(client.allocate()?.messageClass == .successResponse)
-            #expect(turn.shared.stats.allocationsActive.value == 1)
+            #expect(turn.stats.allocationsActive.value == 1)
 
             #expect(server.hub.kick(peerID))
             #expect(((try await a.nextJSON())["data"] as? [String: String])?["code"] == "kicked")

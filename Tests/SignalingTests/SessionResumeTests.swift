@@ -179,7 +179,7 @@ import TurnTestSupport
             peer.send([8], to: relayed.port)
             #expect(client.socket.receive()?.bytes == [0x40, 0x01, 0x00, 0x01, 8])
             // The window ends without a resume: the allocation goes with the session.
-            try await waitFor(timeout: .seconds(5)) { turn.shared.stats.allocationsActive.value == 0 }
+            try await waitFor(timeout: .seconds(5)) { turn.stats.allocationsActive.value == 0 }
         }
     }
 

@@ -20,7 +20,7 @@ import TurnTestSupport
             let r = try #require(c.exchange(replayed, transactionID: refresh.transactionID))
             #expect(r.messageClass == .successResponse)
             #expect(r.lifetime == 600, "what the integrity covers is what is obeyed: no LIFETIME, the default")
-            #expect(server.shared.stats.allocationsActive.value == 1)
+            #expect(server.stats.allocationsActive.value == 1)
         }
     }
 
@@ -64,13 +64,13 @@ import TurnTestSupport
             #expect(c.channelBind(0x4001, TransportAddress(ip: IPAddress("::ffff:203.0.113.7")!, port: 22))?.errorCode?.code == 403)
             #expect(c.channelBind(0x4002, TransportAddress(ip: own, port: 23000))?.messageClass == .successResponse,
                     "a relay port: another client's relayed address")
-            let before = server.shared.stats.peerPolicyRejections.value
+            let before = server.stats.peerPolicyRejections.value
             c.sendIndication([1, 2, 3], to: TransportAddress(ip: own, port: 8080))
             let deadline = ContinuousClock.now + .seconds(2)
-            while server.shared.stats.peerPolicyRejections.value == before, ContinuousClock.now < deadline {
+            while server.stats.peerPolicyRejections.value == before, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))  // the server's own count, read until it changes
             }
-            #expect(server.shared.stats.peerPolicyRejections.value == before + 1)
+            #expect(server.stats.peerPolicyRejections.value == before + 1)
         }
     }
 
@@ -195,7 +195,7 @@ import TurnTestSupport
             #expect(try answersBinding(b))
             let third = try #require(TCPTestSocket(port: port))
             #expect(third.isClosedByPeer(), "a third connection from 127.0.0.1")
-            #expect(server.shared.stats.streamConnectionsRefused.value == 1)
+            #expect(server.stats.streamConnectionsRefused.value == 1)
             b = try #require(TCPTestSocket(port: port))  // the second one closes here, making room
             var answered = false
             let deadline = ContinuousClock.now + .seconds(2)

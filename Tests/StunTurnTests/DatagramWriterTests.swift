@@ -47,11 +47,14 @@ import Testing
         /// The next datagram the receiver got.
         func next() async -> [UInt8]? { await received.next() }
 
-        func sender() async throws -> (Channel, CInt) {
+        /// A sending socket and its handle (closing the handle closes the channel).
+        func sender() async throws -> SocketHandle {
             let fd = try UDPSocket.bound(host: "127.0.0.1", port: 0)
             let channel = try await DatagramBootstrap(group: group).withBoundSocket(fd).get()
             senders.append(channel)
-            return (channel, fd)
+            return SocketHandle(fd: fd, localAddress: TransportAddress(ip: IPAddress(ipv4: 0x7F00_0001), port: 0)) {
+                channel.close(promise: nil)
+            }
         }
 
         func close() async throws {
@@ -75,11 +78,11 @@ import Testing
     @Test func queuedDatagramsArriveInOrderAndAGSORunArrivesAsItsSegments() async throws {
         try #require(System.supportsUDPSegmentationOffload, "this test needs UDP GSO (Linux 4.18 or later)")
         try await Self.withHarness { h in
-            let (channel, fd) = try await h.sender()
-            h.writer.enqueue(ByteBuffer(bytes: [1, 2, 3]), to: h.target, fd: fd, channel: channel)
+            let socket = try await h.sender()
+            h.writer.enqueue(ByteBuffer(bytes: [1, 2, 3]), to: h.target, from: socket)
             // Three segments of 4 bytes and a short last one, in one write.
-            h.writer.enqueue(ByteBuffer(bytes: [10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12, 13]), to: h.target, fd: fd,
-                             channel: channel, segmentSize: 4)
+            h.writer.enqueue(ByteBuffer(bytes: [10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12, 13]), to: h.target, from: socket,
+                             segmentSize: 4)
             #expect(!h.writer.isEmpty)
             h.writer.flush()
             #expect(h.writer.isEmpty)
@@ -94,11 +97,11 @@ import Testing
 
     @Test func aDatagramQueuedForASocketClosedSinceIsCountedNotSent() async throws {
         try await Self.withHarness { h in
-            let (closing, closingFD) = try await h.sender()
-            let (open, openFD) = try await h.sender()
-            h.writer.enqueue(ByteBuffer(bytes: [1]), to: h.target, fd: closingFD, channel: closing)
-            try await closing.close()
-            h.writer.enqueue(ByteBuffer(bytes: [2]), to: h.target, fd: openFD, channel: open)
+            let closing = try await h.sender()
+            let open = try await h.sender()
+            h.writer.enqueue(ByteBuffer(bytes: [1]), to: h.target, from: closing)
+            closing.close()
+            h.writer.enqueue(ByteBuffer(bytes: [2]), to: h.target, from: open)
             h.writer.flush()
             // The first thing to arrive is the open socket's datagram: the other was never written.
             #expect(await h.next() == [2])
@@ -108,10 +111,10 @@ import Testing
 
     @Test func aDatagramTheKernelRefusesIsCountedAndTheRestStillGo() async throws {
         try await Self.withHarness { h in
-            let (channel, fd) = try await h.sender()
+            let socket = try await h.sender()
             // Larger than any UDP datagram can be: sendmmsg refuses it (EMSGSIZE).
-            h.writer.enqueue(ByteBuffer(repeating: 7, count: 70_000), to: h.target, fd: fd, channel: channel)
-            h.writer.enqueue(ByteBuffer(bytes: [3]), to: h.target, fd: fd, channel: channel)
+            h.writer.enqueue(ByteBuffer(repeating: 7, count: 70_000), to: h.target, from: socket)
+            h.writer.enqueue(ByteBuffer(bytes: [3]), to: h.target, from: socket)
             h.writer.flush()
             #expect(await h.next() == [3])
             #expect(h.dropped == 1)

@@ -46,10 +46,10 @@ import Glibc
         let pool = RelayPortPool(range: 27300...27301, clock: { clock.seconds })
         let r = try #require(pool.acquire(even: true, reserveNext: true))
         let token = try #require(r.token)
-        #expect(pool.hold(token: token, host: "127.0.0.1"))
+        #expect(ReservedPortSocket.hold(token, in: pool, host: "127.0.0.1"))
         #expect(UDPTestSocket(ip: "127.0.0.1", port: 27301).port != 27301)
         // A second hold of the same port fails: the first socket has it.
-        #expect(!pool.hold(token: token, host: "127.0.0.1"))
+        #expect(!ReservedPortSocket.hold(token, in: pool, host: "127.0.0.1"))
         clock.seconds += 31
         pool.expireReservations()
         #expect(pool.reservationCount == 0)
@@ -59,7 +59,7 @@ import Glibc
     @Test func aRedeemedReservationHandsItsSocketOver() throws {
         let pool = RelayPortPool(range: 27310...27311)
         let r = try #require(pool.acquire(even: true, reserveNext: true))
-        #expect(pool.hold(token: r.token!, host: "127.0.0.1"))
+        #expect(ReservedPortSocket.hold(r.token!, in: pool, host: "127.0.0.1"))
         let redeemed = try #require(pool.redeemReservation(token: r.token!))
         let fd = try #require(redeemed.socket)
         #expect(redeemed.port == 27311)

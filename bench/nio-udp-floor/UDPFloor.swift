@@ -63,11 +63,11 @@ enum Writes: @unchecked Sendable {  // the writer is only used on the one event 
     case channels
     case writer(DatagramWriter)
 
-    /// Writes `datagram` (unflushed) from `channel`, whose descriptor is `fd`.
-    func write(_ datagram: AddressedEnvelope<ByteBuffer>, on channel: Channel, fd: CInt) {
+    /// Writes `datagram` (unflushed) from `channel`, whose socket (for the writer) is `socket`.
+    func write(_ datagram: AddressedEnvelope<ByteBuffer>, on channel: Channel, socket: SocketHandle) {
         switch self {
         case .channels: channel.pipeline.syncOperations.write(NIOAny(datagram), promise: nil)
-        case .writer(let writer): writer.enqueue(datagram.data, to: datagram.remoteAddress, fd: fd, channel: channel)
+        case .writer(let writer): writer.enqueue(datagram.data, to: datagram.remoteAddress, from: socket)
         }
     }
 
@@ -110,28 +110,36 @@ final class Route {
     let client: SocketAddress
     let listener: Channel
     let listenerFD: CInt
+    let listenerSocket: SocketHandle
     let writes: Writes
     let reads: Reads
     var upstream: Channel?
     var upstreamFD: CInt = -1
+    var upstreamSocket: SocketHandle?
     /// Datagrams that arrived before the upstream socket was bound.
     var waiting: [AddressedEnvelope<ByteBuffer>] = []
     var written = false
 
-    init(client: SocketAddress, listener: Channel, listenerFD: CInt, writes: Writes, reads: Reads) {
+    init(client: SocketAddress, listener: Channel, listenerFD: CInt, listenerSocket: SocketHandle, writes: Writes, reads: Reads) {
         self.client = client
         self.listener = listener
         self.listenerFD = listenerFD
+        self.listenerSocket = listenerSocket
         self.writes = writes
         self.reads = reads
     }
 
     func forward(_ datagram: AddressedEnvelope<ByteBuffer>) {
-        if let upstream {
-            writes.write(datagram, on: upstream, fd: upstreamFD)
+        if let upstream, let upstreamSocket {
+            writes.write(datagram, on: upstream, socket: upstreamSocket)
         } else {
             waiting.append(datagram)
         }
+    }
+
+    /// A socket as StunTurn's writer writes from it (never closed while the forwarder runs).
+    static func socket(_ channel: Channel, fd: CInt) -> SocketHandle {
+        SocketHandle(fd: fd, localAddress: TransportAddress(ip: IPAddress(ipv4: 0), port: 0)) { channel.close(promise: nil) }
     }
 
     func open(on loop: EventLoop) throws {
@@ -151,6 +159,7 @@ final class Route {
                 case .success(let channel):
                     route.upstream = channel
                     route.upstreamFD = fd
+                    route.upstreamSocket = Self.socket(channel, fd: fd)
                     for datagram in route.waiting { route.forward(datagram) }
                     route.waiting = []
                     route.writes.flush(channel)
@@ -168,6 +177,7 @@ final class ClientSide: ChannelInboundHandler {
     let listenerFD: CInt
     let writes: Writes
     let reads: Reads
+    var listenerSocket: SocketHandle?
     var routes: [Int: Route] = [:]  // by client port: all clients are on 127.0.0.1
     var unflushed: [Route] = []
 
@@ -188,7 +198,9 @@ final class ClientSide: ChannelInboundHandler {
         if let known = routes[clientPort] {
             route = known
         } else {
-            route = Route(client: client(), listener: context.channel, listenerFD: listenerFD, writes: writes, reads: reads)
+            let socket = listenerSocket ?? Route.socket(context.channel, fd: listenerFD)
+            listenerSocket = socket
+            route = Route(client: client(), listener: context.channel, listenerFD: listenerFD, listenerSocket: socket, writes: writes, reads: reads)
             routes[clientPort] = route
             do { try route.open(on: context.eventLoop) } catch { fatalError("nio-udp-floor: cannot open an upstream socket: \(error)") }
         }
@@ -220,13 +232,13 @@ final class UpstreamSide: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let datagram = unwrapInboundIn(data)
-        route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: datagram.data), on: route.listener, fd: route.listenerFD)
+        route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: datagram.data), on: route.listener, socket: route.listenerSocket)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         let route = route
         route.reads.rest(of: context.channel, fd: route.upstreamFD) { payload, _ in
-            route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: payload), on: route.listener, fd: route.listenerFD)
+            route.writes.write(AddressedEnvelope(remoteAddress: route.client, data: payload), on: route.listener, socket: route.listenerSocket)
         }
         route.writes.flush(route.listener)
     }

@@ -24,6 +24,8 @@ public struct StunError: Equatable, Sendable, Error {
     public static let allocationQuotaReached = StunError(486, "Allocation Quota Reached")
     public static let serverError = StunError(500, "Server Error")
     public static let insufficientCapacity = StunError(508, "Insufficient Capacity")
+    /// 508 while draining: the server keeps its allocations and makes no new ones.
+    public static let serverShuttingDown = StunError(508, "Server Shutting Down")
 
     public var encoded: [UInt8] {
         [0, 0, UInt8((code / 100) & 0x07), UInt8(code % 100)] + Array(reason.utf8.prefix(763))

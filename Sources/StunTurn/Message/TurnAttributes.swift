@@ -48,9 +48,9 @@ extension StunMessage {
 
     /// RFC 8656 §18.12 ADDRESS-ERROR-CODE: the family that could not be allocated, then an error code
     /// laid out as in ERROR-CODE, then its reason phrase.
-    public mutating func appendAddressErrorCode(family: AddressFamily, code: Int, reason: String) {
+    public mutating func appendAddressErrorCode(family: AddressFamily, error: StunError) {
         append(AttributeType.addressErrorCode,
-               [family.rawValue, 0, UInt8(code / 100), UInt8(code % 100)] + Array(reason.utf8))
+               [family.rawValue, 0, UInt8(error.code / 100), UInt8(error.code % 100)] + Array(error.reason.utf8))
     }
 
     /// §18.7: the R bit asks the server to reserve the next-higher port.

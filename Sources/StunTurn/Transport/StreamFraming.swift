@@ -77,7 +77,7 @@ final class StunStreamFramer: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             buffer!.discardReadBytes()
             if timer == nil {
-                timer = context.eventLoop.scheduleTask(in: incompleteTimeout) { [weak self] in
+                timer = context.eventLoop.assumeIsolated().scheduleTask(in: incompleteTimeout) { [weak self] in
                     guard let self, self.buffer != nil else { return }
                     context.close(promise: nil)
                 }

@@ -11,11 +11,13 @@ import NIOCore
 final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
 
-    let engine: TurnEngine
-    let transport: FiveTuple.Transport
+    private let engine: TurnEngine
+    private let transport: FiveTuple.Transport
     /// `.zero` = never.
-    let idleTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
     private var fiveTuple: FiveTuple?
+    /// This connection as the core writes to it.
+    private var link: ChannelStreamLink?
     private var lastMessage = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
 
@@ -30,15 +32,16 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
            let server = context.localAddress.flatMap(TransportAddress.init) {
             fiveTuple = FiveTuple(client: client, server: server, transport: transport)
         }
+        link = ChannelStreamLink(channel: context.channel, engine: engine)
         lastMessage = .now()
         scheduleIdleCheck(context, at: lastMessage + idleTimeout)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let fiveTuple else { return }
+        guard let fiveTuple, let link else { return }
         if idleTimeout > .zero { lastMessage = .now() }
-        engine.receive(unwrapInboundIn(data), fiveTuple: fiveTuple, path: .stream(context.channel))
+        engine.receive(unwrapInboundIn(data), fiveTuple: fiveTuple, path: .stream(link))
     }
 
     private func scheduleIdleCheck(_ context: ChannelHandlerContext, at deadline: NIODeadline) {
@@ -46,7 +49,7 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             idleCheck = nil
             let now = NIODeadline.now()
-            if let fiveTuple, engine.hasAllocation(fiveTuple) {
+            if let fiveTuple, engine.core.hasAllocation(fiveTuple) {
                 scheduleIdleCheck(context, at: now + idleTimeout)
             } else if now >= lastMessage + idleTimeout {
                 engine.stats.idleStreamsClosed.add()
@@ -66,12 +69,12 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
-        engine.queueDirtyRelays()
+        engine.core.endOfReadBatch()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         if let fiveTuple { engine.streamClosed(fiveTuple) }
+        link = nil
         context.fireChannelInactive()
     }
 

@@ -1,17 +1,17 @@
 import NIOCore
 
-/// The UDP listener's only handler: framing is the datagram, so it hands each one to the engine and
-/// flushes the batch's writes when the read batch ends. NIO reads the first datagram of each wake-up,
-/// the handler the rest (the engine's `DatagramDrain`, recvmmsg on descriptor `fd`); answers go out
-/// through the channel, relayed data through the engine's `DatagramWriter` on the same descriptor.
+/// The UDP listener's only handler: framing is the datagram, so it hands each one to the engine, and
+/// what the read batch gathered for peers to the sink when the batch ends. NIO reads the first datagram
+/// of each wake-up, the handler the rest (the engine's `DatagramDrain`, recvmmsg on the descriptor);
+/// answers and relayed data leave through the engine's `DatagramWriter` on the same descriptor.
 final class UDPListenerHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
-    let engine: TurnEngine
-    let fd: CInt
-    var localAddress = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
-    /// This listener as the relay path writes to it; set once the handler is in its channel.
-    private var socket: WritableSocket?
+    private let engine: TurnEngine
+    private let fd: CInt
+    private var localAddress = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
+    /// This listener as the sink writes from it; set once the handler is in its channel.
+    private var socket: SocketHandle?
 
     init(engine: TurnEngine, fd: CInt) {
         self.engine = engine
@@ -19,11 +19,11 @@ final class UDPListenerHandler: ChannelInboundHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        socket = WritableSocket(channel: context.channel, fd: fd, writer: engine.writer)
+        socket = SocketHandle.adopting(context.channel, fd: fd, port: 0)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        socket = nil  // the socket holds the channel, which holds this handler
+        socket = nil  // the handle holds the channel, which holds this handler
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -37,21 +37,21 @@ final class UDPListenerHandler: ChannelInboundHandler {
             engine.stats.malformedDropped.add()
             return
         }
-        guard let client = TransportAddress(envelope.remoteAddress) else { return }
+        guard let client = TransportAddress(envelope.remoteAddress), let socket else { return }
         let ft = FiveTuple(client: client, server: localAddress, transport: .udp)
-        engine.receive(envelope.data, fiveTuple: ft, path: .datagram(socket!, envelope.remoteAddress))
+        engine.receive(envelope.data, fiveTuple: ft, path: .datagram(socket, envelope.remoteAddress))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        let engine = engine, server = localAddress, socket = socket!
-        engine.drain.drain(fd, while: context.channel.isActive) { datagram, client, raw in
+        guard let socket else { return }
+        let engine = engine, core = engine.core, server = localAddress
+        engine.drain.drain(fd, while: socket.isOpen) { datagram, client, raw in
             let ft = FiveTuple(client: client, server: server, transport: .udp)
             engine.receive(datagram, fiveTuple: ft, path: .datagram(socket, SocketAddress(drained: raw)))
         } batchEnd: {
-            engine.queueDirtyRelays()
+            core.endOfReadBatch()
         }
-        context.flush()
-        engine.queueDirtyRelays()
+        core.endOfReadBatch()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

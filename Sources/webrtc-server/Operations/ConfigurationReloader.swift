@@ -35,7 +35,7 @@ struct ConfigurationReloader: Sendable {
         let old = current.value
         credentials.update(new.credentials)
         credentials.throttle.update(new.throttle)
-        turn.shared.updateLimits(new.turn.limits)
+        turn.updateLimits(new.turn.limits)
         hub.updateLimits(from: new.signaling)
         logLevel.current = new.logLevel
         let needRestart = ConfigKeys.all.filter { !$0.reloadable && old.raw[$0.name] != new.raw[$0.name] }.map(\.name)

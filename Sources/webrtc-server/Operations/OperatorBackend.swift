@@ -38,8 +38,8 @@ final class OperatorBackend: AdminBackend {
             let errors: [String: Int]
             let allocations: [AllocationInfo]
         }
-        let stats = turn.shared.stats
-        return Self.encode(Status(draining: turn.shared.isDraining, counters: stats.snapshot,
+        let stats = turn.stats
+        return Self.encode(Status(draining: turn.isDraining, counters: stats.snapshot,
                                   errors: Dictionary(uniqueKeysWithValues: stats.errorResponsesByCode.map { ("\($0.key)", $0.value) }),
                                   allocations: await turn.allocations().sorted { $0.client < $1.client }))
     }
@@ -69,7 +69,7 @@ final class OperatorBackend: AdminBackend {
         return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
     }
 
-    var turnReady: Bool { turnBound.load(ordering: .relaxed) && !turn.shared.isDraining }
+    var turnReady: Bool { turnBound.load(ordering: .relaxed) && !turn.isDraining }
 
     var logLevel: String { logLevelControl.current.rawValue }
 
@@ -83,9 +83,9 @@ final class OperatorBackend: AdminBackend {
 
     var features: [String] {
         var f = (signaling ? ["signaling"] : []) + ["turn-udp", "metrics", "dashboard"]
-        if turn.shared.configuration.tcp { f += ["turn-tcp", "rfc6062"] }
-        if turn.shared.configuration.tls != nil { f.append("turn-tls") }
-        if turn.shared.relayedIP6 != nil { f.append("ipv6-relay") }
+        if turn.configuration.tcp { f += ["turn-tcp", "rfc6062"] }
+        if turn.configuration.tls != nil { f.append("turn-tls") }
+        if turn.relayedIP6 != nil { f.append("ipv6-relay") }
         if cluster != nil { f.append("cluster") }
         return f
     }

@@ -33,13 +33,12 @@ final class PrometheusExporter: Sendable {
 
     /// Every metric of this process; permissions and channel bindings are summed over `allocations`.
     static func all(turn: TurnServer, hub: SignalingHub, cluster: ClusterNode?, allocations: [AllocationInfo]) -> [Metric] {
-        let shared = turn.shared
         let turnExtras: [Metric] = [
             .value("webrtc_turn_permissions", .gauge, help: "permissions of every allocation") { allocations.reduce(0) { $0 + $1.permissions } },
             .value("webrtc_turn_channel_bindings", .gauge, help: "channel bindings of every allocation") { allocations.reduce(0) { $0 + $1.channels } },
-            .value("webrtc_draining", .gauge, help: "1 after SIGTERM, while draining") { shared.isDraining ? 1 : 0 },
+            .value("webrtc_draining", .gauge, help: "1 after SIGTERM, while draining") { turn.isDraining ? 1 : 0 },
         ]
-        return shared.stats.metrics + turnExtras + hub.metrics + (cluster?.metrics ?? []) + processMetrics
+        return turn.stats.metrics + turnExtras + hub.metrics + (cluster?.metrics ?? []) + processMetrics
     }
 
     /// One scrape: the current values, in the Prometheus text format.

@@ -57,12 +57,12 @@ final class TestInstance: Sendable {
             let turn = TurnServer(configuration: t, credentials: credentials, group: group, logger: logger)
             turn.releaseAllocationsWhenRevoked(credentials.sessions)
             let bound = try await turn.start()
-            turnPort = UInt16(bound[0].port!)
+            turnPort = UInt16(bound.udp[0].port!)
             turnServer = turn
         }
         turn = turnServer
         self.turnPort = turnPort
-        let stats = turnServer?.shared.stats
+        let stats = turnServer?.stats
         node = ClusterNode(configuration: cc, hub: hub, credentials: credentials, eventLoop: group.next(), logger: logger,
                            load: { (stats?.allocationsActive.value ?? 0, 1000) }, onFatal: { _ in })
         if let turnPort { node.setTurnEndpoint(TurnEndpoint(host: "127.0.0.1", port: Int(turnPort), tcp: false, tlsPort: nil)) }

@@ -60,7 +60,7 @@ func withSignalingAndTurn(
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let turn = TurnServer(configuration: c, credentials: credentials, group: group, logger: logger)
     turn.releaseAllocationsWhenRevoked(credentials.sessions)
-    let turnPort = UInt16(try await turn.start()[0].port!)
+    let turnPort = UInt16(try await turn.start().udp[0].port!)
     do {
         try await withSignaling(credentials: credentials, configure: configure) { server, port in
             server.hub.iceServers.stunPort = Int(turnPort)

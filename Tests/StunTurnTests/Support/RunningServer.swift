@@ -25,7 +25,7 @@ func withTurnServer(
                             group: group, logger: logger)
     let bound = try await server.start()
     do {
-        try await body(server, UInt16(bound[0].port!))
+        try await body(server, UInt16(bound.udp[0].port!))
     } catch {
         await server.stop()
         try await group.shutdownGracefully()

@@ -3,7 +3,6 @@ import Crypto
 import FuzzDriver
 import Logging
 import NIOCore
-import NIOEmbedded
 @testable import StunTurn
 
 /// One fuzz input: its first byte picks what the rest is.
@@ -14,10 +13,10 @@ import NIOEmbedded
 ///   added, so every handler past authentication is reached (Refresh, CreatePermission, ChannelBind,
 ///   Connect, ConnectionBind, Allocate on an existing allocation);
 /// then the same remaining bytes arrive from a peer on the relay socket (the peer → client path).
-/// Each input starts from one fresh UDP allocation for the fuzzed client, relaying through an
-/// EmbeddedChannel, so nothing depends on the inputs before it.
+/// Each input starts from one fresh UDP allocation for the fuzzed client, made through the core like any
+/// other (a signed Allocate, its relay socket bound in memory). The core runs without sockets
+/// (`MemoryShell`): what it relays and answers lands in the in-memory sink, which every input empties.
 enum Harness {
-    static let loop = EmbeddedEventLoop()
     static let credentials: CredentialStore = {
         let c = CredentialStore(.init(users: ["fuzz": "pw"]))
         c.throttle.update(.off)
@@ -33,30 +32,25 @@ enum Harness {
         logger.logLevel = .critical
         return TurnShared(configuration: c, credentials: credentials, relayedIP: IPAddress("192.0.2.1")!, logger: logger)
     }()
-    static let engine = TurnEngine(eventLoop: loop, shared: shared)
-    static let listener = EmbeddedChannel(loop: loop)
-    /// The listener as the relay path writes to it: an EmbeddedChannel has no descriptor, so the
-    /// engine's writer drops what it queues there (fd -1), after the whole relay path has run.
-    nonisolated(unsafe) static let listenerSocket = WritableSocket(channel: listener, fd: -1, writer: engine.writer)
+    nonisolated(unsafe) static let shell = MemoryShell(shared: shared)
     static let client = TransportAddress(ip: IPAddress("198.51.100.7")!, port: 40_000)
     static let server = TransportAddress(ip: IPAddress("192.0.2.1")!, port: 3478)
     static let peer = TransportAddress(ip: IPAddress("203.0.113.9")!, port: 5000)
-    static let fiveTuple = FiveTuple(client: client, server: server, transport: .udp)
+    nonisolated(unsafe) static let listener = SocketHandle(fd: -1, localAddress: server) {}
     static let key = Array(Insecure.MD5.hash(data: Array("fuzz:fuzz.realm:pw".utf8)))
 
-    static func freshAllocation() -> EmbeddedChannel {
-        if let old = engine.allocations[fiveTuple] { engine.delete(old, reason: "next input") }
-        let relay = EmbeddedChannel(loop: loop)
-        _ = shared.quota.acquire(user: "fuzz")
-        shared.stats.allocationsActive.add()
-        engine.allocations[fiveTuple] = Allocation(
-            fiveTuple: fiveTuple,
-            credential: SessionCredential(username: "fuzz", realm: "fuzz.realm", key: key, algorithm: .md5, quotaOwner: "fuzz", session: nil),
-            relayedAddress: TransportAddress(ip: IPAddress("192.0.2.1")!, port: 40_001), relayPort: 40_001,
-            relaySocket: WritableSocket(channel: relay, fd: -1, writer: engine.writer),
-            clientPath: .datagram(listenerSocket, client.socketAddress()),
-            expires: .now() + .seconds(600), allocateTransaction: TransactionID.random())
-        return relay
+    static var nonce: String { shell.core.authenticator.nonces.make(for: client.ip) }
+
+    /// Ends the previous input's allocations and makes a fresh one; its relay socket.
+    static func freshAllocation() -> SocketHandle? {
+        shell.perform(shell.core.endAll(reason: "next input"))
+        var allocate = StunMessage(method: .allocate, messageClass: .request)
+        allocate.append(AttributeType.requestedTransport, [17, 0, 0, 0])
+        allocate.appendText(AttributeType.username, "fuzz")
+        allocate.appendText(AttributeType.realm, "fuzz.realm")
+        allocate.appendText(AttributeType.nonce, nonce)
+        shell.receive(allocate.encode(integrity: .sha1(key: key)), from: client, on: listener)
+        return shell.boundSockets.last.flatMap { $0.allocation == nil ? nil : $0 }
     }
 
     static func attribute(_ type: UInt16, _ value: [UInt8]) -> [UInt8] {
@@ -73,7 +67,7 @@ enum Harness {
         var attributes = Array(input[14...].prefix(1200))
         attributes += [UInt8](repeating: 0, count: (4 - attributes.count % 4) % 4)
         attributes += attribute(0x0006, Array("fuzz".utf8)) + attribute(0x0014, Array("fuzz.realm".utf8))
-            + attribute(0x0015, Array(engine.authenticator.nonces.make(for: client.ip).utf8))
+            + attribute(0x0015, Array(nonce.utf8))
         let length = attributes.count + 24
         var message = [UInt8(type >> 8) & 0x3F, UInt8(type & 0xFF), UInt8(length >> 8), UInt8(length & 0xFF), 0x21, 0x12, 0xA4, 0x42]
         message += input[2..<14]
@@ -91,15 +85,10 @@ enum Harness {
         // The decoder on its own, then the whole dispatch.
         _ = try? StunMessage(decoding: buffer)
         _ = ChannelData.parse(buffer)
-        engine.receive(buffer, fiveTuple: fiveTuple, path: .datagram(listenerSocket, client.socketAddress()))
-        engine.queueDirtyRelays()
-        if let allocation = engine.allocations[fiveTuple] {
-            engine.relayFromPeer(allocation, from: peer, ByteBuffer(bytes: rest))
-            engine.queueToClient(allocation)
-        }
-        loop.run()
-        while (try? listener.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)) ?? nil != nil {}
-        while (try? relay.readOutbound(as: AddressedEnvelope<ByteBuffer>.self)) ?? nil != nil {}
+        shell.receive(bytes, from: client, on: listener)
+        if let relay { shell.receiveFromPeer(Array(rest), from: peer, on: relay) }
+        shell.sendLater()
+        shell.forgetRecords()
     }
 }
 

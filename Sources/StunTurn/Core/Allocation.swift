@@ -16,44 +16,37 @@ struct SessionCredential {
 
 /// The IPv6 half of a dual allocation (RFC 8656 §7.2, ADDITIONAL-ADDRESS-FAMILY): its own relay socket
 /// and relayed address; permissions and channel bindings are the allocation's, whatever the family.
-final class AdditionalRelay {
-    let channel: Channel
+struct AdditionalRelay {
+    let socket: SocketHandle
     let relayedAddress: TransportAddress
-    let port: UInt16
-
-    init(channel: Channel, relayedAddress: TransportAddress, port: UInt16) {
-        self.channel = channel
-        self.relayedAddress = relayedAddress
-        self.port = port
-    }
 }
 
 /// One allocation (RFC 8656 §5): the relayed transport address, its relay socket, permissions and
-/// channel bindings. Confined to the event loop of the listener that created it.
+/// channel bindings. Confined to the event loop of the listener that created it; what it acquired
+/// (quota, ports, sockets, peer connections) is its lease's, released by `AllocationManager.end`.
 final class Allocation {
     let fiveTuple: FiveTuple
     let credential: SessionCredential
     /// What the client is told (XOR-RELAYED-ADDRESS): the external address when configured.
     let relayedAddress: TransportAddress
-    let relayPort: UInt16
     /// The relay socket (for a TCP allocation a listening socket, whose descriptor is not written to).
-    let relaySocket: WritableSocket
-    var relayChannel: Channel { relaySocket.channel }
+    let relaySocket: SocketHandle
     /// Where relayed data and answers to the client go out.
     let clientPath: ClientPath
+    let lease: AllocationLease
     var expires: NIODeadline
     var permissions = PermissionTable()
     var channels = ChannelBindingTable()
     /// A retransmitted Allocate (same transaction id) gets this same answer again (§7.2).
     let allocateTransaction: TransactionID
-    var allocateResponse: [UInt8] = []
+    var allocateResponse: ByteBuffer?
     /// The second relayed address of a dual allocation, if any.
-    var additional: AdditionalRelay?
-    /// RFC 6062: set for a TCP allocation, whose relay channel is a listening socket.
-    var tcpListener: TCPRelayListener?
-    /// The port held under a RESERVATION-TOKEN for this allocation's EVEN-PORT request, if any.
-    var reservedToken: UInt64?
-    /// True when `toPeer` holds datagrams of this read batch (queued on the writer when the batch ends).
+    let additional: AdditionalRelay?
+    /// RFC 6062: a TCP allocation relays over peer connections (opened by Connect or accepted from
+    /// permitted peers), not datagrams; nil for a UDP allocation.
+    var peerConnections: [UInt32: PeerTCPConnection]?
+    var isTCP: Bool { peerConnections != nil }
+    /// True when `toPeer` holds datagrams of this read batch (queued on the sink when the batch ends).
     var relayNeedsFlush = false
     /// Datagrams to peers, and to the client, waiting for the end of the read batch (GSO batching).
     var toPeer = DatagramCoalescer()
@@ -63,21 +56,28 @@ final class Allocation {
     var bytesToClient = 0
     var bandwidth = BandwidthBucket()
 
+    init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relaySocket: SocketHandle,
+         additional: AdditionalRelay?, tcp: Bool, clientPath: ClientPath, lease: AllocationLease, expires: NIODeadline,
+         allocateTransaction: TransactionID) {
+        self.fiveTuple = fiveTuple
+        self.credential = credential
+        self.relayedAddress = relayedAddress
+        self.relaySocket = relaySocket
+        self.additional = additional
+        self.peerConnections = tcp ? [:] : nil
+        self.clientPath = clientPath
+        self.lease = lease
+        self.expires = expires
+        self.allocateTransaction = allocateTransaction
+    }
+
     /// True when the allocation has a relayed address of `ip`'s family.
     func relays(familyOf ip: IPAddress) -> Bool {
         ip.isIPv6 == relayedAddress.ip.isIPv6 || (additional.map { ip.isIPv6 == $0.relayedAddress.ip.isIPv6 } ?? false)
     }
 
-    init(fiveTuple: FiveTuple, credential: SessionCredential, relayedAddress: TransportAddress, relayPort: UInt16,
-         relaySocket: WritableSocket, clientPath: ClientPath, expires: NIODeadline,
-         allocateTransaction: TransactionID) {
-        self.fiveTuple = fiveTuple
-        self.credential = credential
-        self.relayedAddress = relayedAddress
-        self.relayPort = relayPort
-        self.relaySocket = relaySocket
-        self.clientPath = clientPath
-        self.expires = expires
-        self.allocateTransaction = allocateTransaction
+    /// §5.2: one connection per peer address (a second Connect is 446).
+    func hasPeerConnection(to peer: TransportAddress) -> Bool {
+        peerConnections?.values.contains { $0.peer == peer } ?? false
     }
 }

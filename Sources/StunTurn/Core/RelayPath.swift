@@ -1,9 +1,9 @@
 import NIOCore
 
 /// The data path. Runs on the allocation's event loop: no task, actor hop or lock per packet, O(1)
-/// lookups (5-tuple → allocation, channel → peer, peer IP → permission), payloads sliced and copied once, into
-/// the writer's arena, on the way out, writes sent together at the end of the event-loop tick (`DatagramWriter`).
-extension TurnEngine {
+/// lookups (5-tuple → allocation, channel → peer, peer IP → permission), payloads sliced and copied once,
+/// into the sink, on the way out; datagrams to one destination coalesced over a read batch.
+extension TurnCore {
     /// RFC 8656 §12.5: "If the ChannelData message is received on a channel that is not bound to any
     /// peer, then the message is silently discarded." Otherwise the data goes to the bound peer in a
     /// UDP datagram from the relayed transport address.
@@ -13,8 +13,8 @@ extension TurnEngine {
             stats.malformedDropped.add()
             return
         }
-        guard let allocation = allocations[fiveTuple],
-              let binding = allocation.channels.binding(for: number, now: .now())
+        guard let allocation = manager.allocations[fiveTuple],
+              let binding = allocation.channels.binding(for: number, now: clock.now())
         else {
             stats.unroutableDropped.add()
             return
@@ -24,15 +24,15 @@ extension TurnEngine {
 
     /// RFC 8656 §11.2: a Send indication needs XOR-PEER-ADDRESS and DATA, and a permission for the
     /// peer's IP; otherwise it is silently discarded (indications are never answered).
-    func handleSend(_ m: StunMessage, _ context: RequestContext) {
-        guard let allocation = allocations[context.fiveTuple],
+    func handleSend(_ m: StunMessage, _ request: RequestInfo) {
+        guard let allocation = manager.allocations[request.fiveTuple],
               let peer = m.xorAddress(AttributeType.xorPeerAddress),
               let data = m.data
         else {
             stats.unroutableDropped.add()
             return
         }
-        guard allocation.permissions.permits(peer.ip, now: .now()) else {
+        guard allocation.permissions.permits(peer.ip, now: clock.now()) else {
             stats.unroutableDropped.add()
             return
         }
@@ -42,18 +42,18 @@ extension TurnEngine {
         }
         let target = allocation.channels.byPeer[peer].flatMap { allocation.channels.byNumber[$0]?.peerSocketAddress }
             ?? peer.socketAddress()
-        sendToPeer(allocation, allocation.relayChannel.allocator.buffer(bytes: data), peer, target)
+        sendToPeer(allocation, allocator.buffer(bytes: data), peer, target)
     }
 
     @inline(__always)
     func sendToPeer(_ allocation: Allocation, _ payload: ByteBuffer, _ peer: TransportAddress, _ address: SocketAddress) {
         // RFC 6062: a TCP allocation relays over its peer connections only; Send and ChannelData are dropped.
-        guard allocation.tcpListener == nil else {
+        guard !allocation.isTCP else {
             stats.unroutableDropped.add()
             return
         }
         let n = payload.readableBytes
-        if limits.bandwidthLimit > 0, !allocation.bandwidth.take(n, limit: limits.bandwidthLimit, now: .now()) {
+        if limits.bandwidthLimit > 0, !allocation.bandwidth.take(n, limit: limits.bandwidthLimit, now: clock.now()) {
             dropOverCap(n)
             return
         }
@@ -61,11 +61,10 @@ extension TurnEngine {
         allocation.bytesToPeer &+= n
         // A dual allocation sends to a peer of the other family from its second relay socket.
         if let additional = allocation.additional, peer.ip.isIPv6 == additional.relayedAddress.ip.isIPv6 {
-            additional.channel.writeDatagram(AddressedEnvelope(remoteAddress: address, data: payload))
-            scheduleClientFlush(additional.channel)
+            sink.enqueue(payload, to: address, from: additional.socket, segmentSize: 0)
             return
         }
-        allocation.toPeer.add(payload, to: peer, address, gso: gso, socket: allocation.relaySocket)
+        allocation.toPeer.add(payload, to: peer, address, gso: gso, socket: allocation.relaySocket, sink: sink, allocator: allocator)
         if !allocation.relayNeedsFlush {
             allocation.relayNeedsFlush = true
             dirtyRelays.append(allocation)
@@ -76,7 +75,7 @@ extension TurnEngine {
     /// over a bound channel as ChannelData, otherwise as a Data indication with XOR-PEER-ADDRESS and DATA.
     @inline(__always)
     func relayFromPeer(_ allocation: Allocation, from peer: TransportAddress, _ payload: ByteBuffer) {
-        let now = NIODeadline.now()
+        let now = clock.now()
         guard allocation.permissions.permits(peer.ip, now: now) else {
             stats.unroutableDropped.add()
             return
@@ -92,12 +91,13 @@ extension TurnEngine {
         }
         let client = allocation.fiveTuple.client
         if let number = allocation.channels.channel(for: peer, now: now) {
-            allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, socket: clientSocket) {
+            allocation.toClient.add(length: 4 + payload.readableBytes, to: client, clientAddress, gso: gso, socket: clientSocket,
+                                    sink: sink, allocator: allocator) {
                 ChannelData.write(channel: number, payload: payload, into: &$0, padded: false)
             }
         } else {
             allocation.toClient.add(length: DataIndication.length(peer: peer, payloadLength: payload.readableBytes), to: client,
-                                    clientAddress, gso: gso, socket: clientSocket) {
+                                    clientAddress, gso: gso, socket: clientSocket, sink: sink, allocator: allocator) {
                 DataIndication.write(peer: peer, payload: payload, into: &$0)
             }
         }
@@ -111,51 +111,38 @@ extension TurnEngine {
     }
 
     /// The same for a client on TCP/TLS: ChannelData padded to four bytes (§12.5) or a Data indication,
-    /// written on the connection and flushed with the other clients' writes at the end of the tick.
+    /// written on the connection (which goes out at the end of the event-loop tick).
     func relayFromPeerOverStream(_ allocation: Allocation, peer: TransportAddress, payload: ByteBuffer, now: NIODeadline) {
-        let channel = allocation.clientPath.channel
+        guard case .stream(let link) = allocation.clientPath else { return }
         var out: ByteBuffer
         if let number = allocation.channels.channel(for: peer, now: now) {
-            out = channel.allocator.buffer(capacity: 4 + payload.readableBytes + 3)
+            out = allocator.buffer(capacity: 4 + payload.readableBytes + 3)
             ChannelData.write(channel: number, payload: payload, into: &out, padded: true)
         } else {
-            out = channel.allocator.buffer(capacity: DataIndication.length(peer: peer, payloadLength: payload.readableBytes))
+            out = allocator.buffer(capacity: DataIndication.length(peer: peer, payloadLength: payload.readableBytes))
             DataIndication.write(peer: peer, payload: payload, into: &out)
         }
-        channel.write(out, promise: nil)
-        scheduleClientFlush(channel)
+        link.write(out)
         stats.toClient.add(allocation.fiveTuple.transport, bytes: payload.readableBytes)
     }
 
-    /// End of a relay socket's read batch: queue what was gathered for the client. The writer is
-    /// flushed once after every socket that was readable in this event-loop tick has been read, so
-    /// packets relayed from many allocations leave in one `sendmmsg`.
+    /// End of a relay socket's read batch: what was gathered for the client goes to the sink.
     @inline(__always)
-    func queueToClient(_ allocation: Allocation) {
+    func endOfRelayBatch(_ allocation: Allocation) {
         guard !allocation.toClient.isEmpty, case .datagram(let socket, _) = allocation.clientPath else { return }
-        allocation.toClient.emit(socket)
-        scheduleTickFlush()
+        allocation.toClient.emit(socket, sink: sink)
     }
 
-    /// Flushes `channel` (a TCP/TLS client's connection, a dual allocation's IPv6 relay socket) once,
-    /// after every socket readable in this event-loop tick has been read.
+    /// End of a listener's read batch: what it gathered for peers (a GSO run per relay socket where the
+    /// batch allows) goes to the sink.
     @inline(__always)
-    func scheduleClientFlush(_ channel: Channel) {
-        if !dirtyClientChannels.contains(where: { $0 === channel }) { dirtyClientChannels.append(channel) }
-        scheduleTickFlush()
-    }
-
-    /// At the end of this event-loop tick: send what the writer holds, flush the channels written to.
-    @inline(__always)
-    func scheduleTickFlush() {
-        guard !tickFlushScheduled else { return }
-        tickFlushScheduled = true
-        eventLoop.execute { [self] in
-            tickFlushScheduled = false
-            writer.flush()
-            for c in dirtyClientChannels { c.flush() }
-            dirtyClientChannels.removeAll(keepingCapacity: true)
+    func endOfReadBatch() {
+        guard !dirtyRelays.isEmpty else { return }
+        for a in dirtyRelays {
+            a.relayNeedsFlush = false
+            a.toPeer.emit(a.relaySocket, sink: sink)
         }
+        dirtyRelays.removeAll(keepingCapacity: true)
     }
 }
 

@@ -1,7 +1,7 @@
 import NIOCore
 
 /// Coalesces consecutive equal-sized datagrams to one destination into a single UDP GSO write
-/// (Linux UDP_SEGMENT, queued on the event loop's `DatagramWriter`): the kernel walks its send path once
+/// (Linux UDP_SEGMENT, queued on the core's `DatagramSink`): the kernel walks its send path once
 /// per batch instead of once per packet. Within one read batch a relay typically forwards runs of
 /// same-sized packets to one destination (RTP video packets of a frame, a flood from a test client).
 ///
@@ -30,17 +30,17 @@ struct DatagramCoalescer {
     /// Queues one datagram of exactly `length` bytes, written by `body`. Emits (queues, unsent) the
     /// pending batch on `socket` first if this datagram cannot join it.
     @inline(__always)
-    mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: WritableSocket,
-                      _ body: (inout ByteBuffer) -> Void) {
+    mutating func add(length: Int, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: SocketHandle,
+                      sink: DatagramSink, allocator: ByteBufferAllocator, _ body: (inout ByteBuffer) -> Void) {
         if segments > 0 {
             if gso, canJoin(length: length, to: target) {
                 body(&buffer!)
                 segments += 1
                 return
             }
-            emit(socket)
+            emit(socket, sink: sink)
         }
-        var b = socket.channel.allocator.buffer(capacity: gso ? min(Self.maxBytes, max(length, 1) * 16) : length)
+        var b = allocator.buffer(capacity: gso ? min(Self.maxBytes, max(length, 1) * 16) : length)
         body(&b)
         buffer = b
         self.target = target
@@ -53,12 +53,13 @@ struct DatagramCoalescer {
     /// buffer passed in (a slice of the received batch, copied once into the writer's arena); only when
     /// a second one joins is a batch buffer made.
     @inline(__always)
-    mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: WritableSocket) {
+    mutating func add(_ payload: ByteBuffer, to target: TransportAddress, _ address: SocketAddress, gso: Bool, socket: SocketHandle,
+                      sink: DatagramSink, allocator: ByteBufferAllocator) {
         let length = payload.readableBytes
         if segments > 0 {
             if gso, canJoin(length: length, to: target) {
                 if segments == 1 {
-                    var batch = socket.channel.allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
+                    var batch = allocator.buffer(capacity: min(Self.maxBytes, max(length, 1) * 16))
                     batch.writeImmutableBuffer(buffer!)
                     buffer = batch
                 }
@@ -66,7 +67,7 @@ struct DatagramCoalescer {
                 segments += 1
                 return
             }
-            emit(socket)
+            emit(socket, sink: sink)
         }
         buffer = payload
         self.target = target
@@ -75,11 +76,11 @@ struct DatagramCoalescer {
         segments = 1
     }
 
-    /// Queues the pending batch (if any) on `socket`'s writer, to be sent when the writer is flushed.
+    /// Queues the pending batch (if any) from `socket` on the sink.
     @inline(__always)
-    mutating func emit(_ socket: WritableSocket) {
+    mutating func emit(_ socket: SocketHandle, sink: DatagramSink) {
         guard segments > 0, let b = buffer, let address = socketAddress else { return }
-        socket.writer.enqueue(b, to: address, fd: socket.fd, channel: socket.channel, segmentSize: segments > 1 ? segmentSize : 0)
+        sink.enqueue(b, to: address, from: socket, segmentSize: segments > 1 ? segmentSize : 0)
         buffer = nil
         segments = 0
     }

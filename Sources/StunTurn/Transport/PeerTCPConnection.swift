@@ -87,31 +87,96 @@ final class PeerTCPConnection: @unchecked Sendable {
     }
 }
 
-/// CONNECTION-IDs of every engine (a data connection may land on another event loop than its peer
-/// connection). Ids are random, non-zero and unique among live connections.
-final class TCPConnectionRegistry: Sendable {
-    private let connections = Mutex<[UInt32: PeerTCPConnection]>([:])
+/// The listening relay socket of a TCP allocation as its accepted connections see it: its handle is set
+/// once the socket is bound (connections accepted before that are refused).
+final class PeerAcceptor {
+    var socket: SocketHandle?
+}
 
-    func register(_ make: (UInt32) -> PeerTCPConnection) -> PeerTCPConnection {
-        connections.withLock { all in
-            var id = UInt32.random(in: 1...UInt32.max)
-            while all[id] != nil { id = UInt32.random(in: 1...UInt32.max) }
-            let c = make(id)
-            all[id] = c
-            return c
+/// A peer's side of a TCP relay connection: accepted on the relayed address, or opened by Connect.
+final class PeerTCPHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let engine: TurnEngine
+    private let acceptor: PeerAcceptor?
+    private var connection: PeerTCPConnection?
+
+    init(engine: TurnEngine, acceptor: PeerAcceptor) {
+        self.engine = engine
+        self.acceptor = acceptor
+    }
+
+    init(engine: TurnEngine, connection: PeerTCPConnection) {
+        self.engine = engine
+        self.acceptor = nil
+        self.connection = connection
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let acceptor {
+            connection = acceptor.socket.flatMap { engine.peerAccepted(context.channel, on: $0) }
+            if connection == nil { context.close(promise: nil) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        let bytes = unwrapInboundIn(data)
+        engine.stats.toClient.add(connection.allocationFiveTuple.transport, bytes: bytes.readableBytes)
+        connection.fromPeer(bytes)
+    }
+
+    /// Backpressure: this peer can take more of the client's bytes again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connection?.peerWritable() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connection { engine.peerClosed(connection) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
+}
+
+/// The client's data connection after ConnectionBind: bytes go to the peer as they are.
+final class ClientDataHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let connection: PeerTCPConnection
+    private let stats: TurnStats
+
+    init(connection: PeerTCPConnection, stats: TurnStats) {
+        self.connection = connection
+        self.stats = stats
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        stats.toPeer.add(connection.allocationFiveTuple.transport, bytes: bytes.readableBytes)
+        guard let peer = connection.peerChannel else { return }
+        peer.writeAndFlush(bytes, promise: nil)
+        // The peer reads slower than the client sends: stop reading the client until it catches up.
+        if !peer.isWritable {
+            let channel = context.channel
+            channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in
+                if peer.isWritable { channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+            }
         }
     }
 
-    func lookup(_ id: UInt32) -> PeerTCPConnection? { connections.withLock { $0[id] } }
-
-    /// Takes the connection for binding: a second ConnectionBind for the same id finds nothing.
-    func claim(_ id: UInt32) -> PeerTCPConnection? {
-        connections.withLock { all in
-            guard let c = all[id], !c.claimed else { return nil }
-            c.claimed = true
-            return c
-        }
+    /// Backpressure: the client can take more of the peer's bytes again.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { connection.dataWritable() }
+        context.fireChannelWritabilityChanged()
     }
 
-    func remove(_ id: UInt32) { connections.withLock { _ = $0.removeValue(forKey: id) } }
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.peerChannel?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) { context.close(promise: nil) }
 }

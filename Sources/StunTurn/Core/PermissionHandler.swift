@@ -1,33 +1,30 @@
 import NIOCore
 
-extension TurnEngine {
+extension TurnCore {
     /// RFC 8656 §10.2, receiving a CreatePermission request: one or more XOR-PEER-ADDRESS; every one
     /// must pass the peer policy (403) and match the relay's family (443), or none is installed.
-    func handleCreatePermission(_ m: StunMessage, _ context: RequestContext) {
-        let allocation = allocations[context.fiveTuple]
-        guard let (integrity, _) = authenticate(m, context, existing: allocation) else { return }
+    func handleCreatePermission(_ m: StunMessage, _ request: RequestInfo) -> [TurnAction] {
+        let allocation = manager.allocations[request.fiveTuple]
+        let auth = authenticate(m, request, existing: allocation)
+        guard case .authenticated(let integrity, _) = auth else { return auth.refusal }
         guard let allocation else {
-            respond(to: m, context, error: .allocationMismatch, integrity: integrity)
-            return
+            return [reply(to: m, request, error: .allocationMismatch, integrity: integrity)]
         }
         guard let peers = m.xorPeerAddresses, !peers.isEmpty else {
-            respond(to: m, context, error: .badRequest, integrity: integrity)
-            return
+            return [reply(to: m, request, error: .badRequest, integrity: integrity)]
         }
         // Permissions are by IP (§9): the port of each XOR-PEER-ADDRESS is not part of the check.
         if let error = checkPeers(peers, allocation: allocation, byPort: false) {
-            respond(to: m, context, error: error, integrity: integrity)
-            return
+            return [reply(to: m, request, error: error, integrity: integrity)]
         }
         let newOnes = Set(peers.map(\.ip)).filter { !allocation.permissions.contains($0) }
         if allocation.permissions.count + newOnes.count > limits.maxPermissionsPerAllocation {
             stats.quotaRejections.add()
-            respond(to: m, context, error: .insufficientCapacity, integrity: integrity)
-            return
+            return [reply(to: m, request, error: .insufficientCapacity, integrity: integrity)]
         }
-        let until = NIODeadline.now() + .seconds(configuration.permissionLifetime)
+        let until = clock.now() + .seconds(configuration.permissionLifetime)
         for p in peers { allocation.permissions.install(p.ip, until: until) }
-        _ = send(makeResponse(to: m, error: nil), for: m, context, integrity: integrity)
+        return [reply(response(to: m), to: m, request, integrity: integrity)]
     }
 
     /// Peer policy (403) and family (443) for addresses a client wants to reach. `byPort`: judge each

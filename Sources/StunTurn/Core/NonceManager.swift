@@ -17,7 +17,10 @@ public struct NonceManager: Sendable {
     public let lifetime: Int
     private let clock: @Sendable () -> Int
 
-    public init(secret: [UInt8], lifetime: Int, clock: @escaping @Sendable () -> Int = { Int(Date().timeIntervalSince1970) }) {
+    /// Wall-clock seconds (nonces must mean the same on every instance of a cluster).
+    public static func systemSeconds() -> Int { Int(Date().timeIntervalSince1970) }
+
+    public init(secret: [UInt8], lifetime: Int, clock: @escaping @Sendable () -> Int = NonceManager.systemSeconds) {
         self.secret = secret
         self.lifetime = lifetime
         self.clock = clock
