@@ -68,19 +68,31 @@ public struct Metric: Sendable {
     }
 
     /// `metrics` as the JSON object of a section of `/api/stats` (text, keys in order of declaration).
-    public static func json(_ metrics: [Metric]) -> String {
-        var parts: [String] = []
+    /// One metric's value in `/api/stats`: its total, or one number per label value.
+    public enum JSONValue: Encodable, Sendable, Equatable {
+        case total(Int)
+        case byLabel([String: Int])
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .total(let n): try c.encode(n)
+            case .byLabel(let m): try c.encode(m)
+            }
+        }
+    }
+
+    /// The metrics that have an `/api/stats` key, by that key.
+    public static func jsonValues(_ metrics: [Metric]) -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
         for m in metrics {
             guard let key = m.json else { continue }
             let samples = m.samples()
-            if !m.jsonByLabel {
-                parts.append("\"\(key)\":\(samples.reduce(0) { $0 + $1.value })")
-            } else {
-                let inner = samples.map { "\"\($0.labels.first?.1 ?? "")\":\($0.value)" }.joined(separator: ",")
-                parts.append("\"\(key)\":{\(inner)}")
-            }
+            out[key] = m.jsonByLabel
+                ? .byLabel(Dictionary(samples.map { ($0.labels.first?.1 ?? "", $0.value) }, uniquingKeysWith: +))
+                : .total(samples.reduce(0) { $0 + $1.value })
         }
-        return "{" + parts.joined(separator: ",") + "}"
+        return out
     }
 
     /// The README's metrics table (Markdown), one row per Prometheus metric.

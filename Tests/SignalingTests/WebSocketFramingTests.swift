@@ -99,7 +99,7 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
             #expect(framed.readableBytes == n + (n < 126 ? 2 : n <= 0xFFFF ? 4 : 10))
         }
         // A forwarded message carries room for its header: the frame is the same buffer, moved back.
-        let forwarded = try! JSONEnvelope(#"{"event":"e","to":"x"}"#).forwarded(from: "me")
+        let forwarded = try! JSONEnvelope(#"{"event":"e","to":"x"}"#).forwarded(from: "me", headroom: PeerConnection.payloadHeadroom)
         let start = forwarded.readerIndex
         let framed = WebSocketFraming.frame(.text, forwarded)
         #expect(framed.readerIndex == start - 2)
@@ -107,7 +107,7 @@ func readFrames(_ chunks: [[UInt8]], maxFrameSize: Int = 1 << 20) throws(WebSock
     }
 
     @Test func framingASharedBufferLeavesTheOtherCopyIntact() {
-        let shared = try! JSONEnvelope(#"{"event":"e","to":"*"}"#).forwarded(from: "me")
+        let shared = try! JSONEnvelope(#"{"event":"e","to":"*"}"#).forwarded(from: "me", headroom: PeerConnection.payloadHeadroom)
         let before = Array(shared.readableBytesView)
         let a = WebSocketFraming.frame(.text, shared)
         let b = WebSocketFraming.frame(.text, shared)

@@ -232,7 +232,23 @@ final class LoadLoop {
         lostConnections += 1
     }
 
-    func closeAll() {
+    /// Ends every connection as a page that closes does: a close frame with 1000, so that the server ends
+    /// the session at once instead of holding it for a resume (a held session stays in its room's roster,
+    /// and the next run on the same server would send to it); then, once the server has closed them or
+    /// `grace` seconds have passed, the sockets.
+    func closeAll(grace: Double = 3) {
+        var out: [UInt8] = []
+        let normalClosure: [UInt8] = [0x03, 0xE8]
+        for c in byFD.compactMap({ $0 }) where !c.closed {
+            out.removeAll(keepingCapacity: true)
+            normalClosure.withUnsafeBytes { appendFrame(to: &out, opcode: 0x8, payload: $0, rng: &rng) }
+            _ = out.withUnsafeBytes { write(c.fd, $0.baseAddress, $0.count) }
+        }
+        var waited = 0.0
+        while connectionCount > 0, waited < grace {
+            run(seconds: 0.1)
+            waited += 0.1
+        }
         for c in byFD.compactMap({ $0 }) {
             c.closed = true
             Glibc.close(c.fd)

@@ -9,8 +9,8 @@ import ServerMetrics
 public protocol AdminBackend: Sendable {
     /// Every metric in the Prometheus text format.
     func metrics() async -> String
-    /// The TURN half as one JSON object (text): counters and active allocations.
-    func turnStatus() async -> String
+    /// The TURN half for `/api/stats`: counters and active allocations.
+    func turnStatus() async -> any Encodable & Sendable
     /// True once every TURN listener is bound.
     var turnReady: Bool { get }
     var logLevel: String { get }
@@ -18,12 +18,12 @@ public protocol AdminBackend: Sendable {
     func setLogLevel(_ name: String) -> Bool
     var version: String { get }
     var features: [String] { get }
-    /// The cluster as one JSON object (text): its instances and link counters; "null" on a single box.
-    func clusterStatus() -> String
+    /// The cluster for `/api/stats`: its instances and link counters; nil on a single box.
+    func clusterStatus() -> (any Encodable & Sendable)?
 }
 
 extension AdminBackend {
-    public func clusterStatus() -> String { "null" }
+    public func clusterStatus() -> (any Encodable & Sendable)? { nil }
 }
 
 /// Operator endpoints on the signaling port:
@@ -45,9 +45,8 @@ enum AdminRoutes {
                             headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.get("api/v1/welcome") { _, _ -> Response in
-            let features = (backend?.features ?? ["signaling"]).map(JSONText.quoted).joined(separator: ",")
-            return ServerAPIRoutes.json(#"{"name":"webrtc-server","version":"# + JSONText.quoted(backend?.version ?? "dev")
-                                        + #","features":["# + features + "]}")
+            ServerAPIRoutes.json(Welcome(name: "webrtc-server", version: backend?.version ?? "dev",
+                                         features: backend?.features ?? ["signaling"]))
         }
         let admin = router.group().add(middleware: AdminAccessMiddleware(hub: hub))
         admin.get("metrics") { _, _ -> Response in
@@ -56,21 +55,21 @@ enum AdminRoutes {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         admin.get("api/stats") { _, _ -> Response in
-            ServerAPIRoutes.json(await statsJSON(hub: hub, backend: backend))
+            Response(status: .ok, headers: [.contentType: "application/json"],
+                     body: .init(byteBuffer: ByteBuffer(string: await statsJSON(hub: hub, backend: backend))))
         }
         admin.get("api/v1/log_level") { _, _ -> Response in
-            ServerAPIRoutes.json(#"{"level":"# + JSONText.quoted(backend?.logLevel ?? "info") + "}")
+            ServerAPIRoutes.json(LogLevel(level: backend?.logLevel ?? "info"))
         }
         admin.put("api/v1/log_level") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1024)
             let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines)
             // `{"level":"debug"}` or the bare name.
-            let name = (try? JSONEnvelope(bytes: Array(text.utf8)).rawValue(of: "level")).flatMap { $0 }
-                .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? text
+            let name = (try? JSONDecoder().decode(LogLevel.self, from: Data(text.utf8)))?.level ?? text
             guard let backend, backend.setLogLevel(name) else {
                 throw HTTPError(.badRequest, message: "unknown log level '\(name)': trace, debug, info, notice, warning, error or critical")
             }
-            return ServerAPIRoutes.json(#"{"level":"# + JSONText.quoted(backend.logLevel) + "}")
+            return ServerAPIRoutes.json(LogLevel(level: backend.logLevel))
         }
         admin.get("dashboard") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
@@ -82,10 +81,8 @@ enum AdminRoutes {
         let feed = StatsFeed { await statsJSON(hub: hub, backend: backend) }
         admin.get("dashboard/events") { _, _ -> Response in
             guard let subscription = feed.subscribe(limit: hub.configuration.maxEventStreams) else {
-                return Response(status: .serviceUnavailable,
-                                headers: [.contentType: "application/json", .retryAfter: "10"],
-                                body: .init(byteBuffer: ByteBuffer(string:
-                                    #"{"error":"too_many_streams","message":"admin.max_event_streams dashboard feeds are open"}"#)))
+                return ServerAPIRoutes.json(APIError(error: "too_many_streams", message: "admin.max_event_streams dashboard feeds are open"),
+                                            status: .serviceUnavailable, headers: [.retryAfter: "10"])
             }
             return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-store"],
                             body: .init { writer in
@@ -105,13 +102,43 @@ enum AdminRoutes {
 
     static func statsJSON(hub: SignalingHub, backend: (any AdminBackend)?) async -> String {
         let rooms = hub.rooms().sorted { $0.key < $1.key }.prefix(maxRoomsListed).map { room, _ in
-            let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }.map(\.json).joined(separator: ",")
-            return #"{"room":"# + JSONText.quoted(room) + #","peers":["# + peers + "]}"
+            RoomPeers(room: room, peers: hub.peers(in: room).sorted { $0.peerID < $1.peerID })
         }
-        let signaling = Metric.json(hub.metrics)
-        let turn = await backend?.turnStatus() ?? "null"
-        let cluster = backend?.clusterStatus() ?? "null"
-        return #"{"time":\#(Int(Date().timeIntervalSince1970)),"signaling":\#(signaling),"rooms":[\#(rooms.joined(separator: ","))],"turn":\#(turn),"cluster":\#(cluster)}"#
+        let stats = Stats(time: Int(Date().timeIntervalSince1970), signaling: Metric.jsonValues(hub.metrics), rooms: Array(rooms),
+                          turn: await backend?.turnStatus(), cluster: backend?.clusterStatus())
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(stats)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+    }
+
+    /// `/api/stats`.
+    struct Stats: Encodable {
+        let time: Int
+        let signaling: [String: Metric.JSONValue]
+        let rooms: [RoomPeers]
+        let turn: (any Encodable & Sendable)?
+        let cluster: (any Encodable & Sendable)?
+
+        enum CodingKeys: String, CodingKey { case time, signaling, rooms, turn, cluster }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(time, forKey: .time)
+            try c.encode(signaling, forKey: .signaling)
+            try c.encode(rooms, forKey: .rooms)
+            if let turn { try c.encode(turn, forKey: .turn) } else { try c.encodeNil(forKey: .turn) }
+            if let cluster { try c.encode(cluster, forKey: .cluster) } else { try c.encodeNil(forKey: .cluster) }
+        }
+    }
+
+    struct Welcome: Encodable {
+        let name: String
+        let version: String
+        let features: [String]
+    }
+
+    struct LogLevel: Codable {
+        let level: String
     }
 }
 
@@ -132,8 +159,8 @@ struct AdminAccessMiddleware: RouterMiddleware {
         let proxied = request.headers[.init("X-Forwarded-For")!] != nil || request.headers[.init("Forwarded")!] != nil
         let addressOK = !proxied && (context.remoteAddress?.addressBytes.map(c.adminAllowed) ?? false)
         guard tokenOK || addressOK else {
-            return Response(status: .forbidden, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":"forbidden","message":"admin endpoints answer admin.allow addresses or the API token"}"#)))
+            return ServerAPIRoutes.json(APIError(error: "forbidden", message: "admin endpoints answer admin.allow addresses or the API token"),
+                                        status: .forbidden)
         }
         return try await next(request, context)
     }

@@ -14,14 +14,12 @@ enum ServerAPIRoutes {
         let api = router.group("api").add(middleware: BearerTokenMiddleware { hub.configuration.apiToken })
         api.get("rooms/:room/peers") { _, context -> Response in
             let room = try context.parameters.require("room")
-            let peers = hub.peers(in: room).sorted { $0.peerID < $1.peerID }
-            let body = #"{"room":"# + JSONText.quoted(room) + #","peers":["# + peers.map(\.json).joined(separator: ",") + "]}"
-            return json(body)
+            return json(RoomPeers(room: room, peers: hub.peers(in: room).sorted { $0.peerID < $1.peerID }))
         }
         api.post("rooms/:room/publish") { request, context -> Response in
             let room = try context.parameters.require("room")
             let (event, data) = try await readEventBody(request)
-            return json(#"{"delivered":\#(hub.publish(room: room, event: event, dataJSON: data))}"#)
+            return json(Delivered(delivered: hub.publish(room: room, event: event, dataJSON: data)))
         }
         api.post("peers/:peer/send") { request, context -> Response in
             let peer = try context.parameters.require("peer")
@@ -29,7 +27,7 @@ enum ServerAPIRoutes {
             guard hub.send(to: peer, event: event, dataJSON: data) else {
                 throw HTTPError(.notFound, message: "no peer \(peer)")
             }
-            return json(#"{"delivered":1}"#)
+            return json(Delivered(delivered: 1))
         }
         api.delete("peers/:peer") { _, context -> Response in
             let peer = try context.parameters.require("peer")
@@ -53,9 +51,31 @@ enum ServerAPIRoutes {
         return (event, envelope.rawValue(of: "data"))
     }
 
-    static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    /// `value` as a JSON response (Codable; keys sorted, since Foundation's encoder on Linux keeps no
+    /// member order of its own and the same answer should be the same bytes).
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(value)) ?? Data("null".utf8)
+        var headers = extra
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
+}
+
+/// The bodies the server API and the admin endpoints answer with.
+struct RoomPeers: Encodable {
+    let room: String
+    let peers: [PeerInfo]
+}
+
+struct Delivered: Encodable {
+    let delivered: Int
+}
+
+struct APIError: Encodable {
+    let error: String
+    var message: String?
 }
 
 /// 401 unless `Authorization: Bearer <token>` matches (`BearerToken`). An empty configured token refuses
@@ -66,8 +86,7 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard BearerToken.matches(BearerToken.from(request.headers), configured: currentToken()) else {
-            return Response(status: .unauthorized, headers: [.wwwAuthenticate: "Bearer", .contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: #"{"error":"unauthorized"}"#)))
+            return ServerAPIRoutes.json(APIError(error: "unauthorized"), status: .unauthorized, headers: [.wwwAuthenticate: "Bearer"])
         }
         return try await next(request, context)
     }

@@ -4,8 +4,10 @@ import NIOWebSocket
 
 /// One upgraded WebSocket, on plain SwiftNIO: frames read from the socket's bytes (`WebSocketFraming`),
 /// control frames (RFC 6455 §5.5), reassembly of fragmented messages bounded by `maxMessageSize`, and
-/// the session fed on the connection's own event loop, with no task or thread hop per message.
-final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// the session fed on the connection's own event loop, with no task or thread hop per message. It is the
+/// hub's `WebSocketOutput` for this connection: frames others send are written from its place in the
+/// pipeline, next to the socket.
+final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandler, WebSocketOutput {
     typealias InboundIn = ByteBuffer
 
     let hub: SignalingHub
@@ -23,6 +25,8 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     private var messageLimit = 0
     private var inMessage = false
     private var failed = false
+    /// This handler's place in the pipeline while it is there.
+    private var context: ChannelHandlerContext?
 
     init(hub: SignalingHub, room: String, requestHost: String, clientAddress: [UInt8]?, maxFrameSize: Int) {
         self.hub = hub
@@ -33,18 +37,19 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
         let channel = context.channel
         let limit = hub.configuration.outboundBufferLimit
         try? channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
         guard let conn = hub.open(source: clientAddress.flatMap(SourceKey.init(addressBytes:)), channel: channel) else {
             let refused = hub.refusedConnection(channel: channel)
-            refused.attach(context)
+            refused.attach(self)
             refused.close(finalEvent: ServerEvents.error(.serverFull, "the server is at its connection limit"),
                           reason: "server full", code: .unknown(1013))
             connection = refused
             return
         }
-        conn.attach(context)
+        conn.attach(self)
         connection = conn
         session = SignalingSession(hub: hub, connection: conn, room: room, requestHost: requestHost)
     }
@@ -129,8 +134,13 @@ final class SignalingFrameHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        connection?.detach()  // the context holds this handler, which holds the connection
+        connection?.detach()  // the connection holds this handler, which holds the connection
+        self.context = nil
     }
+
+    func write(frame: ByteBuffer) { context?.write(NIOAny(frame), promise: nil) }
+
+    func flush() { context?.flush() }
 
     func channelInactive(context: ChannelHandlerContext) {
         // Detached first: a message already on its way to this peer (from another loop, or the `left`

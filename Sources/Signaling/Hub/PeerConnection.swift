@@ -8,10 +8,8 @@ import Synchronization
 /// NIO channel; frames written during one event-loop tick share one flush (`TickFlusher`). A sender
 /// never waits for the receiver: the channel's write buffer is the peer's bounded queue, and a peer
 /// whose buffer is over its high-water mark is a slow consumer and is disconnected instead of growing
-/// memory.
-///
-/// `@unchecked Sendable`: the mutable fields below the atomics are touched on `channel.eventLoop` only.
-public final class PeerConnection: @unchecked Sendable {
+/// memory. What only the connection's event loop may touch is in a loop-bound box (checked on access).
+public final class PeerConnection: Sendable {
     /// Why and how the connection is being closed (the last event sent before the close frame).
     struct CloseRequest: Sendable {
         let finalEvent: String?
@@ -42,20 +40,27 @@ public final class PeerConnection: @unchecked Sendable {
     /// held for a resume (`signaling.resume_window`).
     private let leavingFlag = Atomic<Bool>(false)
 
-    // Event-loop confined.
     /// Where encoded frames are written.
     private enum Output {
         /// The channel itself (a connection opened on a bare channel, as in tests).
         case channel
-        /// The frame handler's place in the pipeline, next to the socket: frames pass no other handler.
-        case context(ChannelHandlerContext)
+        /// The WebSocket's own output (its frame handler, next to the socket: frames pass no other handler).
+        case socket(any WebSocketOutput)
         /// The connection is gone: frames are dropped (NIO's unused frame encoder may still be in the
         /// pipeline for a moment, and must never see one).
         case closed
     }
-    private var output = Output.channel
-    private var flushScheduled = false
-    private(set) var closeFrameSent = false
+    /// What only the connection's event loop touches.
+    private struct LoopState {
+        var output = Output.channel
+        var flushScheduled = false
+        var closeFrameSent = false
+    }
+    private let onLoopState: NIOLoopBoundBox<LoopState>
+
+    /// Bytes a payload handed to `send(_:)` should leave free in front of its readable bytes: the frame
+    /// header is then written there instead of into a second buffer.
+    public static let payloadHeadroom = WebSocketFraming.maxServerHeader
 
     init(id: UInt64, source: SourceKey?, channel: any Channel, stats: SignalingStats, flusher: TickFlusher) {
         self.id = id
@@ -64,15 +69,19 @@ public final class PeerConnection: @unchecked Sendable {
         self.stats = stats
         self.flusher = flusher
         self.opened = .now
+        self.onLoopState = .makeBoxSendingValue(LoopState(), eventLoop: channel.eventLoop)
     }
 
     private var loop: any EventLoop { channel.eventLoop }
 
-    /// On the loop: frames go to `context` from now on.
-    func attach(_ context: ChannelHandlerContext) { output = .context(context) }
+    /// On the loop: frames go to `output` from now on.
+    func attach(_ output: any WebSocketOutput) { onLoopState.value.output = .socket(output) }
 
     /// On the loop, when the channel goes inactive or the handler is removed: later frames are dropped.
-    func detach() { output = .closed }
+    func detach() { onLoopState.value.output = .closed }
+
+    /// On the loop: whether our close frame has been written (nothing is written after it).
+    var closeFrameSent: Bool { onLoopState.value.closeFrameSent }
 
 
     private func onLoop(_ body: @escaping @Sendable () -> Void) {
@@ -106,22 +115,23 @@ public final class PeerConnection: @unchecked Sendable {
 
     /// On the loop: queue an encoded frame and flush once at the end of this tick.
     private func writeFrame(_ frame: ByteBuffer) {
-        guard !closeFrameSent else { return }
-        switch output {
-        case .context(let context): context.write(NIOAny(frame), promise: nil)
+        let state = onLoopState.value
+        guard !state.closeFrameSent else { return }
+        switch state.output {
+        case .socket(let output): output.write(frame: frame)
         case .channel: channel.write(frame, promise: nil)
         case .closed: return
         }
-        guard !flushScheduled else { return }
-        flushScheduled = true
+        guard !state.flushScheduled else { return }
+        onLoopState.value.flushScheduled = true
         flusher.add(self)
     }
 
     /// On the loop, from the tick's flusher: what was written this tick goes to the socket.
     func flushNow() {
-        flushScheduled = false
-        switch output {
-        case .context(let context): context.flush()
+        onLoopState.value.flushScheduled = false
+        switch onLoopState.value.output {
+        case .socket(let output): output.flush()
         case .channel: channel.flush()
         case .closed: break
         }
@@ -153,7 +163,7 @@ public final class PeerConnection: @unchecked Sendable {
         data.write(webSocketErrorCode: code)
         data.writeBytes(reason.utf8.prefix(123))
         write(.connectionClose, data)
-        closeFrameSent = true
+        onLoopState.value.closeFrameSent = true
     }
 
     /// Sends a keepalive ping; the pong must arrive before the next one.

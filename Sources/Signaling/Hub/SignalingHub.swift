@@ -228,7 +228,7 @@ public final class SignalingHub: Sendable {
         let remote = backplane?.remotePeers(in: room) ?? []
         let remaining = c.duplicateUsername == .replace ? remote.filter { $0.info.username != username } : remote
         let result = state.withLock { s -> Result<([Member], [Member]), JoinError> in
-            var roomPeers = s.rooms[room] ?? [:]
+            let roomPeers = s.rooms[room] ?? [:]
             let replaced = c.duplicateUsername == .replace ? roomPeers.values.filter { $0.info.username == username } : []
             guard c.maxPeersPerRoom == 0 || roomPeers.count - replaced.count + remaining.count < c.maxPeersPerRoom else {
                 return .failure(.roomFull)

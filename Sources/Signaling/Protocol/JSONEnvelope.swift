@@ -62,9 +62,9 @@ public struct JSONEnvelope: Sendable {
     }
 
     /// The same object with `from` set to `peerID` (an existing `from` is replaced, never trusted),
-    /// written once into the buffer the frame will carry.
-    public func forwarded(from peerID: String) -> ByteBuffer {
-        forwarded(prefix: Self.fromPrefix(peerID))
+    /// written once into the buffer the frame will carry, `headroom` bytes free in front of it.
+    public func forwarded(from peerID: String, headroom: Int = 0) -> ByteBuffer {
+        forwarded(prefix: Self.fromPrefix(peerID), headroom: headroom)
     }
 
     /// `{"from":"<peerID>"`: what every message a peer sends starts with once forwarded (a session
@@ -75,16 +75,12 @@ public struct JSONEnvelope: Sendable {
         return prefix
     }
 
-    /// Bytes left free in front of a forwarded message, so that its WebSocket frame header is written
-    /// there (`WebSocketFraming.frame`) instead of into a second buffer.
-    static let frameHeaderRoom = WebSocketFraming.maxServerHeader
-
-    /// `forwarded(from:)` with the `from` member already encoded by `fromPrefix(_:)`.
-    public func forwarded(prefix: [UInt8]) -> ByteBuffer {
+    /// `forwarded(from:headroom:)` with the `from` member already encoded by `fromPrefix(_:)`.
+    public func forwarded(prefix: [UInt8], headroom: Int = 0) -> ByteBuffer {
         var out = ByteBuffer()
-        out.reserveCapacity(Self.frameHeaderRoom + bytes.count + prefix.count + 1)
-        out.moveWriterIndex(forwardBy: Self.frameHeaderRoom)
-        out.moveReaderIndex(forwardBy: Self.frameHeaderRoom)
+        out.reserveCapacity(headroom + bytes.count + prefix.count + 1)
+        out.moveWriterIndex(forwardBy: headroom)
+        out.moveReaderIndex(forwardBy: headroom)
         out.writeBytes(prefix)
         for m in members where !Self.key(bytes, m.key, is: "from") {
             out.writeInteger(UInt8(ascii: ","))

@@ -85,7 +85,7 @@ final class SignalingSession {
             return
         }
         hub.stats.received(to == SignalingHub.broadcastAddress ? .broadcast : .directed)
-        switch hub.deliver(envelope.forwarded(prefix: fromPrefix), from: peerID, room: room, to: to) {
+        switch hub.deliver(envelope.forwarded(prefix: fromPrefix, headroom: PeerConnection.payloadHeadroom), from: peerID, room: room, to: to) {
         case .delivered: break
         case .unknownPeer:
             reject(ServerEvents.error(.unknownPeer, "no peer \(to) in room \(room)", extra: [("to", to)]))

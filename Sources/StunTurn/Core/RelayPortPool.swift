@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -35,7 +36,7 @@ public final class RelayPortPool: Sendable {
     /// Closes the socket of a reservation that ends unredeemed (the shell's; a no-op in memory).
     private let closeSocket: @Sendable (CInt) -> Void
 
-    public init(range: ClosedRange<UInt16>, clock: @escaping @Sendable () -> Int64 = { Int64(NIODeadlineSeconds.now()) },
+    public init(range: ClosedRange<UInt16>, clock: @escaping @Sendable () -> Int64 = { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000_000) },
                 closeSocket: @escaping @Sendable (CInt) -> Void = { _ = close($0) }) {
         self.range = range
         self.clock = clock
@@ -158,14 +159,5 @@ public final class RelayPortPool: Sendable {
             if let fd = r.socket { sockets.append(fd) }
         }
         return sockets
-    }
-}
-
-/// Monotonic seconds, for reservation expiry.
-public enum NIODeadlineSeconds {
-    public static func now() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec)
     }
 }

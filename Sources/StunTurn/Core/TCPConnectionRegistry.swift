@@ -20,8 +20,7 @@ final class TCPConnectionRegistry: Sendable {
     /// Takes the connection for binding: a second ConnectionBind for the same id finds nothing.
     func claim(_ id: UInt32) -> PeerTCPConnection? {
         connections.withLock { all in
-            guard let c = all[id], !c.claimed else { return nil }
-            c.claimed = true
+            guard let c = all[id], c.claim() else { return nil }
             return c
         }
     }

@@ -2,11 +2,9 @@ import NIOCore
 import Synchronization
 
 /// One peer TCP connection of a TCP allocation (RFC 6062 §5.2, §5.3), named by its CONNECTION-ID until
-/// the client's data connection binds to it; after that the two connections are one byte pipe.
-///
-/// `@unchecked Sendable`: `dataChannel`, `pending` and `bindTimer` are touched on the peer channel's
-/// event loop only, `claimed` under the registry's lock; the rest is set before the connection is shared.
-final class PeerTCPConnection: @unchecked Sendable {
+/// the client's data connection binds to it; after that the two connections are one byte pipe. Its
+/// changing parts are behind one lock: the peer's loop, the client's loop and the registry all reach it.
+final class PeerTCPConnection: Sendable {
     /// Data a peer may send before the client's data connection is bound (RFC 6062 §5.3 lets the server
     /// buffer it); beyond this the peer connection is closed.
     static let maxPending = 64 * 1024
@@ -17,13 +15,17 @@ final class PeerTCPConnection: @unchecked Sendable {
     let peer: TransportAddress
     let username: String
     let allocationFiveTuple: FiveTuple
-    var peerChannel: Channel?
-    /// Set under the registry's lock when a ConnectionBind takes this connection.
-    var claimed = false
-    private var dataChannel: Channel?
-    private var pending: [ByteBuffer] = []
-    private var pendingBytes = 0
-    private var bindTimer: Scheduled<Void>?
+
+    private struct State {
+        var peerChannel: Channel?
+        /// Set when a ConnectionBind takes this connection (the registry's `claim`).
+        var claimed = false
+        var dataChannel: Channel?
+        var pending: [ByteBuffer] = []
+        var pendingBytes = 0
+        var bindTimer: Scheduled<Void>?
+    }
+    private let state = Mutex(State())
 
     init(id: UInt32, peer: TransportAddress, username: String, allocation: FiveTuple) {
         self.id = id
@@ -32,20 +34,46 @@ final class PeerTCPConnection: @unchecked Sendable {
         self.allocationFiveTuple = allocation
     }
 
-    var isBound: Bool { dataChannel != nil }
+    var peerChannel: Channel? {
+        get { state.withLock { $0.peerChannel } }
+        set { state.withLock { $0.peerChannel = newValue } }
+    }
+
+    /// Takes the connection for a ConnectionBind; false if another already did.
+    func claim() -> Bool {
+        state.withLock { s in
+            guard !s.claimed else { return false }
+            s.claimed = true
+            return true
+        }
+    }
+
+    var isBound: Bool { state.withLock { $0.dataChannel != nil } }
 
     /// On the peer loop: start the 30 s bind clock.
-    func startBindTimer(onExpiry: @escaping () -> Void) {
+    func startBindTimer(onExpiry: @escaping @Sendable () -> Void) {
         guard let loop = peerChannel?.eventLoop else { return }
-        bindTimer = loop.assumeIsolated().scheduleTask(in: Self.bindTimeout) { [self] in
-            if dataChannel == nil { onExpiry() }
+        let timer = loop.scheduleTask(in: Self.bindTimeout) { [self] in
+            if !isBound { onExpiry() }
         }
+        state.withLock { $0.bindTimer = timer }
     }
 
     /// On the peer loop: bytes from the peer go to the data connection, or wait for it. When the client
     /// reads slower than the peer sends, reading from the peer pauses until the client catches up.
     func fromPeer(_ bytes: ByteBuffer) {
-        if let dataChannel {
+        enum Next { case send(Channel, Channel?), wait, overflow(Channel?) }
+        let next = state.withLock { s -> Next in
+            if let data = s.dataChannel { return .send(data, s.peerChannel) }
+            s.pendingBytes += bytes.readableBytes
+            guard s.pendingBytes <= Self.maxPending else { return .overflow(s.peerChannel) }
+            s.pending.append(bytes)
+            return .wait
+        }
+        switch next {
+        case .wait: return
+        case .overflow(let peerChannel): peerChannel?.close(promise: nil)
+        case .send(let dataChannel, let peerChannel):
             dataChannel.writeAndFlush(bytes, promise: nil)
             if !dataChannel.isWritable, let peerChannel {
                 // Pause, then look again: writability may have come back while pausing.
@@ -53,37 +81,38 @@ final class PeerTCPConnection: @unchecked Sendable {
                     if dataChannel.isWritable { peerChannel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
                 }
             }
-            return
         }
-        pendingBytes += bytes.readableBytes
-        guard pendingBytes <= Self.maxPending else {
-            peerChannel?.close(promise: nil)
-            return
-        }
-        pending.append(bytes)
     }
 
     /// On the peer loop: the client's data connection is bound; waiting bytes go out first.
     func bind(_ channel: Channel) {
-        bindTimer?.cancel()
-        dataChannel = channel
+        let (timer, pending) = state.withLock { s -> (Scheduled<Void>?, [ByteBuffer]) in
+            s.dataChannel = channel
+            defer {
+                s.pending = []
+                s.pendingBytes = 0
+            }
+            return (s.bindTimer, s.pending)
+        }
+        timer?.cancel()
         for b in pending { channel.write(b, promise: nil) }
         channel.flush()
-        pending = []
-        pendingBytes = 0
     }
 
     /// The client side can take more again: resume reading from the peer.
     func dataWritable() { peerChannel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
 
     /// The peer side can take more again: resume reading from the client.
-    func peerWritable() { dataChannel?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+    func peerWritable() {
+        state.withLock { $0.dataChannel }?.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+    }
 
     /// Either side closed: close the other.
     func closeBoth() {
-        bindTimer?.cancel()
-        peerChannel?.close(promise: nil)
-        dataChannel?.close(promise: nil)
+        let (timer, peer, data) = state.withLock { ($0.bindTimer, $0.peerChannel, $0.dataChannel) }
+        timer?.cancel()
+        peer?.close(promise: nil)
+        data?.close(promise: nil)
     }
 }
 

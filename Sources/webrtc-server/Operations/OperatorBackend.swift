@@ -31,22 +31,22 @@ final class OperatorBackend: AdminBackend {
 
     func metrics() async -> String { await exporter.scrape() }
 
-    func turnStatus() async -> String {
-        struct Status: Encodable {
+    func turnStatus() async -> any Encodable & Sendable {
+        struct Status: Encodable, Sendable {
             let draining: Bool
             let counters: [String: Int]
             let errors: [String: Int]
             let allocations: [AllocationInfo]
         }
         let stats = turn.stats
-        return Self.encode(Status(draining: turn.isDraining, counters: stats.snapshot,
+        return Status(draining: turn.isDraining, counters: stats.snapshot,
                                   errors: Dictionary(uniqueKeysWithValues: stats.errorResponsesByCode.map { ("\($0.key)", $0.value) }),
-                                  allocations: await turn.allocations().sorted { $0.client < $1.client }))
+                      allocations: await turn.allocations().sorted { $0.client < $1.client })
     }
 
-    func clusterStatus() -> String {
-        guard let cluster else { return "null" }
-        struct Status: Encodable {
+    func clusterStatus() -> (any Encodable & Sendable)? {
+        guard let cluster else { return nil }
+        struct Status: Encodable, Sendable {
             let name: String
             let instance: String
             let linked: Bool
@@ -57,16 +57,9 @@ final class OperatorBackend: AdminBackend {
         func byKey(_ metrics: [Metric]) -> [String: Int] {
             Dictionary(uniqueKeysWithValues: metrics.compactMap { m in m.json.map { ($0, m.total) } })
         }
-        return Self.encode(Status(name: cluster.configuration.name, instance: cluster.instanceID, linked: cluster.isLinked,
-                                  instances: cluster.instances(), nats: byKey(cluster.client.stats.metrics),
-                                  messages: byKey(cluster.stats.metrics)))
-    }
-
-    /// `/api/stats` sections through Codable, keys sorted.
-    static func encode(_ value: some Encodable) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+        return Status(name: cluster.configuration.name, instance: cluster.instanceID, linked: cluster.isLinked,
+                      instances: cluster.instances(), nats: byKey(cluster.client.stats.metrics),
+                      messages: byKey(cluster.stats.metrics))
     }
 
     var turnReady: Bool { turnBound.load(ordering: .relaxed) && !turn.isDraining }
