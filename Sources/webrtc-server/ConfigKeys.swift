@@ -110,6 +110,7 @@ enum ConfigKeys {
         .webhookTimeout,
         .authUsers,
         .authSecrets,
+        .authDemoLogin,
         .authMaxEphemeralLifetime,
         .authThrottleFreeFailures,
         .authThrottleWindow,
@@ -252,6 +253,8 @@ extension ConfigKey {
     static let authUsers = ConfigKey(name: "auth.users", kind: .map, defaultValue: "", help: "static users: name → password", reloadable: true, secret: true)
     static let authSecrets = ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
                             help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify", reloadable: true, secret: true)
+    static let authDemoLogin = ConfigKey(name: "auth.demo_login", kind: .scalar, defaultValue: "true",
+                            help: "with no auth.users and no auth.secrets, log in as user demo with a random password made at start and logged once with a ready URL; any configured credential turns it off; false = never", reloadable: true)
     static let authMaxEphemeralLifetime = ConfigKey(name: "auth.max_ephemeral_lifetime", kind: .scalar, defaultValue: "86400",
                             help: "seconds ahead an ephemeral TURN REST credential's expiry may lie (plus 300 s for clock differences); later ones are refused as unknown (401); 0 = no ceiling", reloadable: true)
     static let authThrottleFreeFailures = ConfigKey(name: "auth.throttle_free_failures", kind: .scalar, defaultValue: "5",

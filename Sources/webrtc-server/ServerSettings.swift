@@ -12,6 +12,8 @@ struct ServerSettings {
     var logLevel: Logger.Level = .info
     var turn = TurnConfiguration()
     var credentials = CredentialStore.Settings()
+    /// auth.demo_login: whether the first run's demo login may apply (`DemoLogin`).
+    var demoLoginAllowed = true
     /// signaling.enabled (false: TURN only; the signaling port keeps health and admin endpoints).
     var signalingEnabled: Bool { signaling.webSocketEnabled }
     var signaling = SignalingConfiguration()
@@ -147,6 +149,7 @@ struct ServerSettings {
         try readCluster(r)
         credentials.users = try r.map(.authUsers)
         credentials.sharedSecrets = try r.list(.authSecrets)
+        demoLoginAllowed = try r.bool(.authDemoLogin)
         credentials.maxEphemeralLifetime = try r.seconds(.authMaxEphemeralLifetime, 0...(3650 * 86400)).timeInterval
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
             throw ConfigError(.authUsers, problem: "user names must be 1 to 508 bytes")

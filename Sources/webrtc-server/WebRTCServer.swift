@@ -77,8 +77,14 @@ struct WebRTCServer: AsyncParsableCommand {
         logLevel.bootstrap()
         let logger = Logger(label: "webrtc-server")
         Self.raiseOpenFileLimit(for: loaded, logger: logger)
+        let demo = DemoLogin()
+        if DemoLogin.applies(to: loaded) {
+            let text = "no auth.users or auth.secrets configured: log in as '\(DemoLogin.username)' with password '\(demo.password)' "
+                + "(made for this run; auth.demo_login false turns this off). Open \(demo.url(loaded.signaling)) in two browser tabs."
+            logger.notice("\(text)")
+        }
         // In a cluster, session credentials are derived from the cluster's secret: any instance accepts them.
-        let credentials = CredentialStore(loaded.credentials, sessionSecret: loaded.clusterSecret)
+        let credentials = CredentialStore(demo.credentials(for: loaded), sessionSecret: loaded.clusterSecret)
         credentials.throttle.update(loaded.throttle)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
@@ -109,7 +115,7 @@ struct WebRTCServer: AsyncParsableCommand {
         }
         running.append(.init(service: SignalingServer(hub: hub, admin: backend, logger: logger)))
         // SIGHUP: re-read the configuration and apply what can change while running.
-        let reloader = ConfigurationReloader(file: config, flags: settings, credentials: credentials, turn: turn, hub: hub,
+        let reloader = ConfigurationReloader(file: config, flags: settings, credentials: credentials, demo: demo, turn: turn, hub: hub,
                                              logLevel: logLevel, logger: logger, current: LockedSettings(loaded))
         let reload = DispatchSource.makeSignalSource(signal: SIGHUP)
         signal(SIGHUP, SIG_IGN)

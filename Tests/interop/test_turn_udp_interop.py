@@ -90,3 +90,57 @@ def test_garbage_datagrams_leave_the_server_answering(server):
     reply = stun.unauthenticated_allocate(server.port)
     assert reply["error"] == 401
     assert server.proc.poll() is None
+
+
+def _demo_login(server):
+    """The user and password of the demo login line, and its URL."""
+    found = re.search(r"log in as '(\w+)' with password '([A-Za-z0-9_-]+)'.*Open (http://\S+) in two browser tabs", server.output)
+    assert found, server.output
+    return found.group(1), found.group(2), found.group(3)
+
+
+def _signaling_login(port: int, username: str, password: str) -> dict:
+    """The server's answer to one `authenticate` on a fresh WebSocket."""
+    import asyncio
+    import json
+
+    import websockets
+
+    async def login():
+        async with websockets.connect(f"ws://127.0.0.1:{port}/websocket/demo") as ws:
+            await ws.send(json.dumps({"event": "authenticate", "data": {"username": username, "password": password}}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+    return asyncio.run(login())
+
+
+def test_first_run_makes_a_demo_login_that_both_halves_accept(start_server, turn_peer):
+    """Nothing configured to log in with: one `demo` login with a random password, logged once with a ready
+    URL; TURN relays with it, signaling accepts it, and a wrong password is refused by both."""
+    import urllib.request
+
+    port = free_port()
+    server = start_server(*turn_server_args(port, "--turn.allow_peers", "127.0.0.1", "--auth.throttle_free_failures", "0",
+                                            "--auth.block_after", "0"))
+    user, password, url = _demo_login(server)
+    assert user == "demo" and len(password) >= 20
+    assert server.output.count("log in as 'demo'") == 1
+    page = url.replace("localhost:", "127.0.0.1:")
+    assert f":{server.signaling_port}/room/demo?user=demo&password={password}" in url
+    with urllib.request.urlopen(page, timeout=10) as answer:
+        assert answer.status == 200 and b"<html" in answer.read().lower()
+    assert _signaling_login(server.signaling_port, "demo", password)["event"] == "authenticated"
+    assert _signaling_login(server.signaling_port, "demo", password + "x")["event"] != "authenticated"
+    assert_no_loss(run_uclient("-u", "demo", "-w", password, "-e", "127.0.0.1", "-r", str(turn_peer), "-p", str(port),
+                               "-m", str(CLIENTS), "-n", str(MESSAGES), "127.0.0.1"))
+    refused = run_uclient("-u", "demo", "-w", password + "x", "-e", "127.0.0.1", "-r", str(turn_peer), "-p", str(port),
+                          "-m", "1", "-n", "5", "127.0.0.1", timeout=60)
+    assert "Cannot complete Allocation" in refused and "Total lost packets" not in refused, refused[-2000:]
+
+
+def test_a_configured_user_or_the_setting_turns_the_demo_login_off(start_server):
+    for extra in (["--auth.users", "alice=wonderland"], ["--auth.demo_login", "false"]):
+        server = start_server(*turn_server_args(free_port(), *extra))
+        assert "log in as 'demo'" not in server.output
+        answer = _signaling_login(server.signaling_port, "demo", "anything")
+        assert answer["event"] != "authenticated", answer

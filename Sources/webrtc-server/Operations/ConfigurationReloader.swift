@@ -1,6 +1,7 @@
 import Auth
 import ServerTLS
 import Foundation
+import Synchronization
 import Logging
 import Signaling
 import StunTurn
@@ -13,6 +14,7 @@ struct ConfigurationReloader: Sendable {
     let file: String?
     let flags: [String]
     let credentials: CredentialStore
+    let demo: DemoLogin
     let turn: TurnServer
     let hub: SignalingHub
     let logLevel: LogLevelControl
@@ -33,7 +35,7 @@ struct ConfigurationReloader: Sendable {
             return
         }
         let old = current.value
-        credentials.update(new.credentials)
+        credentials.update(demo.credentials(for: new))
         credentials.throttle.update(new.throttle)
         turn.updateLimits(new.turn.limits)
         hub.updateLimits(from: new.signaling)
@@ -54,12 +56,11 @@ struct ConfigurationReloader: Sendable {
 }
 
 /// The settings in force, shared between the reload handler and whoever reads them.
-final class LockedSettings: @unchecked Sendable {
-    private let lock = NSLock()
-    private var settings: ServerSettings
-    init(_ settings: ServerSettings) { self.settings = settings }
+final class LockedSettings: Sendable {
+    private let settings: Mutex<ServerSettings>
+    init(_ settings: ServerSettings) { self.settings = Mutex(settings) }
     var value: ServerSettings {
-        get { lock.withLock { settings } }
-        set { lock.withLock { settings = newValue } }
+        get { settings.withLock { $0 } }
+        set { settings.withLock { $0 = newValue } }
     }
 }
