@@ -140,8 +140,8 @@ import Testing
     @Test func requestedTransportIsRequiredAndMustBeUDPOrTCPOverAStream() {
         let h = CoreHarness()
         #expect(h.send(H.request(.allocate))?.code == 400)
-        #expect(h.send(H.allocateRequest(transport: 1))?.code == 442)
-        #expect(h.send(H.allocateRequest(transport: 6))?.code == 400)  // TCP relaying over UDP
+        #expect(h.send(H.allocateRequest(protocolNumber: 1))?.code == 442)
+        #expect(h.send(H.allocateRequest(transport: .tcp))?.code == 400)  // TCP relaying over UDP
         #expect(h.stats.allocationsActive.value == 0 && h.shared.quota.total == 0)
     }
 
@@ -428,11 +428,19 @@ import Testing
     /// A TCP allocation made over a stream link; its five-tuple.
     func tcpAllocation(_ h: CoreHarness, link: MemoryStreamLink) throws -> FiveTuple {
         let ft = FiveTuple(client: H.clientAddress, server: H.serverAddress, transport: .tcp)
-        let m = H.allocateRequest(transport: 6)
+        let m = H.allocateRequest(transport: .tcp)
         h.shell.receive(h.signed(m), from: ft, on: link)
         let r = try StunMessage(decoding: ByteBuffer(bytes: try #require(link.take().first)))
         #expect(r.messageClass == .successResponse)
         return ft
+    }
+
+    /// A Connect to `H.peer` on the TCP allocation `ft`, its peer connection opened; the answer is on `link`.
+    func connectedPeer(_ h: CoreHarness, ft: FiveTuple, link: MemoryStreamLink) throws -> PeerTCPConnection {
+        h.shell.receive(h.signed(H.request(.connect) { $0.appendXorAddress(AttributeType.xorPeerAddress, H.peer) }), from: ft, on: link)
+        let connection = try #require(h.shell.connects.last?.connection)
+        h.shell.perform(h.core.peerConnected(connection))
+        return connection
     }
 
     func signedOnStream(_ h: CoreHarness, _ m: StunMessage, ft: FiveTuple, link: MemoryStreamLink) throws -> StunMessage {
@@ -487,9 +495,7 @@ import Testing
         let h = CoreHarness()
         let link = MemoryStreamLink()
         let ft = try tcpAllocation(h, link: link)
-        h.shell.receive(h.signed(H.request(.connect) { $0.appendXorAddress(AttributeType.xorPeerAddress, H.peer) }), from: ft, on: link)
-        let connection = try #require(h.shell.connects.first?.connection)
-        h.shell.perform(h.core.peerConnected(connection))
+        let connection = try connectedPeer(h, ft: ft, link: link)
         _ = link.take()
         // Over UDP → 400.
         #expect(h.send(H.request(.connectionBind) { $0.appendConnectionID(connection.id) })?.code == 400)
@@ -513,9 +519,7 @@ import Testing
         let h = CoreHarness()
         let link = MemoryStreamLink()
         let ft = try tcpAllocation(h, link: link)
-        h.shell.receive(h.signed(H.request(.connect) { $0.appendXorAddress(AttributeType.xorPeerAddress, H.peer) }), from: ft, on: link)
-        let connection = try #require(h.shell.connects.first?.connection)
-        h.shell.perform(h.core.peerConnected(connection))
+        let connection = try connectedPeer(h, ft: ft, link: link)
         let data = MemoryStreamLink()
         let dataTuple = FiveTuple(client: TransportAddress(ip: H.clientAddress.ip, port: 40_100), server: H.serverAddress, transport: .tcp)
         let r = try signedOnStream(h, H.request(.connectionBind) { $0.appendConnectionID(connection.id) }, ft: dataTuple, link: data)
@@ -542,9 +546,7 @@ import Testing
         let h = CoreHarness()
         let link = MemoryStreamLink()
         let ft = try tcpAllocation(h, link: link)
-        h.shell.receive(h.signed(H.request(.connect) { $0.appendXorAddress(AttributeType.xorPeerAddress, H.peer) }), from: ft, on: link)
-        let connection = try #require(h.shell.connects.first?.connection)
-        h.shell.perform(h.core.peerConnected(connection))
+        let connection = try connectedPeer(h, ft: ft, link: link)
         h.shell.perform(h.core.streamClosed(ft))
         #expect(h.core.manager.allocations[ft] == nil)
         #expect(h.shell.closedPeerConnections.contains { $0 === connection })

@@ -6,12 +6,8 @@ extension TurnCore {
     /// rules live in ChannelBindingTable. A binding also installs or refreshes the permission for the
     /// peer's IP.
     func handleChannelBind(_ m: StunMessage, _ request: RequestInfo) -> [TurnAction] {
-        let allocation = manager.allocations[request.fiveTuple]
-        let auth = authenticate(m, request, existing: allocation)
-        guard case .authenticated(let integrity, _) = auth else { return auth.refusal }
-        guard let allocation else {
-            return [reply(to: m, request, error: .allocationMismatch, integrity: integrity)]
-        }
+        let start = existingAllocation(m, request)
+        guard case .found(let allocation, let integrity) = start else { return start.answer }
         // Channels are for UDP relaying; a TCP allocation (RFC 6062) has none.
         guard !allocation.isTCP, let number = m.channelNumber, configuration.channelNumbers.contains(number),
               let peers = m.xorPeerAddresses, peers.count == 1

@@ -12,12 +12,8 @@ extension TurnCore {
 
     /// RFC 6062 §5.2, receiving a Connect request.
     func handleConnect(_ m: StunMessage, _ request: RequestInfo) -> [TurnAction] {
-        let allocation = manager.allocations[request.fiveTuple]
-        let auth = authenticate(m, request, existing: allocation)
-        guard case .authenticated(let integrity, _) = auth else { return auth.refusal }
-        guard let allocation else {
-            return [reply(to: m, request, error: .allocationMismatch, integrity: integrity)]
-        }
+        let start = existingAllocation(m, request)
+        guard case .found(let allocation, let integrity) = start else { return start.answer }
         guard let connections = allocation.peerConnections, let peer = m.xorAddress(AttributeType.xorPeerAddress) else {
             return [reply(to: m, request, error: .badRequest, integrity: integrity)]
         }

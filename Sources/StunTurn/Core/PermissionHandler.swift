@@ -4,12 +4,8 @@ extension TurnCore {
     /// RFC 8656 §10.2, receiving a CreatePermission request: one or more XOR-PEER-ADDRESS; every one
     /// must pass the peer policy (403) and match the relay's family (443), or none is installed.
     func handleCreatePermission(_ m: StunMessage, _ request: RequestInfo) -> [TurnAction] {
-        let allocation = manager.allocations[request.fiveTuple]
-        let auth = authenticate(m, request, existing: allocation)
-        guard case .authenticated(let integrity, _) = auth else { return auth.refusal }
-        guard let allocation else {
-            return [reply(to: m, request, error: .allocationMismatch, integrity: integrity)]
-        }
+        let start = existingAllocation(m, request)
+        guard case .found(let allocation, let integrity) = start else { return start.answer }
         guard let peers = m.xorPeerAddresses, !peers.isEmpty else {
             return [reply(to: m, request, error: .badRequest, integrity: integrity)]
         }

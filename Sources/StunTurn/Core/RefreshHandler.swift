@@ -4,12 +4,8 @@ extension TurnCore {
     /// RFC 8656 §7.3-7.4 (server side of Refresh): LIFETIME 0 deletes the allocation, anything else
     /// sets a new lifetime; no allocation on this 5-tuple → 437.
     func handleRefresh(_ m: StunMessage, _ request: RequestInfo) -> [TurnAction] {
-        let allocation = manager.allocations[request.fiveTuple]
-        let auth = authenticate(m, request, existing: allocation)
-        guard case .authenticated(let integrity, _) = auth else { return auth.refusal }
-        guard let allocation else {
-            return [reply(to: m, request, error: .allocationMismatch, integrity: integrity)]
-        }
+        let start = existingAllocation(m, request)
+        guard case .found(let allocation, let integrity) = start else { return start.answer }
         // RFC 8656 §7.3: REQUESTED-ADDRESS-FAMILY must match the allocation's family → 443.
         if let family = m.requestedAddressFamily, family != (allocation.relayedAddress.ip.isIPv6 ? .ipv6 : .ipv4) {
             return [reply(to: m, request, error: .peerAddressFamilyMismatch, integrity: integrity)]

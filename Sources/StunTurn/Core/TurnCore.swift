@@ -171,6 +171,27 @@ final class TurnCore {
         }
     }
 
+    /// How a request on an existing allocation (Refresh, CreatePermission, ChannelBind, Connect) starts:
+    /// authenticated against the allocation on its 5-tuple, or already answered (a refusal, or 437 when
+    /// the 5-tuple has no allocation: RFC 8656 §7.3, §9.2, §11.2; RFC 6062 §5.2).
+    enum ExistingAllocation {
+        case found(Allocation, ResponseIntegrity)
+        case answered([TurnAction])
+
+        var answer: [TurnAction] {
+            if case .answered(let actions) = self { return actions }
+            return []
+        }
+    }
+
+    func existingAllocation(_ m: StunMessage, _ request: RequestInfo) -> ExistingAllocation {
+        let allocation = manager.allocations[request.fiveTuple]
+        let auth = authenticate(m, request, existing: allocation)
+        guard case .authenticated(let integrity, _) = auth else { return .answered(auth.refusal) }
+        guard let allocation else { return .answered([reply(to: m, request, error: .allocationMismatch, integrity: integrity)]) }
+        return .found(allocation, integrity)
+    }
+
     func authenticate(_ m: StunMessage, _ info: RequestInfo, existing: Allocation?) -> Authentication {
         let throttle = shared.credentials.throttle
         let source = info.client.ip.sourceKey

@@ -176,16 +176,19 @@ final class ClientDataHandler: ChannelInboundHandler {
 
     private let connection: PeerTCPConnection
     private let stats: TurnStats
+    /// The peer's side, open before any ConnectionBind can name the connection (read once, not per read).
+    private let peer: Channel?
 
     init(connection: PeerTCPConnection, stats: TurnStats) {
         self.connection = connection
         self.stats = stats
+        self.peer = connection.peerChannel
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
         stats.toPeer.add(connection.allocationFiveTuple.transport, bytes: bytes.readableBytes)
-        guard let peer = connection.peerChannel else { return }
+        guard let peer else { return }
         peer.writeAndFlush(bytes, promise: nil)
         // The peer reads slower than the client sends: stop reading the client until it catches up.
         if !peer.isWritable {
@@ -203,7 +206,7 @@ final class ClientDataHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connection.peerChannel?.close(promise: nil)
+        peer?.close(promise: nil)
         context.fireChannelInactive()
     }
 

@@ -83,3 +83,32 @@ final class StreamConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         context.close(promise: nil)
     }
 }
+
+/// A client's TCP/TLS connection as the core writes to it: written now, flushed at the end of the tick.
+final class ChannelStreamLink: StreamLink {
+    let channel: Channel
+    unowned let engine: TurnEngine
+
+    init(channel: Channel, engine: TurnEngine) {
+        self.channel = channel
+        self.engine = engine
+    }
+
+    func write(_ buffer: ByteBuffer) {
+        channel.write(buffer, promise: nil)
+        engine.streamWritten(channel)
+    }
+
+    /// After a ConnectionBind (RFC 6062 §5.4): this connection stops carrying STUN and becomes the byte pipe
+    /// of `connection`; bytes the peer sent meanwhile go out first.
+    func becomeDataConnection(of connection: PeerTCPConnection, stats: TurnStats) {
+        let channel = channel
+        channel.eventLoop.assumeIsolated().execute {
+            let ops = channel.pipeline.syncOperations
+            if let framer = try? ops.handler(type: StunStreamFramer.self) { ops.removeHandler(framer, promise: nil) }
+            if let handler = try? ops.handler(type: StreamConnectionHandler.self) { ops.removeHandler(handler, promise: nil) }
+            try? ops.addHandler(ClientDataHandler(connection: connection, stats: stats))
+            connection.peerChannel?.eventLoop.execute { connection.bind(channel) }
+        }
+    }
+}

@@ -244,14 +244,7 @@ final class TurnEngine {
     /// ConnectionBind (RFC 6062 §5.4): once this read is handled, the client's connection stops
     /// carrying STUN and becomes the data connection of `connection`.
     private func join(_ link: StreamLink, to connection: PeerTCPConnection) {
-        guard let dataChannel = (link as? ChannelStreamLink)?.channel else { return }
-        dataChannel.eventLoop.assumeIsolated().execute { [self] in
-            let ops = dataChannel.pipeline.syncOperations
-            if let framer = try? ops.handler(type: StunStreamFramer.self) { ops.removeHandler(framer, promise: nil) }
-            if let handler = try? ops.handler(type: StreamConnectionHandler.self) { ops.removeHandler(handler, promise: nil) }
-            try? ops.addHandler(ClientDataHandler(connection: connection, stats: stats))
-            connection.peerChannel?.eventLoop.execute { connection.bind(dataChannel) }
-        }
+        (link as? ChannelStreamLink)?.becomeDataConnection(of: connection, stats: stats)
     }
 }
 
@@ -263,21 +256,5 @@ extension SocketHandle {
         let handle = SocketHandle(fd: fd, localAddress: local) { channel.close(promise: nil) }
         channel.closeFuture.assumeIsolated().whenComplete { _ in handle.isOpen = false }
         return handle
-    }
-}
-
-/// A client's TCP/TLS connection as the core writes to it: written now, flushed at the end of the tick.
-final class ChannelStreamLink: StreamLink {
-    let channel: Channel
-    unowned let engine: TurnEngine
-
-    init(channel: Channel, engine: TurnEngine) {
-        self.channel = channel
-        self.engine = engine
-    }
-
-    func write(_ buffer: ByteBuffer) {
-        channel.write(buffer, promise: nil)
-        engine.streamWritten(channel)
     }
 }

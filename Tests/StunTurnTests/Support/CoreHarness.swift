@@ -93,9 +93,14 @@ final class CoreHarness {
         return m
     }
 
-    static func allocateRequest(transport: UInt8 = 17, _ build: (inout StunMessage) -> Void = { _ in }) -> StunMessage {
+    static func allocateRequest(transport: RelayTransport = .udp, _ build: (inout StunMessage) -> Void = { _ in }) -> StunMessage {
+        allocateRequest(protocolNumber: transport.rawValue, build)
+    }
+
+    /// An Allocate asking for any IP protocol number in REQUESTED-TRANSPORT, including ones TURN does not relay.
+    static func allocateRequest(protocolNumber: UInt8, _ build: (inout StunMessage) -> Void = { _ in }) -> StunMessage {
         request(.allocate) {
-            $0.append(AttributeType.requestedTransport, [transport, 0, 0, 0])
+            $0.append(AttributeType.requestedTransport, [protocolNumber, 0, 0, 0])
             build(&$0)
         }
     }
