@@ -26,11 +26,24 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         .target(
             name: "Auth",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ServerMetrics", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // The built-in password lookups configuration can name (auth.sqlite, auth.http_lookup).
+        .target(
+            name: "AuthLookups",
+            dependencies: [
+                "Auth",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Counters and the one declaration of every metric (/metrics, /api/stats and the README's table).
         .target(name: "ServerMetrics"),
@@ -91,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "webrtc-server",
             dependencies: [
-                "Auth", "StunTurn", "Signaling", "Cluster", "ServerMetrics",
+                "Auth", "AuthLookups", "StunTurn", "Signaling", "Cluster", "ServerMetrics",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -101,7 +101,7 @@ public final class SessionCredentials: Sendable {
     /// The credential for `username`, nil when unknown or revoked; `expired` tells a lapsed one.
     func lookup(_ username: String) -> CredentialLookup? {
         switch resolve(username) {
-        case .candidates(let c)?: return .passwords(c.map(\.password))
+        case .candidates(let c)?: return .passwords(c.compactMap(\.password))
         case nil: return nil
         case let other?: return other.lookup
         }

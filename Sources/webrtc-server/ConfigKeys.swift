@@ -112,6 +112,12 @@ enum ConfigKeys {
         .authSecrets,
         .authDemoLogin,
         .authMaxEphemeralLifetime,
+        .authSqlite,
+        .authHttpLookup,
+        .authHttpLookupSecret,
+        .authLookupCacheTTL,
+        .authLookupTimeout,
+        .authLookupMaxInFlight,
         .authThrottleFreeFailures,
         .authThrottleWindow,
         .authThrottleBaseDelay,
@@ -254,9 +260,21 @@ extension ConfigKey {
     static let authSecrets = ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
                             help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify", reloadable: true, secret: true)
     static let authDemoLogin = ConfigKey(name: "auth.demo_login", kind: .scalar, defaultValue: "true",
-                            help: "with no auth.users and no auth.secrets, log in as user demo with a random password made at start and logged once with a ready URL; any configured credential turns it off; false = never", reloadable: true)
+                            help: "with no auth.users, auth.secrets, auth.sqlite or auth.http_lookup, log in as user demo with a random password made at start and logged once with a ready URL; any configured credential turns it off; false = never", reloadable: true)
     static let authMaxEphemeralLifetime = ConfigKey(name: "auth.max_ephemeral_lifetime", kind: .scalar, defaultValue: "86400",
                             help: "seconds ahead an ephemeral TURN REST credential's expiry may lie (plus 300 s for clock differences); later ones are refused as unknown (401); 0 = no ceiling", reloadable: true)
+    static let authSqlite = ConfigKey(name: "auth.sqlite", kind: .scalar, defaultValue: "",
+                            help: "path of a coturn SQLite user database (table turnusers_lt, as turnadmin -a -b FILE writes it), opened read-only; users are looked up after auth.users and auth.secrets; empty = off")
+    static let authHttpLookup = ConfigKey(name: "auth.http_lookup", kind: .scalar, defaultValue: "",
+                            help: "http:// or https:// URL of the app backend's password lookup, POSTed {realm, timestamp, username} and answering 200 {password | passwords | hmackey}, 404 unknown, 410 expired; asked after auth.sqlite; empty = off")
+    static let authHttpLookupSecret = ConfigKey(name: "auth.http_lookup_secret", kind: .scalar, defaultValue: "",
+                            help: "key of the lookup request's X-Webrtc-Signature: sha256=HEX header (HMAC-SHA256 of the body); empty = unsigned", secret: true)
+    static let authLookupCacheTTL = ConfigKey(name: "auth.lookup_cache_ttl", kind: .scalar, defaultValue: "60",
+                            help: "seconds an answer of auth.sqlite, auth.http_lookup or a plugged-in lookup is kept, found or unknown (a user added or removed counts after it); 0 = not kept", reloadable: true)
+    static let authLookupTimeout = ConfigKey(name: "auth.lookup_timeout", kind: .scalar, defaultValue: "5",
+                            help: "seconds a lookup may take; longer, or an error, fails that login (TURN 401, signaling unauthorized with reason unavailable), uncached", reloadable: true)
+    static let authLookupMaxInFlight = ConfigKey(name: "auth.lookup_max_in_flight", kind: .scalar, defaultValue: "256",
+                            help: "different user names being looked up at once, at most; past it a TURN request is dropped (the client retransmits) and a signaling login is refused with reason unavailable", reloadable: true)
     static let authThrottleFreeFailures = ConfigKey(name: "auth.throttle_free_failures", kind: .scalar, defaultValue: "5",
                             help: "failed logins (signaling, TURN 401/441) per source address (IPv6 by /64) answered at once within auth.throttle_window; later ones are answered after a growing delay; 0 = no delay", reloadable: true)
     static let authThrottleWindow = ConfigKey(name: "auth.throttle_window", kind: .scalar, defaultValue: "300",

@@ -3,7 +3,7 @@ import Foundation
 import Signaling
 
 /// The first run's login. When the configuration gives no way to log in (no `auth.users`, no
-/// `auth.secrets`) and `auth.demo_login` is on, the server adds one user, `demo`, whose password is made
+/// `auth.secrets`, no `auth.sqlite` or `auth.http_lookup`) and `auth.demo_login` is on, the server adds one user, `demo`, whose password is made
 /// at start for this process's life and logged once with a ready URL, so that the README's first command
 /// gives a working call in two browser tabs. A configured user or secret turns it off (a reload that
 /// adds one removes `demo`; one that removes them all brings it back, with the same password).
@@ -21,6 +21,7 @@ struct DemoLogin: Sendable {
     /// Whether `settings` leave nobody able to log in, so the demo login applies.
     static func applies(to settings: ServerSettings) -> Bool {
         settings.demoLoginAllowed && settings.credentials.users.isEmpty && settings.credentials.sharedSecrets.isEmpty
+            && !settings.lookups.configured
     }
 
     /// The credentials to put in force for `settings`: theirs, with the demo user when it applies.

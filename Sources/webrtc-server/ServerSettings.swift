@@ -14,6 +14,8 @@ struct ServerSettings {
     var credentials = CredentialStore.Settings()
     /// auth.demo_login: whether the first run's demo login may apply (`DemoLogin`).
     var demoLoginAllowed = true
+    /// auth.sqlite, auth.http_lookup and the lookup cache (`LookupSettings`).
+    var lookups = LookupSettings()
     /// signaling.enabled (false: TURN only; the signaling port keeps health and admin endpoints).
     var signalingEnabled: Bool { signaling.webSocketEnabled }
     var signaling = SignalingConfiguration()
@@ -150,6 +152,20 @@ struct ServerSettings {
         credentials.users = try r.map(.authUsers)
         credentials.sharedSecrets = try r.list(.authSecrets)
         demoLoginAllowed = try r.bool(.authDemoLogin)
+        credentials.realm = turn.realm
+        lookups.sqlitePath = try r.string(.authSqlite)
+        let lookupURL = try r.string(.authHttpLookup)
+        if !lookupURL.isEmpty {
+            guard let url = URL(string: lookupURL), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                  url.host != nil else {
+                throw ConfigError(.authHttpLookup, problem: "expected an http:// or https:// URL, got '\(lookupURL)'")
+            }
+            lookups.httpURL = url
+        }
+        lookups.httpSecret = try r.string(.authHttpLookupSecret)
+        lookups.chain.cacheTTL = try r.seconds(.authLookupCacheTTL, 0...86400).timeInterval
+        lookups.chain.timeout = try r.seconds(.authLookupTimeout, 0.05...300).timeInterval
+        lookups.chain.maxInFlight = try r.int(.authLookupMaxInFlight, 1...1_000_000)
         credentials.maxEphemeralLifetime = try r.seconds(.authMaxEphemeralLifetime, 0...(3650 * 86400)).timeInterval
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
             throw ConfigError(.authUsers, problem: "user names must be 1 to 508 bytes")

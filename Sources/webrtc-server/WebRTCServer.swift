@@ -79,12 +79,13 @@ struct WebRTCServer: AsyncParsableCommand {
         Self.raiseOpenFileLimit(for: loaded, logger: logger)
         let demo = DemoLogin()
         if DemoLogin.applies(to: loaded) {
-            let text = "no auth.users or auth.secrets configured: log in as '\(DemoLogin.username)' with password '\(demo.password)' "
+            let text = "no auth.users, auth.secrets or lookup configured: log in as '\(DemoLogin.username)' with password '\(demo.password)' "
                 + "(made for this run; auth.demo_login false turns this off). Open \(demo.url(loaded.signaling)) in two browser tabs."
             logger.notice("\(text)")
         }
         // In a cluster, session credentials are derived from the cluster's secret: any instance accepts them.
-        let credentials = CredentialStore(demo.credentials(for: loaded), sessionSecret: loaded.clusterSecret)
+        let lookups = try await loaded.lookups.makeChain(logger: logger)
+        let credentials = CredentialStore(demo.credentials(for: loaded), sessionSecret: loaded.clusterSecret, lookups: lookups)
         credentials.throttle.update(loaded.throttle)
         let group = MultiThreadedEventLoopGroup.singleton
         let turn = TurnServer(configuration: loaded.turn, credentials: credentials, group: group, logger: logger)
@@ -100,7 +101,7 @@ struct WebRTCServer: AsyncParsableCommand {
         // First in the group, so stopped last: after signaling has handed its peers' departures over and
         // TURN has drained, it revokes their credentials cluster-wide and says goodbye.
         if let node { running.insert(.init(service: node), at: 0) }
-        let exporter = PrometheusExporter(turn: turn, hub: hub, cluster: node)
+        let exporter = PrometheusExporter(turn: turn, hub: hub, cluster: node, lookups: lookups)
         let backend = OperatorBackend(turn: turn, exporter: exporter, logLevel: logLevel, signaling: loaded.signalingEnabled,
                                       cluster: node)
         let turnHost = loaded.clusterAdvertiseHost ?? loaded.signaling.iceServers.host ?? "\(turn.relayedIP)"
@@ -144,7 +145,7 @@ struct WebRTCServer: AsyncParsableCommand {
         logger.info("stopped")
     }
 
-    /// The README's metrics table: every metric a full configuration (TURN, signaling, cluster) declares.
+    /// The README's metrics table: every metric a full configuration (TURN, signaling, lookups, cluster) declares.
     static func metricsTable() -> String {
         var logger = Logger(label: "metrics-table")
         logger.logLevel = .critical
@@ -156,7 +157,8 @@ struct WebRTCServer: AsyncParsableCommand {
                                                                    advert: InstanceAdvert(address: "", turn: nil)),
                                hub: hub, credentials: credentials, eventLoop: group.next(), logger: logger,
                                load: { (0, 0) }, onFatal: { _ in })
-        return Metric.markdownTable(PrometheusExporter.all(turn: turn, hub: hub, cluster: node, allocations: []))
+        let lookups = LookupChain([.init(name: "table", LookupFunction { _, _ in .unknown })])
+        return Metric.markdownTable(PrometheusExporter.all(turn: turn, hub: hub, cluster: node, lookups: lookups, allocations: []))
     }
 
     /// This instance's part in the cluster of `c`.

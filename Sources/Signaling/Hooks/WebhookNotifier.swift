@@ -1,17 +1,15 @@
 import AsyncHTTPClient
-import Crypto
+import Auth
 import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
 
 /// The optional HTTP webhook: each join/leave is POSTed as JSON to `webhook.url`, signed with
-/// `X-Webrtc-Signature: sha256=<hex HMAC-SHA256(secret, body)>` so the receiver can tell it came from
+/// `X-Webrtc-Signature: sha256=<hex HMAC-SHA256(secret, body)>` (`RequestSignature`) so the receiver can tell it came from
 /// this server. A failure (connection, timeout, non-2xx) is logged and counted by the dispatcher.
 /// Sent with async-http-client's shared client (pooled connections, http and https).
 struct WebhookNotifier: SignalingHooks {
-    static let signatureHeader = "X-Webrtc-Signature"
-
     let settings: WebhookSettings
     let logger: Logger
     let stats: SignalingStats
@@ -39,7 +37,7 @@ struct WebhookNotifier: SignalingHooks {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "webrtc-server")
         if !settings.secret.isEmpty {
-            request.headers.add(name: Self.signatureHeader, value: "sha256=" + Self.signature(body: Array(body), secret: settings.secret))
+            request.headers.add(name: RequestSignature.header, value: RequestSignature.value(body: Array(body), secret: settings.secret))
         }
         request.body = .bytes(ByteBuffer(data: body))
         let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(settings.timeout / .nanoseconds(1))))
@@ -49,10 +47,6 @@ struct WebhookNotifier: SignalingHooks {
         stats.webhookDeliveries.add()
     }
 
-    static func signature(body: [UInt8], secret: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8)))
-        return mac.map { String(format: "%02x", $0) }.joined()
-    }
 }
 
 enum WebhookError: Error, CustomStringConvertible {

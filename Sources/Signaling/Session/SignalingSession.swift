@@ -18,8 +18,9 @@ final class SignalingSession {
     private var recentErrors: [ContinuousClock.Instant] = []
     /// Set once a login failed: whatever else arrives before the (possibly delayed) close is ignored.
     private var refused = false
-    /// A resume is being asked of another instance; frames meanwhile are ignored.
-    private var resuming = false
+    /// A resume is being asked of another instance, or the password lookup chain is being asked about a
+    /// login; frames meanwhile (but `ping`) are ignored: one login at a time.
+    private var waiting = false
 
     init(hub: SignalingHub, connection: PeerConnection, room: String, requestHost: String) {
         self.hub = hub
@@ -50,7 +51,7 @@ final class SignalingSession {
             if connection.send(ServerEvents.pong) { hub.stats.sent(.pong) }
             return
         }
-        guard !resuming else { return }  // a resume on another instance is under way: one login at a time
+        guard !waiting else { return }  // a resume on another instance or a lookup is under way: one login at a time
         guard let peerID else {
             hub.stats.received(.authenticate)
             if let token = Self.resumeToken(in: bytes) {
@@ -139,14 +140,14 @@ final class SignalingSession {
         } catch {
             // Held on another instance of the cluster: it hands the session over (or says no).
             if let backplane = hub.backplane, !token.hasPrefix(backplane.resumeTokenPrefix) {
-                resuming = true
+                waiting = true
                 let hub = self.hub, connection = self.connection, room = self.room
                 let loop = connection.channel.eventLoop
                 let session = NIOLoopBound(self, eventLoop: loop)  // the session belongs to its connection's loop
                 backplane.requestResume(token: token, room: room) { granted in
                     loop.execute {
                         let session = session.value
-                        session.resuming = false
+                        session.waiting = false
                         guard let (peer, queued) = granted, !connection.isClosing else { return session.resumeFailed() }
                         hub.adoptResumed(peer, queued: queued, connection: connection) { newToken, roster, replayed in
                             ServerEvents.resumed(peerID: peer.info.peerID, resumeToken: newToken, peers: roster, replayed: replayed)
@@ -202,15 +203,46 @@ final class SignalingSession {
 
     private func authenticate(_ bytes: [UInt8]) {
         guard !refusedAsBlocked() else { return }
-        guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)),
-              frame.event == "authenticate",
-              hub.credentials.verify(username: frame.data.username, password: frame.data.password)
-        else {
-            refuseLogin()
-            return
+        guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)), frame.event == "authenticate" else {
+            return refuseLogin()
         }
+        let name = frame.data.username, password = frame.data.password
+        switch hub.credentials.check(username: name, password: password) {
+        case .accepted: admit(name)
+        case .refused: refuseLogin()
+        case .lookupNeeded:
+            // Only the lookup chain knows this user: asked off the loop, the login finishes when it answers.
+            waiting = true
+            let credentials = hub.credentials, connection = self.connection, loop = connection.channel.eventLoop
+            let session = NIOLoopBound(self, eventLoop: loop)
+            Task {
+                let verdict = await credentials.verifyLookingUp(username: name, password: password)
+                loop.execute {
+                    let session = session.value
+                    session.waiting = false
+                    guard !connection.isClosing else { return }
+                    switch verdict {
+                    case .accepted: session.admit(name)
+                    case .refused: session.refuseLogin()
+                    case .unavailable: session.refuseUnavailable()
+                    }
+                }
+            }
+        }
+    }
+
+    /// A login the lookup chain could not decide (it failed, timed out or was full): `unauthorized` with
+    /// reason `unavailable`, not counted against the source (it is not the client's fault).
+    private func refuseUnavailable() {
+        refused = true
+        hub.stats.sent(.unauthorized)
+        connection.close(finalEvent: ServerEvents.unauthorized(reason: "unavailable", retryAfter: 1),
+                         reason: "password lookup unavailable")
+    }
+
+    /// A login whose password was accepted: a peer ID, TURN credentials, the room.
+    private func admit(_ name: String) {
         let id = Self.newPeerID()
-        let name = frame.data.username
         let credential = hub.credentials.sessions.mint(session: id, owner: name, lifetime: hub.iceServers.credentialLifetime)
         var iceSettings = hub.iceServers
         var iceHost = iceSettings.host ?? requestHost

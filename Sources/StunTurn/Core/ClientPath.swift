@@ -35,5 +35,7 @@ enum ClientPath {
 struct RequestInfo {
     let fiveTuple: FiveTuple
     let path: ClientPath
+    /// The lookup chain's answer, when the request waited for one (`TurnAction.lookUpCredentials`).
+    var resolved: ResolvedCredentials? = nil
     var client: TransportAddress { fiveTuple.client }
 }

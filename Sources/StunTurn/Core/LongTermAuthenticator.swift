@@ -1,5 +1,11 @@
 import Auth
 
+/// What the lookup chain answered for a request that waited for it.
+struct ResolvedCredentials {
+    let username: String
+    let resolution: CredentialResolution
+}
+
 /// The long-term credential mechanism, server side (RFC 8489 §9.2.4), with the SHA-256 password
 /// algorithm offered through PASSWORD-ALGORITHMS (§9.2.1-9.2.2).
 struct LongTermAuthenticator {
@@ -13,9 +19,16 @@ struct LongTermAuthenticator {
         case authenticated(SessionCredential, MessageIntegrity.Kind)
         /// Reject. `challenge`: add REALM, NONCE and PASSWORD-ALGORITHMS (401 and 438).
         case reject(StunError, challenge: Bool)
+        /// Only the lookup chain knows `username`, and its cache does not: the request waits for
+        /// `CredentialStore.resolveLookingUp` and comes back with the answer (`resolved`).
+        case lookupNeeded(username: String)
+        /// The lookup chain failed (threw, timed out, or was full): not the client's fault.
+        case lookupFailed(LookupChain.Failure)
     }
 
-    func authenticate(_ m: StunMessage, client: IPAddress, existing: SessionCredential?) -> Outcome {
+    /// `resolved`: what the lookup chain answered for this request's username (a request that waited).
+    func authenticate(_ m: StunMessage, client: IPAddress, existing: SessionCredential?,
+                      resolved: ResolvedCredentials? = nil) -> Outcome {
         // §9.2.4 first bullet: no integrity → 401 challenge.
         guard let kind = MessageIntegrity.kind(of: m) else { return .reject(.unauthorized, challenge: true) }
         // Missing USERNAME/USERHASH, REALM or NONCE → 400.
@@ -54,11 +67,16 @@ struct LongTermAuthenticator {
             return .authenticated(existing, kind)
         }
 
-        guard case .candidates(let candidates) = credentials.resolve(username) else {
-            return .reject(.unauthorized, challenge: true)
+        let resolution = resolved.flatMap { $0.username == username ? $0.resolution : nil } ?? credentials.resolve(username)
+        let candidates: [PasswordCandidate]
+        switch resolution {
+        case .candidates(let c): candidates = c
+        case .lookupNeeded: return .lookupNeeded(username: username)
+        case .lookupFailed(let failure): return .lookupFailed(failure)
+        case .expired, .expiryTooFar, .unknown: return .reject(.unauthorized, challenge: true)
         }
         for candidate in candidates {
-            let key = algorithm.key(username: username, realm: realm, password: candidate.password)
+            guard let key = algorithm.key(username: username, realm: realm, secret: candidate.secret) else { continue }
             if MessageIntegrity.verify(m, key: key) {
                 return .authenticated(SessionCredential(username: username, realm: realm, key: key, algorithm: algorithm,
                                                         quotaOwner: candidate.owner, session: candidate.session), kind)

@@ -67,6 +67,8 @@ final class MemoryShell {
     private(set) var closedSockets: [SocketHandle] = []
     private(set) var closedPeerConnections: [PeerTCPConnection] = []
     private(set) var boundSockets: [SocketHandle] = []
+    /// Requests waiting for the lookup chain, until `completeLookups()`.
+    private(set) var pendingLookups: [PendingLookup] = []
 
     init(shared: TurnShared, clock: TurnClock = TurnClock()) {
         sink = MemoryDatagramSink()
@@ -111,6 +113,8 @@ final class MemoryShell {
                 closedSockets.append(socket)
             case .closePeerConnection(let connection):
                 closedPeerConnections.append(connection)
+            case .lookUpCredentials(let pending):
+                pendingLookups.append(pending)
             }
         }
     }
@@ -122,8 +126,19 @@ final class MemoryShell {
         joins = []
         closedSockets = []
         closedPeerConnections = []
+        pendingLookups = []
         boundSockets = boundSockets.filter { $0.isOpen }
         _ = sink.take()
+    }
+
+    /// Answers the requests waiting for the lookup chain (asking it, as the NIO shell does off its loop).
+    func completeLookups() async {
+        let waiting = pendingLookups
+        pendingLookups = []
+        for p in waiting {
+            perform(core.credentialsResolved(p, await core.shared.credentials.resolveLookingUp(p.username)))
+        }
+        core.endOfReadBatch()
     }
 
     /// Completes the binds held back by `deferBinds`.

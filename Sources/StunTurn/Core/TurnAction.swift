@@ -19,6 +19,17 @@ enum TurnAction {
     case close(SocketHandle)
     /// Close an RFC 6062 peer connection and its data connection.
     case closePeerConnection(PeerTCPConnection)
+    /// Ask the lookup chain for a request's username off the event loop
+    /// (`CredentialStore.resolveLookingUp`), then hand the answer back (`TurnCore.credentialsResolved`).
+    /// Other traffic goes on meanwhile.
+    case lookUpCredentials(PendingLookup)
+}
+
+/// A request waiting for the lookup chain's answer on its username.
+struct PendingLookup {
+    let username: String
+    let message: StunMessage
+    let request: RequestInfo
 }
 
 /// A relay socket for pending allocation `allocation`: UDP (optionally on the descriptor that has held

@@ -1,3 +1,4 @@
+import Auth
 import Logging
 import NIOCore
 
@@ -203,7 +204,18 @@ final class TurnCore {
             stats.authBlocked.add()
             return .refused([])
         }
-        switch authenticator.authenticate(m, client: info.client.ip, existing: existing?.credential) {
+        switch authenticator.authenticate(m, client: info.client.ip, existing: existing?.credential, resolved: info.resolved) {
+        case .lookupNeeded(let username):
+            stats.authLookupsWaited.add()
+            return .refused([.lookUpCredentials(PendingLookup(username: username, message: m, request: info))])
+        case .lookupFailed(.overloaded):
+            // Too many lookups under way: dropped, as if lost (a UDP client retransmits; by then the
+            // chain may have room). Counted by the chain.
+            return .refused([])
+        case .lookupFailed:
+            // An authentication failure (as in the original server), but not the client's: a 401 with a
+            // fresh challenge, not counted against its source.
+            return .refused([reply(to: m, info, error: .unauthorized, integrity: nil, challenge: true)])
         case .authenticated(let credential, let kind):
             let integrity = ResponseIntegrity(key: credential.key, kind: kind)
             // RFC 8489 §6.3.1: unknown comprehension-required attributes → 420 once authenticated.
@@ -225,6 +237,13 @@ final class TurnCore {
             }
             return .refused([reply(to: m, info, error: error, integrity: nil, challenge: challenge)])
         }
+    }
+
+    /// The lookup chain's answer for a request that waited for it: the request is handled again with it.
+    func credentialsResolved(_ pending: PendingLookup, _ resolution: CredentialResolution) -> [TurnAction] {
+        var request = pending.request
+        request.resolved = ResolvedCredentials(username: pending.username, resolution: resolution)
+        return handle(pending.message, request)
     }
 
     // MARK: Lifetimes

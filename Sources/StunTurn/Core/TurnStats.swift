@@ -57,6 +57,8 @@ public final class TurnStats: Sendable {
     public let authFailures = StatCounter()
     /// Requests dropped because their source is blocked after repeated authentication failures.
     public let authBlocked = StatCounter()
+    /// Requests whose username only the lookup chain knew, answered after it (`auth.sqlite`, …).
+    public let authLookupsWaited = StatCounter()
     /// Unauthenticated requests dropped over the per-source rate (turn.unauthenticated_rate).
     public let rateLimited = StatCounter()
     /// Relayed packets dropped over an allocation's bandwidth cap (turn.bandwidth_limit), and their bytes.
@@ -122,6 +124,8 @@ public final class TurnStats: Sendable {
                    help: "logins refused without a check because their source is blocked (auth throttle)") {
                 [.init([("half", "turn")], self.authBlocked.value)]
             },
+            .counter("webrtc_turn_auth_lookups_waited_total", json: "auth_lookups_waited",
+                     help: "TURN requests answered after waiting for the password lookup chain (a cache miss)", authLookupsWaited),
             .counter("webrtc_turn_rate_limited_total", json: "rate_limited",
                      help: "requests without integrity dropped over `turn.unauthenticated_rate`", rateLimited),
             .counter("webrtc_turn_bandwidth_dropped_packets_total", json: "bandwidth_dropped",

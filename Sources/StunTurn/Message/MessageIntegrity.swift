@@ -55,6 +55,15 @@ public enum PasswordAlgorithm: UInt16, Sendable, CaseIterable {
         case .sha256: return Array(SHA256.hash(data: input))
         }
     }
+
+    /// The key for `secret`: derived from a password, or a stored long-term key as it is (which serves
+    /// MD5 only: nil for SHA-256).
+    public func key(username: String, realm: String, secret: StoredSecret) -> [UInt8]? {
+        switch secret {
+        case .password(let p): return key(username: username, realm: realm, password: p)
+        case .longTermKey(let k): return self == .md5 ? k : nil
+        }
+    }
 }
 
 /// USERHASH (RFC 8489 §14.4): SHA-256(username ":" realm).

@@ -90,6 +90,21 @@ final class TurnEngine {
                 socket.close()
             case .closePeerConnection(let connection):
                 connection.closeBoth()
+            case .lookUpCredentials(let pending):
+                lookUp(pending)
+            }
+        }
+    }
+
+    /// Asks the lookup chain off the loop; the request comes back to the core on the loop with the answer.
+    private func lookUp(_ pending: PendingLookup) {
+        let credentials = shared.credentials, username = pending.username, loop = eventLoop
+        let waiting = NIOLoopBound((engine: self, pending: pending), eventLoop: loop)
+        Task {
+            let resolution = await credentials.resolveLookingUp(username)
+            loop.execute {
+                let (engine, pending) = waiting.value
+                engine.perform(engine.core.credentialsResolved(pending, resolution))
             }
         }
     }

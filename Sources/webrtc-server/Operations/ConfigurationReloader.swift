@@ -37,6 +37,7 @@ struct ConfigurationReloader: Sendable {
         let old = current.value
         credentials.update(demo.credentials(for: new))
         credentials.throttle.update(new.throttle)
+        credentials.lookups?.update(new.lookups.chain)
         turn.updateLimits(new.turn.limits)
         hub.updateLimits(from: new.signaling)
         logLevel.current = new.logLevel

@@ -1,3 +1,4 @@
+import Auth
 import Cluster
 import CoreMetrics
 import Foundation
@@ -18,32 +19,35 @@ final class PrometheusExporter: Sendable {
     private let turn: TurnServer
     private let hub: SignalingHub
     private let cluster: ClusterNode?
+    private let lookups: LookupChain?
     private struct Published {
         var counters: [String: (counter: CoreMetrics.Counter, last: Int)] = [:]
         var gauges: [String: CoreMetrics.Gauge] = [:]
     }
     private let published = Mutex(Published())
 
-    init(turn: TurnServer, hub: SignalingHub, cluster: ClusterNode? = nil) {
+    init(turn: TurnServer, hub: SignalingHub, cluster: ClusterNode? = nil, lookups: LookupChain? = nil) {
         self.turn = turn
+        self.lookups = lookups
         self.cluster = cluster
         self.hub = hub
         factory = PrometheusMetricsFactory(registry: registry)
     }
 
     /// Every metric of this process; permissions and channel bindings are summed over `allocations`.
-    static func all(turn: TurnServer, hub: SignalingHub, cluster: ClusterNode?, allocations: [AllocationInfo]) -> [Metric] {
+    static func all(turn: TurnServer, hub: SignalingHub, cluster: ClusterNode?, lookups: LookupChain?,
+                    allocations: [AllocationInfo]) -> [Metric] {
         let turnExtras: [Metric] = [
             .value("webrtc_turn_permissions", .gauge, help: "permissions of every allocation") { allocations.reduce(0) { $0 + $1.permissions } },
             .value("webrtc_turn_channel_bindings", .gauge, help: "channel bindings of every allocation") { allocations.reduce(0) { $0 + $1.channels } },
             .value("webrtc_draining", .gauge, help: "1 after SIGTERM, while draining") { turn.isDraining ? 1 : 0 },
         ]
-        return turn.stats.metrics + turnExtras + hub.metrics + (cluster?.metrics ?? []) + processMetrics
+        return turn.stats.metrics + turnExtras + hub.metrics + (lookups?.metrics ?? []) + (cluster?.metrics ?? []) + processMetrics
     }
 
     /// One scrape: the current values, in the Prometheus text format.
     func scrape() async -> String {
-        let metrics = Self.all(turn: turn, hub: hub, cluster: cluster, allocations: await turn.allocations())
+        let metrics = Self.all(turn: turn, hub: hub, cluster: cluster, lookups: lookups, allocations: await turn.allocations())
         published.withLock { p in
             for m in metrics {
                 guard let name = m.name else { continue }

@@ -36,14 +36,15 @@ final class CoreHarness {
     var core: TurnCore { shell.core }
     var stats: TurnStats { shared.stats }
 
-    init(relayedIP6: IPAddress? = nil, throttle: AuthThrottle.Settings = .off, configure: (inout TurnConfiguration) -> Void = { _ in }) {
+    init(relayedIP6: IPAddress? = nil, throttle: AuthThrottle.Settings = .off, lookups: LookupChain? = nil,
+         configure: (inout TurnConfiguration) -> Void = { _ in }) {
         var c = TurnConfiguration()
         c.realm = "test.realm"
         c.relayPorts = 50000...50099
         c.limits.unauthenticatedRate = 0
         c.peerPolicy = PeerAddressPolicy(allow: [CIDR("203.0.113.0/24")!, CIDR("2001:db8::/32")!])
         configure(&c)
-        let credentials = CredentialStore(.init(users: ["alice": "wonder", "bob": "builder"]))
+        let credentials = CredentialStore(.init(users: ["alice": "wonder", "bob": "builder"], realm: "test.realm"), lookups: lookups)
         credentials.throttle.update(throttle)
         var logger = Logger(label: "core-test")
         logger.logLevel = .critical
@@ -55,18 +56,18 @@ final class CoreHarness {
     var key: [UInt8] { Array(Insecure.MD5.hash(data: Array("\(username):test.realm:\(password)".utf8))) }
 
     /// `m` with USERNAME, REALM, a fresh NONCE and MESSAGE-INTEGRITY.
-    func signed(_ m: StunMessage) -> [UInt8] {
+    func signed(_ m: StunMessage, for client: TransportAddress = clientAddress) -> [UInt8] {
         var m = m
         m.appendText(AttributeType.username, username)
         m.appendText(AttributeType.realm, "test.realm")
-        m.appendText(AttributeType.nonce, core.authenticator.nonces.make(for: Self.clientAddress.ip))
+        m.appendText(AttributeType.nonce, core.authenticator.nonces.make(for: client.ip))
         return m.encode(integrity: .sha1(key: key))
     }
 
     /// Sends `m` (signed unless told otherwise) from the client over UDP; the answer with its transaction id.
     @discardableResult
     func send(_ m: StunMessage, signed sign: Bool = true, from client: TransportAddress = clientAddress) -> StunMessage? {
-        shell.receive(sign ? signed(m) : m.encode(), from: client, on: listener)
+        shell.receive(sign ? signed(m, for: client) : m.encode(), from: client, on: listener)
         return answer(to: m.transactionID, client: client)
     }
 

@@ -1,0 +1,29 @@
+import Auth
+import AuthLookups
+import Foundation
+import Logging
+
+/// The password lookups configuration names (`auth.sqlite`, `auth.http_lookup`), in that order after
+/// the built-in sessions, users and secrets, and the settings of the cache in front of them.
+struct LookupSettings: Equatable {
+    var sqlitePath = ""
+    var httpURL: URL?
+    var httpSecret = ""
+    var chain = LookupChain.Settings()
+
+    var configured: Bool { !sqlitePath.isEmpty || httpURL != nil }
+
+    /// Opens what is configured; nil when nothing is. A database that cannot be opened stops the start.
+    func makeChain(logger: Logger) async throws -> LookupChain? {
+        var links: [LookupChain.Link] = []
+        if !sqlitePath.isEmpty {
+            links.append(.init(name: "sqlite", try await SQLiteLookup.open(path: sqlitePath, logger: logger)))
+        }
+        if let httpURL {
+            links.append(.init(name: "http", try HTTPLookup(url: httpURL, secret: httpSecret, timeout: chain.timeout)))
+        }
+        guard !links.isEmpty else { return nil }
+        logger.info("password lookups: \(links.map(\.name).joined(separator: " → ")) (cached \(chain.cacheTTL) s)")
+        return LookupChain(links, settings: chain)
+    }
+}
