@@ -10,14 +10,6 @@ public enum StoredSecret: Sendable, Hashable {
     /// MD5(username:realm:password) for the realm the lookup was asked with (16 bytes).
     case longTermKey([UInt8])
 
-    /// The long-term MD5 key of `username` in `realm` with this secret.
-    public func md5Key(username: String, realm: String) -> [UInt8] {
-        switch self {
-        case .password(let p): return Self.md5Key(username: username, realm: realm, password: p)
-        case .longTermKey(let k): return k
-        }
-    }
-
     /// True when `password` is this secret (for `username` in `realm`), compared in constant time.
     public func accepts(_ password: String, username: String, realm: String) -> Bool {
         switch self {
@@ -26,6 +18,7 @@ public enum StoredSecret: Sendable, Hashable {
         }
     }
 
+    /// The long-term MD5 key (RFC 8489 §9.2.2); TURN's MD5 password algorithm uses this one.
     public static func md5Key(username: String, realm: String, password: String) -> [UInt8] {
         Array(Insecure.MD5.hash(data: Array("\(username):\(realm):\(password)".utf8)))
     }

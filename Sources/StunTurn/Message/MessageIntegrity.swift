@@ -49,10 +49,9 @@ public enum PasswordAlgorithm: UInt16, Sendable, CaseIterable {
 
     /// key = H(username ":" realm ":" password).
     public func key(username: String, realm: String, password: String) -> [UInt8] {
-        let input = Array("\(username):\(realm):\(password)".utf8)
         switch self {
-        case .md5: return Array(Insecure.MD5.hash(data: input))
-        case .sha256: return Array(SHA256.hash(data: input))
+        case .md5: return StoredSecret.md5Key(username: username, realm: realm, password: password)
+        case .sha256: return Array(SHA256.hash(data: Array("\(username):\(realm):\(password)".utf8)))
         }
     }
 
