@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "webrtc-server", targets: ["webrtc-server"]),
+        // The whole server as a library: WebRTCService (a ServiceLifecycle Service) from settings and plug-ins.
+        .library(name: "WebRTCServerKit", targets: ["WebRTCServerKit"]),
         .library(name: "Auth", targets: ["Auth"]),
         .library(name: "StunTurn", targets: ["StunTurn"]),
         .library(name: "Signaling", targets: ["Signaling"]),
@@ -13,7 +15,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // 3.x or 4.x: jwt-kit 5 needs 4.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -27,21 +30,34 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(
             name: "Auth",
             dependencies: ["ServerMetrics", .product(name: "Crypto", package: "swift-crypto")]
         ),
-        // The built-in password lookups configuration can name (auth.sqlite, auth.http_lookup).
+        // The built-in password lookups configuration can name (auth.sqlite, auth.postgresql, auth.http_lookup).
         .target(
             name: "AuthLookups",
             dependencies: [
                 "Auth",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Signed join tokens (auth.jwt_keys, auth.jwks_file): JWT verification with jwt-kit.
+        .target(
+            name: "JoinTokens",
+            dependencies: [
+                "Auth",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -101,19 +117,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(
-            name: "webrtc-server",
+        // The composition: settings (the key table, file, environment, flags), plug-ins, operations.
+        .target(
+            name: "WebRTCServerKit",
             dependencies: [
-                "Auth", "AuthLookups", "StunTurn", "Signaling", "Cluster", "ServerMetrics",
+                "Auth", "AuthLookups", "JoinTokens", "StunTurn", "Signaling", "Cluster", "ServerMetrics", "ServerTLS",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // The command-line front.
+        .executableTarget(
+            name: "webrtc-server",
+            dependencies: [
+                "WebRTCServerKit",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // bench/: the signaling load client (figures go to BENCHMARKS.md), on plain sockets and epoll.
@@ -137,7 +164,14 @@ let package = Package(
             ],
             path: "bench/nio-udp-floor"
         ),
-        .testTarget(name: "AuthTests", dependencies: ["Auth"]),
+        .testTarget(
+            name: "WebRTCServerKitTests",
+            dependencies: [
+                "WebRTCServerKit", "SignalingTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "JoinTokens", .product(name: "JWTKit", package: "jwt-kit")]),
         // hummingbird-websocket's client as a test peer, and a mailbox for what callbacks deliver.
         .target(
             name: "SignalingTestSupport",

@@ -16,14 +16,17 @@ command -v iptables >/dev/null || missing+=(iptables)  # firewall.sh's test, ins
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)  # runs dist/'s snippet in front of the server
 command -v nats-server >/dev/null || missing+=(nats-server)  # the cluster's messaging, for the NATS client and cluster tests
+# A coturn PostgreSQL user database for auth.postgresql (the tests run their own server on a unix socket).
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null && command -v psql >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 # Debian's coturn package may start its own turnserver on 3478; the tests need that port.
 if command -v systemctl >/dev/null && systemctl is-active --quiet coturn 2>/dev/null; then as_root systemctl stop coturn; fi
-# Likewise Debian's nginx may start on port 80, and its nats-server on 4222; the tests run their own on free ports.
-for unit in nginx nats-server; do
+# Likewise Debian's nginx may start on port 80, its nats-server on 4222 and its postgresql on 5432; the tests
+# run their own on free ports or sockets.
+for unit in nginx nats-server postgresql; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then as_root systemctl stop "$unit"; fi
 done
 
@@ -54,6 +57,10 @@ swift build --package-path fuzz --scratch-path .build-fuzz --target TurnFuzz --t
 echo "== build webrtc-server"
 swift build --product webrtc-server
 export WEBRTC_SERVER_BINARY="$PWD/.build/debug/webrtc-server"
+
+echo "== build examples/embedded (an app that depends on the WebRTCServerKit library; its own scratch folder)"
+swift build --package-path examples/embedded --scratch-path .build-embedded
+export EMBEDDED_EXAMPLE_BINARY="$PWD/.build-embedded/debug/embedded-app"
 
 echo "== interop tests"
 .venv/bin/pytest -v Tests/interop

@@ -298,7 +298,7 @@ public final class ClusterNode: Service, SignalingBackplane, Sendable {
         case .kick:
             if let target = c.target { hub.kickLocally(target, reason: c.reason ?? "removed by the server") }
         case .away, .back:
-            if let p = c.peer { hub.remotePresence(PeerInfo(peerID: p.peer_id, username: p.username), room: p.room, away: c.type == .away) }
+            if let p = c.peer { hub.remotePresence(p.info, room: p.room, away: c.type == .away) }
         case .resume_request:
             if let token = c.token, let room = c.room, let request = c.request { handOver(token: token, room: room, request: request, to: c.instance) }
         case .resume_grant:

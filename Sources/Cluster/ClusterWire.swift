@@ -122,18 +122,19 @@ public struct WireTurnEndpoint: Sendable, Codable, Equatable {
     var endpoint: TurnEndpoint { TurnEndpoint(host: host, port: port, tcp: tcp, tlsPort: tls_port) }
 }
 
-/// A peer as it crosses the wire.
+/// A peer as it crosses the wire (a join token's name, metadata and broadcast permission with it, when
+/// it has them: other instances show them, and a resume there keeps the permission).
 struct WirePeer: Codable, Equatable {
     var peer_id: String
     var username: String
     var room: String
     var joined_ms: Int64
+    var name: String?
+    var metadata_json: String?
+    var may_broadcast: Bool?
 
     init(_ p: LocalPeer) {
-        peer_id = p.info.peerID
-        username = p.info.username
-        room = p.room
-        joined_ms = p.joined.millis
+        self.init(peer: p.info, room: p.room, joinedMillis: p.joined.millis)
     }
 
     init(peer: PeerInfo, room: String, joinedMillis: Int64) {
@@ -141,11 +142,17 @@ struct WirePeer: Codable, Equatable {
         username = peer.username
         self.room = room
         joined_ms = joinedMillis
+        name = peer.name
+        metadata_json = peer.metadataJSON
+        may_broadcast = peer.mayBroadcast ? nil : false
+    }
+
+    var info: PeerInfo {
+        PeerInfo(peerID: peer_id, username: username, name: name, metadataJSON: metadata_json, mayBroadcast: may_broadcast ?? true)
     }
 
     func remote(on instance: String) -> RemotePeer {
-        RemotePeer(info: PeerInfo(peerID: peer_id, username: username), room: room, instance: instance,
-                   joined: JoinStamp(millis: joined_ms, peerID: peer_id))
+        RemotePeer(info: info, room: room, instance: instance, joined: JoinStamp(millis: joined_ms, peerID: peer_id))
     }
 }
 

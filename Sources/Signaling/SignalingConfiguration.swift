@@ -78,6 +78,9 @@ public struct SignalingConfiguration: Sendable {
     /// TURN-only deployment that still wants metrics and the dashboard); `/websocket/…`, the server API
     /// and the example pages answer 404.
     public var webSocketEnabled = true
+    /// false: `authenticate` with a username and password is refused (`auth.methods` without `password`);
+    /// only join tokens log in.
+    public var passwordLogins = true
     /// Folder with `index.html` served at `/` and `/room/:name`; nil = not served.
     public var staticDirectory: String?
     public var iceServers = IceServerSettings()

@@ -14,12 +14,16 @@ import Synchronization
 public final class SignalingServer: Service, Sendable {
     public let hub: SignalingHub
     let admin: (any AdminBackend)?
+    /// false: the port is the embedding app's (`HTTPServerBuilder.signaling(hub:)` in its application);
+    /// `run()` then runs only the hooks and the sweeper.
+    let listens: Bool
     let logger: Logger
     private let bound = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
 
-    public init(hub: SignalingHub, admin: (any AdminBackend)? = nil, logger: Logger) {
+    public init(hub: SignalingHub, admin: (any AdminBackend)? = nil, listens: Bool = true, logger: Logger) {
         self.hub = hub
         self.admin = admin
+        self.listens = listens
         self.logger = logger
     }
 
@@ -38,15 +42,22 @@ public final class SignalingServer: Service, Sendable {
     }
 
     func buildRouter() -> Router<SignalingRequestContext> {
-        let hub = self.hub
-        let c = hub.configuration
         let http = Router(context: SignalingRequestContext.self)
-        AdminRoutes.add(to: http, hub: hub, backend: admin) { [self] in self.bound.withLock { $0.port != nil } }
+        Self.addRoutes(to: http, hub: hub, admin: admin) { [self] in self.bound.withLock { $0.port != nil } }
+        return http
+    }
+
+    /// The routes of the signaling port besides the WebSocket upgrade: health, admin, the server API,
+    /// the example pages; an embedding app adds them to its own router.
+    public static func addRoutes(to http: Router<SignalingRequestContext>, hub: SignalingHub, admin: (any AdminBackend)?,
+                                 signalingReady: @escaping @Sendable () -> Bool) {
+        let c = hub.configuration
+        AdminRoutes.add(to: http, hub: hub, backend: admin, signalingReady: signalingReady)
         guard c.webSocketEnabled else {
             http.get("websocket/:room") { _, _ -> Response in
                 throw HTTPError(.notFound, message: "signaling is off on this server (signaling.enabled: false)")
             }
-            return http
+            return
         }
         // Reached only when the request was not upgraded: a bad room name, or a plain HTTP GET.
         http.get("websocket/:room") { _, context -> Response in
@@ -58,7 +69,6 @@ public final class SignalingServer: Service, Sendable {
         }
         ServerAPIRoutes.add(to: http, hub: hub)
         if let dir = c.staticDirectory { StaticPages.add(to: http, directory: dir) }
-        return http
     }
 
     func serverBuilder() throws -> HTTPServerBuilder {
@@ -97,9 +107,38 @@ public final class SignalingServer: Service, Sendable {
 
     private static let groups = Mutex<[Int: MultiThreadedEventLoopGroup]>([:])
 
+    /// Serves the port (unless the embedding app does), the hooks and the once-a-second sweep until a
+    /// graceful shutdown, which says `shutdown` to every peer.
     public func run() async throws {
+        let hub = self.hub
+        let app = listens ? try makeApplication() : nil
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await hub.hooks.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    hub.sweep()
+                }
+            }
+            if let app {
+                try await withGracefulShutdownHandler {
+                    try await app.run()
+                } onGracefulShutdown: {
+                    hub.shutdown()
+                }
+            } else {
+                // The app's own server accepts the connections; returns on graceful shutdown or cancellation.
+                try? await gracefulShutdown()
+                hub.shutdown()
+            }
+            hub.hooks.finish()
+            group.cancelAll()
+        }
+    }
+
+    private func makeApplication() throws -> some ApplicationProtocol {
         let c = hub.configuration
-        let app = Application(
+        return Application(
             router: buildRouter(),
             server: try serverBuilder(),
             configuration: .init(address: .hostname(c.listenAddress, port: c.port), serverName: nil, backlog: 4096),
@@ -119,22 +158,5 @@ public final class SignalingServer: Service, Sendable {
             },
             eventLoopGroupProvider: eventLoopGroupProvider,
             logger: logger)
-        let hub = self.hub
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await hub.hooks.run() }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(1))
-                    hub.sweep()
-                }
-            }
-            try await withGracefulShutdownHandler {
-                try await app.run()
-            } onGracefulShutdown: {
-                hub.shutdown()
-            }
-            hub.hooks.finish()
-            group.cancelAll()
-        }
     }
 }

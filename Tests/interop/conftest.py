@@ -47,9 +47,9 @@ class Server:
     """A running webrtc-server; waits for its listener log lines instead of sleeping."""
 
     def __init__(self, args, env=None, wait_for=("TURN relay", "signaling listening"), timeout=30,
-                 embedded_defaults=False, preexec_fn=None, prefix=()):
-        if not BINARY.exists():
-            pytest.fail(f"{BINARY} is missing: build it first (scripts/test.sh does)", pytrace=False)
+                 embedded_defaults=False, preexec_fn=None, prefix=(), binary=BINARY):
+        if not Path(binary).exists():
+            pytest.fail(f"{binary} is missing: build it first (scripts/test.sh does)", pytrace=False)
         self.lines: list[str] = []
         self.ready = threading.Event()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("WEBRTC_SERVER_")}
@@ -65,7 +65,7 @@ class Server:
         full_env.update(env or {})
         # `prefix` runs the binary through another command, e.g. `ip netns exec NS` (which execs it: the
         # process is still the server's, so SIGTERM reaches it).
-        self.proc = subprocess.Popen([*prefix, str(BINARY), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([*prefix, str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=full_env, preexec_fn=preexec_fn)
         self.waiting = set([wait_for] if isinstance(wait_for, str) else wait_for)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -175,3 +175,16 @@ def make_certificate(directory, name="127.0.0.1"):
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     return cert, key
+
+
+
+@pytest.fixture
+def postgres():
+    """Debian's PostgreSQL on a unix socket, with an empty coturn database (`pgserver.Postgres`)."""
+    from pgserver import Postgres, PostgresMissing
+    try:
+        pg = Postgres()
+    except PostgresMissing as missing:
+        pytest.fail(f"{missing}; scripts/test.sh installs it", pytrace=False)
+    yield pg
+    pg.stop()

@@ -42,11 +42,22 @@ def wait_until(condition, timeout: float, what: str):
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def test_a_coturn_sqlite_user_database_serves_both_halves_and_follows_turnadmin(start_server, turn_peer, tmp_path):
-    db = tmp_path / "turndb"
-    turnadmin("-a", "-b", str(db), "-u", "carol", "-r", REALM, "-p", "secret")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def user_db(request, tmp_path):
+    """A coturn user database of each kind, empty: (the server's setting, turnadmin's database option)."""
+    if request.param == "sqlite":
+        db = tmp_path / "turndb"
+        yield ("--auth.sqlite", str(db)), ("-b", str(db))
+    else:
+        pg = request.getfixturevalue("postgres")
+        yield ("--auth.postgresql", pg.url), ("-e", pg.conninfo)
+
+
+def test_a_coturn_user_database_serves_both_halves_and_follows_turnadmin(start_server, turn_peer, user_db):
+    setting, database = user_db
+    turnadmin("-a", *database, "-u", "carol", "-r", REALM, "-p", "secret")
     port = free_port()
-    server = start_server(*turn_server_args(port, "--realm", REALM, "--auth.sqlite", str(db), "--auth.lookup_cache_ttl", "1",
+    server = start_server(*turn_server_args(port, "--realm", REALM, *setting, "--auth.lookup_cache_ttl", "1",
                                             "--turn.allow_peers", "127.0.0.1", "--auth.throttle_free_failures", "0",
                                             "--auth.block_after", "0"))
     assert "log in as 'demo'" not in server.output, "a lookup is a configured credential"
@@ -56,19 +67,22 @@ def test_a_coturn_sqlite_user_database_serves_both_halves_and_follows_turnadmin(
     assert _signaling_login(server.signaling_port, "carol", "wrong")["event"] != "authenticated"
     # Added while running: accepted (the unknown answer expires from the cache within its TTL).
     assert _signaling_login(server.signaling_port, "dave", "pw")["event"] != "authenticated"
-    turnadmin("-a", "-b", str(db), "-u", "dave", "-r", REALM, "-p", "pw")
+    turnadmin("-a", *database, "-u", "dave", "-r", REALM, "-p", "pw")
     wait_until(lambda: _signaling_login(server.signaling_port, "dave", "pw")["event"] == "authenticated", 10, "dave accepted")
     assert_no_loss(relays(port, turn_peer, "dave", "pw", clients=2, messages=200), clients=2, messages=200)
     # Removed while running: refused after the TTL, by both halves.
-    turnadmin("-d", "-b", str(db), "-u", "carol", "-r", REALM)
+    turnadmin("-d", *database, "-u", "carol", "-r", REALM)
     wait_until(lambda: _signaling_login(server.signaling_port, "carol", "secret")["event"] != "authenticated", 10, "carol refused")
     assert refused(relays(port, turn_peer, "carol", "secret", clients=1, messages=5))
 
 
-def test_a_missing_database_stops_the_start_with_one_clear_line(start_server, tmp_path):
+def test_a_missing_database_stops_the_start_with_one_clear_line(start_server, tmp_path, postgres):
     with pytest.raises(pytest.fail.Exception) as failed:
         start_server(*turn_server_args(free_port(), "--auth.sqlite", str(tmp_path / "nowhere.db")))
     assert "auth.sqlite: cannot read" in str(failed.value)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        start_server(*turn_server_args(free_port(), "--auth.postgresql", postgres.url.replace("/coturn?", "/nowhere?")))
+    assert "auth.postgresql: cannot query" in str(failed.value) and "nowhere" in str(failed.value)
 
 
 class Backend(http.server.BaseHTTPRequestHandler):

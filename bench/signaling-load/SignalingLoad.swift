@@ -29,6 +29,9 @@ struct SignalingLoad: ParsableCommand {
     @Option(help: "Seconds to send for.") var duration = 10
     @Option(help: "Username to authenticate with (duplicates are allowed by default).") var user = "bench"
     @Option(help: "Password.") var password = "bench"
+    @Flag(help: "Log in as USER0, USER1, … (one username per connection) instead of USER each time.") var distinctUsers = false
+    @Option(help: "Log in with join tokens instead of a password: a file whose line k is the token for room load-k (bench/auth_bench.py mints them).")
+    var tokens: String?
     @Option(name: .customLong("server-pid"), help: "PID of a server process (repeat for several: instances, nats-server), for RSS and CPU.")
     var serverPids: [Int] = []
     var serverPid: Int? { serverPids.first }
@@ -53,7 +56,14 @@ struct SignalingLoad: ParsableCommand {
         // the server answers each within a fraction of a millisecond, and a sequential phase keeps the
         // client simple. Events that arrive meanwhile (joined) wait in the sockets until phase 2's loop.
         let started = Date()
-        let auth = #"{"event":"authenticate","data":{"username":"\#(user)","password":"\#(password)"}}"#
+        let tokenList = try tokens.map { path in
+            try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        }
+        func auth(_ i: Int) -> String {
+            if let tokenList { return #"{"event":"authenticate","data":{"token":"\#(tokenList[(i / roomSize) % tokenList.count])"}}"# }
+            let name = distinctUsers ? "\(user)\(i)" : user
+            return #"{"event":"authenticate","data":{"username":"\#(name)","password":"\#(password)"}}"#
+        }
         var failed = 0
         let ports = portList
         // Which port each peer is on (for --cross), filled as connections log in.
@@ -63,7 +73,7 @@ struct SignalingLoad: ParsableCommand {
             do {
                 let index = i % ports.count
                 let c = try Connection.open(host: host, port: ports[index], path: "/websocket/load-\(i / roomSize)",
-                                            authenticate: auth)
+                                            authenticate: auth(i))
                 c.portIndex = index
                 portOf[c.peerID] = index
                 try loop.add(c)
@@ -83,6 +93,7 @@ struct SignalingLoad: ParsableCommand {
         let ok = loop.connectionCount
         print(String(format: "connected and authenticated: %d of %d in %.1f s (%d failed)", ok, connections, connectSeconds,
                      failed))
+        print(String(format: "connect rate: %.0f logins/s", Double(ok) / connectSeconds))
         // Let the server settle (allocator, joined broadcasts) before reading RSS; the loop meanwhile
         // reads the joined events, which is how the first peer of each room learns its target.
         loop.run(seconds: 3)

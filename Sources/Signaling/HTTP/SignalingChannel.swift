@@ -142,8 +142,10 @@ struct SignalingChannel: ServerChildChannel, HTTPChannelHandler {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with the signaling WebSocket upgrade.
-    static func signaling(hub: SignalingHub, http1: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+    /// HTTP/1.1 with the signaling WebSocket upgrade of `GET /websocket/:room`; every other request goes to
+    /// the application's router. An app that serves signaling from its own Hummingbird application passes
+    /// this as its `server:`.
+    public static func signaling(hub: SignalingHub, http1: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
         .init { responder in SignalingChannel(responder: responder, hub: hub, http1: http1) }
     }
 }

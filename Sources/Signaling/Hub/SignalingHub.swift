@@ -105,10 +105,14 @@ public final class SignalingHub: Sendable {
         set { iceServerSettings.withLock { $0 = newValue } }
     }
 
-    public init(configuration: SignalingConfiguration, credentials: CredentialStore,
+    /// Verifies `{"token": …}` logins; nil: tokens are refused (`token_not_accepted`).
+    public let tokens: (any JoinTokenVerifier)?
+
+    public init(configuration: SignalingConfiguration, credentials: CredentialStore, tokens: (any JoinTokenVerifier)? = nil,
                 hooks: [any SignalingHooks] = [], logger: Logger) {
         self.settings = Mutex(configuration)
         self.credentials = credentials
+        self.tokens = tokens
         self.logger = logger
         self.iceServerSettings = Mutex(configuration.iceServers)
         // The webhook first, then the app's hooks, for each event.
@@ -218,10 +222,10 @@ public final class SignalingHub: Sendable {
     /// In a cluster the roster and the room's cap cover every instance; a peer of the same username on
     /// another instance (under `replace`) is left out of the roster: its own instance closes it when it
     /// hears of this join, which is the later one.
-    func join(room: String, username: String, peerID: String, connection: PeerConnection, resumeToken: String,
+    func join(room: String, info: PeerInfo, connection: PeerConnection, resumeToken: String,
               welcome: ([PeerInfo]) -> String) throws(JoinError) -> [PeerInfo] {
         let c = configuration
-        let info = PeerInfo(peerID: peerID, username: username)
+        let peerID = info.peerID, username = info.username
         let stamp = JoinStamp(millis: Int64(Date().timeIntervalSince1970 * 1000), peerID: peerID)
         let member = Member(info: info, room: room, link: .live(connection), joined: stamp, resumeToken: resumeToken)
         let backplane = self.backplane
@@ -589,7 +593,7 @@ public final class SignalingHub: Sendable {
     }
 
     /// Applies the reloadable part of `new` (configuration reload): limits, timeouts, keepalive, the
-    /// duplicate-username policy, the API token and the ICE credential lifetime.
+    /// duplicate-username policy, the API token, whether passwords log in and the ICE credential lifetime.
     public func updateLimits(from new: SignalingConfiguration) {
         settings.withLock { c in
             c.authTimeout = new.authTimeout
@@ -610,6 +614,7 @@ public final class SignalingHub: Sendable {
             c.resumeWindow = new.resumeWindow
             c.resumeQueueMessages = new.resumeQueueMessages
             c.resumeQueueBytes = new.resumeQueueBytes
+            c.passwordLogins = new.passwordLogins
         }
         iceServerSettings.withLock { $0.credentialLifetime = new.iceServers.credentialLifetime }
     }

@@ -1,3 +1,4 @@
+import Auth
 import ServerMetrics
 
 /// Counters of the signaling half (read by tests, the benchmark, /metrics, /api/stats and the dashboard),
@@ -34,6 +35,8 @@ public final class SignalingStats: Sendable {
     public let failedResumes = StatCounter()
     public let replayedMessages = StatCounter()
     public let heldExpired = StatCounter()
+    public let tokensAccepted = StatCounter()
+    public let tokensRefused = LabeledCounters<TokenRefusal>()
 
     public init() {}
 
@@ -70,6 +73,10 @@ public final class SignalingStats: Sendable {
             .counter("webrtc_signaling_resumes_total", json: "resumes", help: "sessions resumed", resumes),
             .counter("webrtc_signaling_failed_resumes_total", json: "failed_resumes", help: "`resume` answered `resume_failed`", failedResumes),
             .counter("webrtc_signaling_replayed_messages_total", json: "replayed_messages", help: "messages replayed by resumes", replayedMessages),
+            .counter("webrtc_signaling_tokens_accepted_total", json: "tokens_accepted", help: "logins with a signed join token accepted",
+                     tokensAccepted),
+            .labeled("webrtc_signaling_tokens_refused_total", label: "reason", json: "tokens_refused",
+                     help: "join tokens refused, by reason (`signature`, `expired`, `wrong_room`, … as in `unauthorized`)", tokensRefused),
             .counter("webrtc_signaling_held_sessions_expired_total", json: "held_sessions_expired",
                      help: "held sessions that ended without a resume (window over, queue full, kicked, replaced)", heldExpired),
         ]

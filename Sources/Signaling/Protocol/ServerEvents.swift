@@ -7,8 +7,9 @@ public enum ServerEvents {
     public static let shutdown = #"{"event":"shutdown"}"#
 
     /// `unauthorized` with why (additive: old clients read only `event`).
-    public static func unauthorized(reason: String, retryAfter: Double) -> String {
-        #"{"event":"unauthorized","data":{"reason":"# + JSONText.quoted(reason) + #","retry_after":\#(Int(retryAfter.rounded(.up)))}}"#
+    public static func unauthorized(reason: String, retryAfter: Double?) -> String {
+        guard let retryAfter else { return #"{"event":"unauthorized","data":{"reason":"# + JSONText.quoted(reason) + "}}" }
+        return #"{"event":"unauthorized","data":{"reason":"# + JSONText.quoted(reason) + #","retry_after":\#(Int(retryAfter.rounded(.up)))}}"#
     }
 
     public static func joined(_ peer: PeerInfo) -> String {
@@ -65,22 +66,54 @@ public enum ServerEvents {
     }
 }
 
-/// A peer as others see it: in `joined`, `left`, the roster and the server API.
+/// A peer as others see it: in `joined`, `left`, the roster and the server API. A token login adds its
+/// `name` and `metadata`; its `permissions.broadcast` travels with it (through a resume too).
 public struct PeerInfo: Sendable, Equatable, Codable {
     public let peerID: String
     public let username: String
+    /// The token's `name` claim.
+    public var name: String?
+    /// The token's `metadata` claim, as JSON text (an object in `joined` and the roster).
+    public var metadataJSON: String?
+    /// false when the token's `permissions.broadcast` was false.
+    public var mayBroadcast: Bool
 
-    public init(peerID: String, username: String) {
+    public init(peerID: String, username: String, name: String? = nil, metadataJSON: String? = nil, mayBroadcast: Bool = true) {
         self.peerID = peerID
         self.username = username
+        self.name = name
+        self.metadataJSON = metadataJSON
+        self.mayBroadcast = mayBroadcast
     }
 
     enum CodingKeys: String, CodingKey {
         case peerID = "peer_id"
-        case username
+        case username, name
+        case metadataJSON = "metadata_json"
+        case mayBroadcast = "may_broadcast"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(peerID: try c.decode(String.self, forKey: .peerID), username: try c.decode(String.self, forKey: .username),
+                  name: try c.decodeIfPresent(String.self, forKey: .name),
+                  metadataJSON: try c.decodeIfPresent(String.self, forKey: .metadataJSON),
+                  mayBroadcast: try c.decodeIfPresent(Bool.self, forKey: .mayBroadcast) ?? true)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(peerID, forKey: .peerID)
+        try c.encode(username, forKey: .username)
+        try c.encodeIfPresent(name, forKey: .name)
+        try c.encodeIfPresent(metadataJSON, forKey: .metadataJSON)
+        if !mayBroadcast { try c.encode(false, forKey: .mayBroadcast) }
     }
 
     var json: String {
-        #"{"username":"# + JSONText.quoted(username) + #","peer_id":"# + JSONText.quoted(peerID) + "}"
+        var s = #"{"username":"# + JSONText.quoted(username) + #","peer_id":"# + JSONText.quoted(peerID)
+        if let name { s += #","name":"# + JSONText.quoted(name) }
+        if let metadataJSON { s += #","metadata":"# + metadataJSON }
+        return s + "}"
     }
 }

@@ -29,4 +29,7 @@ public enum SignalingErrorCode: String, Sendable, CaseIterable {
     case resumeFailed = "resume_failed"
     /// This socket's session was resumed on another connection; the socket closes.
     case resumed = "resumed"
+    /// The login's join token does not permit this (a broadcast with `permissions.broadcast` false). The
+    /// socket stays open.
+    case notPermitted = "not_permitted"
 }

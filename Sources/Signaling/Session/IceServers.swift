@@ -3,14 +3,15 @@ import Auth
 /// Builds `authenticated.data.ice_servers`: a list ready for `new RTCPeerConnection({iceServers})`, with
 /// TURN credentials minted for this session (revoked when it ends).
 enum IceServers {
-    static func json(settings: IceServerSettings, host: String, credential: SessionCredentials.Credential) -> String {
+    /// Without a credential (a token whose `permissions.turn` is false) only the STUN entry.
+    static func json(settings: IceServerSettings, host: String, credential: SessionCredentials.Credential?) -> String {
         let h = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         var entries: [String] = [#"{"urls":["# + JSONText.quoted("stun:\(h):\(settings.stunPort)") + "]}"]
         var turnURLs: [String] = []
         if settings.turnUDP { turnURLs.append("turn:\(h):\(settings.stunPort)?transport=udp") }
         if settings.turnTCP { turnURLs.append("turn:\(h):\(settings.stunPort)?transport=tcp") }
         if let p = settings.turnsPort { turnURLs.append("turns:\(h):\(p)?transport=tcp") }
-        if !turnURLs.isEmpty {
+        if let credential, !turnURLs.isEmpty {
             entries.append(#"{"urls":["# + turnURLs.map(JSONText.quoted).joined(separator: ",")
                 + #"],"username":"# + JSONText.quoted(credential.username)
                 + #","credential":"# + JSONText.quoted(credential.password) + "}")

@@ -15,6 +15,8 @@ final class SignalingSession {
     /// `{"from":"<peerID>"`, the start of every message this peer sends, encoded once.
     private var fromPrefix: [UInt8] = []
     private(set) var username: String?
+    /// false for a token login whose `permissions.broadcast` is false.
+    private var mayBroadcast = true
     private var recentErrors: [ContinuousClock.Instant] = []
     /// Set once a login failed: whatever else arrives before the (possibly delayed) close is ignored.
     private var refused = false
@@ -32,9 +34,11 @@ final class SignalingSession {
     var isClosing: Bool { connection.isClosing }
 
     struct AuthenticateFrame: Decodable {
+        /// A password login, or a signed join token (`auth.methods` says which are accepted).
         struct Credentials: Decodable {
-            let username: String
-            let password: String
+            let username: String?
+            let password: String?
+            let token: String?
         }
         let event: String
         let data: Credentials
@@ -86,6 +90,10 @@ final class SignalingSession {
             return
         }
         hub.stats.received(to == SignalingHub.broadcastAddress ? .broadcast : .directed)
+        if to == SignalingHub.broadcastAddress, !mayBroadcast {
+            reject(ServerEvents.error(.notPermitted, "this login may not broadcast (its token's permissions.broadcast is false)"))
+            return
+        }
         switch hub.deliver(envelope.forwarded(prefix: fromPrefix, headroom: PeerConnection.payloadHeadroom), from: peerID, room: room, to: to) {
         case .delivered: break
         case .unknownPeer:
@@ -164,6 +172,7 @@ final class SignalingSession {
     private func resumed(as peer: PeerInfo) {
         connection.markAuthenticated()
         peerID = peer.peerID
+        mayBroadcast = peer.mayBroadcast
         fromPrefix = JSONEnvelope.fromPrefix(peer.peerID)
         username = peer.username
     }
@@ -206,9 +215,12 @@ final class SignalingSession {
         guard let frame = try? JSONDecoder().decode(AuthenticateFrame.self, from: Data(bytes)), frame.event == "authenticate" else {
             return refuseLogin()
         }
-        let name = frame.data.username, password = frame.data.password
+        if let token = frame.data.token { return authenticate(token: token) }
+        guard hub.configuration.passwordLogins, let name = frame.data.username, let password = frame.data.password else {
+            return refuseLogin()
+        }
         switch hub.credentials.check(username: name, password: password) {
-        case .accepted: admit(name)
+        case .accepted: admit(JoinGrant(username: name))
         case .refused: refuseLogin()
         case .lookupNeeded:
             // Only the lookup chain knows this user: asked off the loop, the login finishes when it answers.
@@ -222,10 +234,37 @@ final class SignalingSession {
                     session.waiting = false
                     guard !connection.isClosing else { return }
                     switch verdict {
-                    case .accepted: session.admit(name)
+                    case .accepted: session.admit(JoinGrant(username: name))
                     case .refused: session.refuseLogin()
                     case .unavailable: session.refuseUnavailable()
                     }
+                }
+            }
+        }
+    }
+
+    /// A signed join token: verified off the loop (`JoinTokenVerifier`); its grant decides the login.
+    private func authenticate(token: String) {
+        guard let verifier = hub.tokens else {
+            hub.stats.tokensRefused.add(.notAccepted)
+            return refuseLogin(reason: TokenRefusal.notAccepted.reason)
+        }
+        waiting = true
+        let connection = self.connection, loop = connection.channel.eventLoop, room = self.room
+        let session = NIOLoopBound(self, eventLoop: loop)
+        Task {
+            let verdict = await verifier.verify(token, room: room)
+            loop.execute {
+                let session = session.value
+                session.waiting = false
+                guard !connection.isClosing else { return }
+                switch verdict {
+                case .success(let grant):
+                    session.hub.stats.tokensAccepted.add()
+                    session.admit(grant)
+                case .failure(let refusal):
+                    session.hub.stats.tokensRefused.add(refusal)
+                    session.refuseLogin(reason: refusal.reason)
                 }
             }
         }
@@ -240,10 +279,13 @@ final class SignalingSession {
                          reason: "password lookup unavailable")
     }
 
-    /// A login whose password was accepted: a peer ID, TURN credentials, the room.
-    private func admit(_ name: String) {
+    /// A login whose password or token was accepted: a peer ID, TURN credentials (unless the token
+    /// withholds them), the room.
+    private func admit(_ grant: JoinGrant) {
+        let name = grant.username
         let id = Self.newPeerID()
-        let credential = hub.credentials.sessions.mint(session: id, owner: name, lifetime: hub.iceServers.credentialLifetime)
+        let credential = grant.mayUseTurn
+            ? hub.credentials.sessions.mint(session: id, owner: name, lifetime: hub.iceServers.credentialLifetime) : nil
         var iceSettings = hub.iceServers
         var iceHost = iceSettings.host ?? requestHost
         if let other = hub.backplane?.turnEndpoint() {
@@ -257,7 +299,9 @@ final class SignalingSession {
         let room = self.room
         let resumeToken = hub.newResumeToken()
         do {
-            _ = try hub.join(room: room, username: name, peerID: id, connection: connection, resumeToken: resumeToken) { roster in
+            let info = PeerInfo(peerID: id, username: name, name: grant.name, metadataJSON: grant.metadataJSON,
+                                mayBroadcast: grant.mayBroadcast)
+            _ = try hub.join(room: room, info: info, connection: connection, resumeToken: resumeToken) { roster in
                 ServerEvents.authenticated(peerID: id, username: name, room: room, peers: roster, iceServersJSON: ice,
                                            resumeToken: resumeToken)
             }
@@ -273,23 +317,26 @@ final class SignalingSession {
         peerID = id
         fromPrefix = JSONEnvelope.fromPrefix(id)
         username = name
+        mayBroadcast = grant.mayBroadcast
     }
 
     /// A failed login (wrong credentials, or a first message that is not `authenticate`): counted against
     /// the source in the throttle, answered `unauthorized`, closed.
-    private func refuseLogin() {
+    /// A refused token says why in `reason` (`token_expired`, …).
+    private func refuseLogin(reason: String? = nil) {
         refused = true
         hub.stats.authFailures.add()
         hub.stats.sent(.unauthorized)
         let delay = connection.source.map { hub.credentials.throttle.recordFailure($0) } ?? 0
         let connection = self.connection
+        let event = reason.map { ServerEvents.unauthorized(reason: $0, retryAfter: nil) } ?? ServerEvents.unauthorized
         if delay > 0 {
             // Answered late (a growing delay per failure from this source); the socket waits, the loop does not.
             connection.channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
-                connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+                connection.close(finalEvent: event, reason: "authentication failed")
             }
         } else {
-            connection.close(finalEvent: ServerEvents.unauthorized, reason: "authentication failed")
+            connection.close(finalEvent: event, reason: "authentication failed")
         }
     }
 

@@ -7,18 +7,21 @@ import NIOSSL
 import Signaling
 import StunTurn
 
-/// The validated configuration of the whole process.
-struct ServerSettings {
-    var logLevel: Logger.Level = .info
-    var turn = TurnConfiguration()
-    var credentials = CredentialStore.Settings()
+/// The validated configuration of the whole process: every key of docs/configuration.md. Loaded in
+/// layers (`load(file:environment:flags:)`) or made in code from key/value pairs (`init(_:)`).
+public struct ServerSettings: Sendable {
+    public var logLevel: Logger.Level = .info
+    public var turn = TurnConfiguration()
+    public var credentials = CredentialStore.Settings()
     /// auth.demo_login: whether the first run's demo login may apply (`DemoLogin`).
     var demoLoginAllowed = true
     /// auth.sqlite, auth.http_lookup and the lookup cache (`LookupSettings`).
     var lookups = LookupSettings()
+    /// auth.methods and the join token keys (`TokenSettings`).
+    var tokens = TokenSettings()
     /// signaling.enabled (false: TURN only; the signaling port keeps health and admin endpoints).
     var signalingEnabled: Bool { signaling.webSocketEnabled }
-    var signaling = SignalingConfiguration()
+    public var signaling = SignalingConfiguration()
     var throttle = AuthThrottle.Settings()
     /// The signaling port's certificate, re-read on SIGHUP like TURN's.
     var signalingTLS: ReloadableTLSContext?
@@ -30,9 +33,12 @@ struct ServerSettings {
     var clusterSecret: String?
     /// The merged raw values every setting above was read from (for check-config and reload).
     var raw: [String: RawValue] = [:]
+    /// Where `load` read them from, for a reload to read again; nil for settings made in code.
+    var origin: (file: String?, environment: [String: String], flags: [String])?
 
-    /// Merges the layers (defaults < file < environment < flags) and validates every key.
-    static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
+    /// Merges the layers (defaults < file < environment < flags) and validates every key; a bad one
+    /// throws `ConfigError` naming it.
+    public static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
         var raw: [String: RawValue] = [:]
         for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
         if let file {
@@ -44,10 +50,23 @@ struct ServerSettings {
         }
         raw.merge(try ConfigSources.environment(environment)) { $1 }
         raw.merge(try ConfigSources.flags(flags)) { $1 }
-        return try ServerSettings(raw)
+        var settings = try ServerSettings(raw)
+        settings.origin = (file, environment, flags)
+        return settings
     }
 
-    init() {}
+    /// The embedded defaults with `values` over them, keyed and written as on the command line
+    /// (`["signaling.port": "0", "auth.users": "alice=secret"]`); an unknown key or bad value throws
+    /// `ConfigError`.
+    public init(_ values: [String: String] = [:]) throws {
+        var raw: [String: RawValue] = [:]
+        for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
+        for (name, value) in values {
+            guard let key = ConfigKeys.byName[name] else { throw ConfigError(key: name, problem: "unknown setting (see docs/configuration.md)") }
+            raw[name] = try key.rawFromString(value)
+        }
+        try self.init(raw)
+    }
 
     init(_ raw: [String: RawValue]) throws {
         self.raw = raw
@@ -166,6 +185,10 @@ struct ServerSettings {
         lookups.chain.cacheTTL = try r.seconds(.authLookupCacheTTL, 0...86400).timeInterval
         lookups.chain.timeout = try r.seconds(.authLookupTimeout, 0.05...300).timeInterval
         lookups.chain.maxInFlight = try r.int(.authLookupMaxInFlight, 1...1_000_000)
+        tokens = try TokenSettings(methods: try r.list(.authMethods), hmacKeys: try r.map(.authJwtKeys),
+                                   jwksPath: try r.string(.authJwksFile), leeway: try r.seconds(.authTokenLeeway, 0...3600))
+        signaling.passwordLogins = tokens.passwords
+        lookups.postgresURL = try r.string(.authPostgresql)
         credentials.maxEphemeralLifetime = try r.seconds(.authMaxEphemeralLifetime, 0...(3650 * 86400)).timeInterval
         for (name, _) in credentials.users where name.isEmpty || name.utf8.count > 508 {
             throw ConfigError(.authUsers, problem: "user names must be 1 to 508 bytes")

@@ -113,11 +113,16 @@ enum ConfigKeys {
         .authDemoLogin,
         .authMaxEphemeralLifetime,
         .authSqlite,
+        .authPostgresql,
         .authHttpLookup,
         .authHttpLookupSecret,
         .authLookupCacheTTL,
         .authLookupTimeout,
         .authLookupMaxInFlight,
+        .authMethods,
+        .authJwtKeys,
+        .authJwksFile,
+        .authTokenLeeway,
         .authThrottleFreeFailures,
         .authThrottleWindow,
         .authThrottleBaseDelay,
@@ -260,15 +265,25 @@ extension ConfigKey {
     static let authSecrets = ConfigKey(name: "auth.secrets", kind: .list, defaultValue: "",
                             help: "shared secrets for ephemeral TURN REST credentials; the first mints, all verify", reloadable: true, secret: true)
     static let authDemoLogin = ConfigKey(name: "auth.demo_login", kind: .scalar, defaultValue: "true",
-                            help: "with no auth.users, auth.secrets, auth.sqlite or auth.http_lookup, log in as user demo with a random password made at start and logged once with a ready URL; any configured credential turns it off; false = never", reloadable: true)
+                            help: "with no auth.users, auth.secrets, auth.sqlite, auth.postgresql, auth.http_lookup or join token keys, log in as user demo with a random password made at start and logged once with a ready URL; any configured credential turns it off; false = never", reloadable: true)
     static let authMaxEphemeralLifetime = ConfigKey(name: "auth.max_ephemeral_lifetime", kind: .scalar, defaultValue: "86400",
                             help: "seconds ahead an ephemeral TURN REST credential's expiry may lie (plus 300 s for clock differences); later ones are refused as unknown (401); 0 = no ceiling", reloadable: true)
     static let authSqlite = ConfigKey(name: "auth.sqlite", kind: .scalar, defaultValue: "",
                             help: "path of a coturn SQLite user database (table turnusers_lt, as turnadmin -a -b FILE writes it), opened read-only; users are looked up after auth.users and auth.secrets; empty = off")
+    static let authPostgresql = ConfigKey(name: "auth.postgresql", kind: .scalar, defaultValue: "",
+                            help: "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or ?host=/unix/socket/dir) of a coturn user database (table turnusers_lt); asked after auth.sqlite; empty = off", secret: true)
     static let authHttpLookup = ConfigKey(name: "auth.http_lookup", kind: .scalar, defaultValue: "",
                             help: "http:// or https:// URL of the app backend's password lookup, POSTed {realm, timestamp, username} and answering 200 {password | passwords | hmackey}, 404 unknown, 410 expired; asked after auth.sqlite; empty = off")
     static let authHttpLookupSecret = ConfigKey(name: "auth.http_lookup_secret", kind: .scalar, defaultValue: "",
                             help: "key of the lookup request's X-Webrtc-Signature: sha256=HEX header (HMAC-SHA256 of the body); empty = unsigned", secret: true)
+    static let authMethods = ConfigKey(name: "auth.methods", kind: .list, defaultValue: "password,token",
+                            help: "how signaling's authenticate may log in: password (username and password), token (a signed join token; needs auth.jwt_keys or auth.jwks_file)", reloadable: true)
+    static let authJwtKeys = ConfigKey(name: "auth.jwt_keys", kind: .map, defaultValue: "",
+                            help: "HS256 keys for join tokens: kid → secret (at least 32 bytes); a token's kid header picks one, a token without one may match any (rotate by adding the new key first)", reloadable: true, secret: true)
+    static let authJwksFile = ConfigKey(name: "auth.jwks_file", kind: .scalar, defaultValue: "",
+                            help: "JWKS file of public keys (ES256, EdDSA) for join tokens, re-read on reload; empty = none", reloadable: true)
+    static let authTokenLeeway = ConfigKey(name: "auth.token_leeway", kind: .scalar, defaultValue: "10",
+                            help: "seconds of clock skew allowed on a join token's exp and nbf", reloadable: true)
     static let authLookupCacheTTL = ConfigKey(name: "auth.lookup_cache_ttl", kind: .scalar, defaultValue: "60",
                             help: "seconds an answer of auth.sqlite, auth.http_lookup or a plugged-in lookup is kept, found or unknown (a user added or removed counts after it); 0 = not kept", reloadable: true)
     static let authLookupTimeout = ConfigKey(name: "auth.lookup_timeout", kind: .scalar, defaultValue: "5",

@@ -72,7 +72,7 @@ final class OperatorBackend: AdminBackend {
         return true
     }
 
-    var version: String { WebRTCServer.version }
+    var version: String { WebRTCService.version }
 
     var features: [String] {
         var f = (signaling ? ["signaling"] : []) + ["turn-udp", "metrics", "dashboard"]

@@ -1,19 +1,19 @@
 import Auth
 import ServerTLS
 import Foundation
+import JoinTokens
 import Synchronization
 import Logging
 import Signaling
 import StunTurn
 
-/// SIGHUP: reads the configuration again from the same file, environment and flags, and applies what
-/// can change while running — users and secrets, the auth throttle, limits, the API token and admin
+/// SIGHUP (`WebRTCService.reload`): reads the configuration again from the same file, environment and
+/// flags (or takes the settings it is given), and applies what can change while running — users and secrets, the auth throttle, limits, the API token and admin
 /// addresses, the log level, the TURN TLS certificate. An invalid configuration changes nothing and is
 /// reported in one log line; changed keys that need a restart are named.
 struct ConfigurationReloader: Sendable {
-    let file: String?
-    let flags: [String]
     let credentials: CredentialStore
+    let tokens: JWTJoinTokens
     let demo: DemoLogin
     let turn: TurnServer
     let hub: SignalingHub
@@ -22,22 +22,47 @@ struct ConfigurationReloader: Sendable {
     /// The settings in force (read and replaced on the reload queue only).
     let current: LockedSettings
 
-    func reload() {
-        // The certificate files first, on their own: renewed in place (certbot), they are re-read whatever
-        // else the configuration says; a bad pair is logged and the previous one stays in use.
-        current.value.turn.tls?.reload(logger: logger)
-        current.value.signalingTLS?.reload(logger: logger)
-        let new: ServerSettings
-        do {
-            new = try ServerSettings.load(file: file, environment: ProcessInfo.processInfo.environment, flags: flags)
-        } catch {
-            logger.error("reload: invalid configuration, the running one stays in force: \(error)")
+    /// Re-reads the settings from their origin (settings made in code have none: only the certificates
+    /// are re-read).
+    func reloadFromOrigin() {
+        let old = current.value
+        guard let origin = old.origin else {
+            reloadCertificates()
+            logger.info("reload: settings made in code have no file to re-read; certificates re-read")
             return
         }
+        do {
+            apply(try ServerSettings.load(file: origin.file, environment: origin.environment, flags: origin.flags))
+        } catch {
+            reloadCertificates()
+            logger.error("reload: invalid configuration, the running one stays in force: \(error)")
+        }
+    }
+
+    /// The certificate files, on their own: renewed in place (certbot), they are re-read whatever else the
+    /// configuration says; a bad pair is logged and the previous one stays in use.
+    private func reloadCertificates() {
+        current.value.turn.tls?.reload(logger: logger)
+        current.value.signalingTLS?.reload(logger: logger)
+    }
+
+    func apply(_ new: ServerSettings) {
+        reloadCertificates()
         let old = current.value
         credentials.update(demo.credentials(for: new))
         credentials.throttle.update(new.throttle)
         credentials.lookups?.update(new.lookups.chain)
+        if new.tokens.verifier != old.tokens.verifier {
+            let tokens = self.tokens, logger = self.logger, verifier = new.tokens.verifier
+            Task {
+                do {
+                    try await tokens.update(verifier)
+                    logger.info("reload: join token keys applied", metadata: ["hs256": "\(verifier.hmacKeys.count)", "jwks": "\(verifier.jwks != nil)"])
+                } catch {
+                    logger.error("reload: join token keys not applied, the previous ones stay: \(error)")
+                }
+            }
+        }
         turn.updateLimits(new.turn.limits)
         hub.updateLimits(from: new.signaling)
         logLevel.current = new.logLevel

@@ -1,9 +1,21 @@
 import Logging
 import Synchronization
 
+/// Bootstraps swift-log with stderr handlers whose level is the server's live log level: what
+/// `log_level`, a reload and PUT /api/v1/log_level set. (An app that bootstraps its own logging keeps
+/// its own levels; those settings then change nothing.)
+public enum LiveLogLevel {
+    public static func bootstrap(_ initial: Logger.Level) {
+        LogLevelControl.process.current = initial
+        LogLevelControl.process.bootstrap()
+    }
+}
+
 /// The process-wide log level, changeable at run time (SIGHUP reload, PUT /api/v1/log_level). Every
 /// logger's handler reads it, so a change applies to loggers that already exist.
 final class LogLevelControl: Sendable {
+    static let process = LogLevelControl(.info)
+
     private let level: Mutex<Logger.Level>
 
     init(_ initial: Logger.Level) { level = Mutex(initial) }

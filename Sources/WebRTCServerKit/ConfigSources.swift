@@ -8,10 +8,10 @@ enum RawValue: Equatable {
     case map([String: String])
 }
 
-struct ConfigError: Error, CustomStringConvertible {
+public struct ConfigError: Error, CustomStringConvertible {
     let key: String
     let problem: String
-    var description: String { "\(key): \(problem)" }
+    public var description: String { "\(key): \(problem)" }
 
     init(key: String, problem: String) {
         self.key = key
