@@ -2,7 +2,8 @@
 # Signaling load benchmark: builds release binaries, starts webrtc-server on loopback, then runs
 # bench/signaling-load once per rate against the same server (10 000 connections in rooms of 10 by
 # default). Figures go to BENCHMARKS.md. Usage: bash bench/signaling_bench.sh [connections] [rates...]
-# Extra server flags come from SERVER_ARGS, e.g. SERVER_ARGS="--signaling.threads 1".
+# Extra server flags come from SERVER_ARGS, e.g. SERVER_ARGS="--signaling.threads 1"; SERVER_BINARY runs
+# another build of the server (an earlier commit's, for an A/B comparison).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections=${1:-10000}
@@ -11,7 +12,7 @@ rates=("${@:-0 10000 20000 30000 50000}")
 swift build -c release --product webrtc-server >/dev/null
 swift build -c release --product signaling-load >/dev/null
 port=18080
-.build/release/webrtc-server --auth.users bench=bench --turn.port 0 --signaling.listen 127.0.0.1 \
+${SERVER_BINARY:-.build/release/webrtc-server} --auth.users bench=bench --turn.port 0 --signaling.listen 127.0.0.1 \
     --signaling.port $port --log_level warning ${SERVER_ARGS:-} &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

@@ -45,8 +45,8 @@ public enum TokenRefusal: String, Error, Sendable, CaseIterable {
     public var reason: String { "token_" + rawValue }
 }
 
-/// Verifies join tokens for the signaling login. It may be asynchronous; the signaling session waits
-/// for it off its event loop, as for a password lookup.
+/// Verifies join tokens for the signaling login, on the connection's event loop: it must not wait on
+/// anything (signature checks are microseconds; a verifier that needs I/O belongs in a password lookup).
 public protocol JoinTokenVerifier: Sendable {
-    func verify(_ token: String, room: String) async -> Result<JoinGrant, TokenRefusal>
+    func verify(_ token: String, room: String) -> Result<JoinGrant, TokenRefusal>
 }

@@ -3,7 +3,7 @@ import Foundation
 import JWTKit
 import Synchronization
 
-/// Signed join tokens (JWT) verified with jwt-kit: HS256 with any of several shared keys (`auth.jwt_keys`,
+/// Signed join tokens (JWT) verified with jwt-kit (its parser and its HS256/ES256/EdDSA algorithms): HS256 with any of several shared keys (`auth.jwt_keys`,
 /// `kid=secret`; a token's `kid` picks one, a token without one is tried against each, so keys rotate by
 /// adding the new one before the old one goes), and ES256/EdDSA public keys from a JWKS file
 /// (`auth.jwks_file`). `update` swaps the keys in at once (SIGHUP). Claims:
@@ -34,8 +34,14 @@ public final class JWTJoinTokens: JoinTokenVerifier {
         public var hasKeys: Bool { !hmacKeys.isEmpty || jwks != nil }
     }
 
+    /// A verifying key: its `kid` and jwt-kit's algorithm for it (HS256, ES256 or EdDSA).
+    struct Key: Sendable {
+        let kid: String
+        let algorithm: any JWTAlgorithm
+    }
+
     private struct State {
-        var keys: JWTKeyCollection
+        var keys: [Key]
         var settings: Settings
     }
     private let state: Mutex<State>
@@ -45,42 +51,67 @@ public final class JWTJoinTokens: JoinTokenVerifier {
 
     /// Throws `JoinTokenSetupError` when the JWKS is not a key set jwt-kit reads.
     public init(_ settings: Settings, now: @escaping @Sendable () -> Date = Date.init) async throws {
-        state = Mutex(State(keys: try await Self.collection(settings), settings: settings))
+        state = Mutex(State(keys: try await Self.keys(settings), settings: settings))
         self.now = now
     }
 
     /// New keys and leeway for every later login (a reload); on error the old ones stay.
     public func update(_ settings: Settings) async throws {
-        let keys = try await Self.collection(settings)
+        let keys = try await Self.keys(settings)
         state.withLock { $0 = State(keys: keys, settings: settings) }
     }
 
-    static func collection(_ settings: Settings) async throws -> JWTKeyCollection {
-        let keys = JWTKeyCollection()
+    /// jwt-kit turns each configured key into its algorithm once, here (its key collection is an actor:
+    /// asking it for every login cost a fifth of the login rate, BENCHMARKS.md); logins then verify with
+    /// those algorithms synchronously.
+    static func keys(_ settings: Settings) async throws -> [Key] {
+        let collection = JWTKeyCollection()
+        var keys: [Key] = []
         for (kid, secret) in settings.hmacKeys.sorted(by: { $0.key < $1.key }) {
-            await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+            await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: JWKIdentifier(string: kid))
+            keys.append(Key(kid: kid, algorithm: try await collection.getKey(for: JWKIdentifier(string: kid), alg: "HS256")))
         }
-        if let jwks = settings.jwks {
-            do {
-                try await keys.add(jwksJSON: jwks)
-            } catch {
-                throw JoinTokenSetupError(problem: "not a JWKS document jwt-kit can read: \(error)")
+        guard let text = settings.jwks else { return keys }
+        do {
+            let set = try JSONDecoder().decode(JWKS.self, from: Data(text.utf8))
+            try await collection.add(jwks: set)
+            for jwk in set.keys {
+                guard let kid = jwk.keyIdentifier else { throw JoinTokenSetupError(problem: "a JWKS key without kid") }
+                let alg = jwk.algorithm?.rawValue ?? (jwk.keyType == .octetKeyPair ? "EdDSA" : jwk.keyType == .ecdsa ? "ES256" : "")
+                guard ["ES256", "EdDSA"].contains(alg) else {
+                    throw JoinTokenSetupError(problem: "JWKS key \(kid.string): only ES256 and EdDSA keys are accepted, not '\(alg)'")
+                }
+                keys.append(Key(kid: kid.string, algorithm: try await collection.getKey(for: kid, alg: alg)))
             }
+        } catch let error as JoinTokenSetupError {
+            throw error
+        } catch {
+            throw JoinTokenSetupError(problem: "not a JWKS document jwt-kit can read: \(error)")
         }
         return keys
     }
 
-    public func verify(_ token: String, room: String) async -> Result<JoinGrant, TokenRefusal> {
+    public func verify(_ token: String, room: String) -> Result<JoinGrant, TokenRefusal> {
         let (keys, settings) = state.withLock { ($0.keys, $0.settings) }
         guard settings.accepted, settings.hasKeys else { return .failure(.notAccepted) }
-        let claims: JoinClaims
+        let bytes = Array(token.utf8)
+        let parsed: (header: JWTHeader, payload: JoinClaims, signature: Data)
         do {
-            claims = try await keys.verify(token, as: JoinClaims.self, iteratingKeys: true)
-        } catch let error as JWTError where error.errorType == .malformedToken {
-            return .failure(.malformed)
+            parsed = try DefaultJWTParser().parse(bytes, as: JoinClaims.self)
         } catch {
-            return .failure(.signature)
+            return .failure(.malformed)
         }
+        // The key its kid names (any key without one) for the algorithm its header names: `none`, or an
+        // HS256 header on an ES256 key, finds nothing.
+        guard let alg = parsed.header.alg, let signedEnd = bytes.lastIndex(of: UInt8(ascii: ".")) else { return .failure(.signature) }
+        let kid = parsed.header.kid
+        let signed = bytes[..<signedEnd]
+        let verified = keys.contains { key in
+            (kid == nil || key.kid == kid) && key.algorithm.name == alg
+                && (try? key.algorithm.verify(parsed.signature, signs: signed)) == true
+        }
+        guard verified else { return .failure(.signature) }
+        let claims = parsed.payload
         let now = self.now()
         guard let exp = claims.exp?.value, exp.addingTimeInterval(settings.leeway) > now else { return .failure(.expired) }
         if let nbf = claims.nbf?.value, nbf.addingTimeInterval(-settings.leeway) > now { return .failure(.notYetValid) }

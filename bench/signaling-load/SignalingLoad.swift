@@ -30,7 +30,7 @@ struct SignalingLoad: ParsableCommand {
     @Option(help: "Username to authenticate with (duplicates are allowed by default).") var user = "bench"
     @Option(help: "Password.") var password = "bench"
     @Flag(help: "Log in as USER0, USER1, … (one username per connection) instead of USER each time.") var distinctUsers = false
-    @Option(help: "Log in with join tokens instead of a password: a file whose line k is the token for room load-k (bench/auth_bench.py mints them).")
+    @Option(help: "Log in with join tokens instead of a password: a file whose line i is connection i's token, for room load-(i / room size) (bench/auth_bench.py mints them).")
     var tokens: String?
     @Option(name: .customLong("server-pid"), help: "PID of a server process (repeat for several: instances, nats-server), for RSS and CPU.")
     var serverPids: [Int] = []
@@ -60,7 +60,7 @@ struct SignalingLoad: ParsableCommand {
             try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
         }
         func auth(_ i: Int) -> String {
-            if let tokenList { return #"{"event":"authenticate","data":{"token":"\#(tokenList[(i / roomSize) % tokenList.count])"}}"# }
+            if let tokenList { return #"{"event":"authenticate","data":{"token":"\#(tokenList[i % tokenList.count])"}}"# }
             let name = distinctUsers ? "\(user)\(i)" : user
             return #"{"event":"authenticate","data":{"username":"\#(name)","password":"\#(password)"}}"#
         }

@@ -243,30 +243,19 @@ final class SignalingSession {
         }
     }
 
-    /// A signed join token: verified off the loop (`JoinTokenVerifier`); its grant decides the login.
+    /// A signed join token (`JoinTokenVerifier`, on this loop: no I/O); its grant decides the login.
     private func authenticate(token: String) {
         guard let verifier = hub.tokens else {
             hub.stats.tokensRefused.add(.notAccepted)
             return refuseLogin(reason: TokenRefusal.notAccepted.reason)
         }
-        waiting = true
-        let connection = self.connection, loop = connection.channel.eventLoop, room = self.room
-        let session = NIOLoopBound(self, eventLoop: loop)
-        Task {
-            let verdict = await verifier.verify(token, room: room)
-            loop.execute {
-                let session = session.value
-                session.waiting = false
-                guard !connection.isClosing else { return }
-                switch verdict {
-                case .success(let grant):
-                    session.hub.stats.tokensAccepted.add()
-                    session.admit(grant)
-                case .failure(let refusal):
-                    session.hub.stats.tokensRefused.add(refusal)
-                    session.refuseLogin(reason: refusal.reason)
-                }
-            }
+        switch verifier.verify(token, room: room) {
+        case .success(let grant):
+            hub.stats.tokensAccepted.add()
+            admit(grant)
+        case .failure(let refusal):
+            hub.stats.tokensRefused.add(refusal)
+            refuseLogin(reason: refusal.reason)
         }
     }
 
