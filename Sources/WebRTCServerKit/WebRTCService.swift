@@ -62,7 +62,7 @@ public final class WebRTCService: Service, Sendable {
         logLevel.current = settings.logLevel
         let demo = DemoLogin(pluggedLookups: !plugins.lookups.isEmpty)
         if demo.applies(to: settings) {
-            let text = "no auth.users, auth.secrets or lookup configured: log in as '\(DemoLogin.username)' with password '\(demo.password)' "
+            let text = "nothing configured to log in with (auth.users, auth.secrets, a lookup or a token key): log in as '\(DemoLogin.username)' with password '\(demo.password)' "
                 + "(made for this run; auth.demo_login false turns this off). Open \(demo.url(settings.signaling)) in two browser tabs."
             logger.notice("\(text)")
         }
@@ -83,8 +83,8 @@ public final class WebRTCService: Service, Sendable {
         // are revoked and its allocations released.
         turn.releaseAllocationsWhenRevoked(credentials.sessions)
         var running: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: turn)]
-        // With signaling.enabled false the hub stays empty: its port serves only health and admin endpoints.
         let tokens = try await JWTJoinTokens(settings.tokens.verifier)
+        // With signaling.enabled false the hub stays empty: its port serves only health and admin endpoints.
         let hub = SignalingHub(configuration: settings.signaling, credentials: credentials, tokens: tokens, hooks: plugins.hooks,
                                logger: logger)
         self.hub = hub
