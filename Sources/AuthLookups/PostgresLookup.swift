@@ -54,7 +54,7 @@ public final class PostgresLookup: PasswordLookup {
                 return try await group.next() ?? nil
             }
             guard let found else {
-                throw LookupSetupError("auth.postgresql: cannot query \(ServerURL.masked(url)): no answer within \(startTimeout) (see the PostgresNIO lines above)")
+                throw LookupSetupError("auth.postgresql: cannot query \(maskingCredentials(url)): no answer within \(startTimeout) (see the PostgresNIO lines above)")
             }
             guard found > 0 else { throw LookupSetupError("auth.postgresql: the database has no turnusers_lt table (coturn's schema)") }
         } catch let error as LookupSetupError {
@@ -62,7 +62,7 @@ public final class PostgresLookup: PasswordLookup {
             throw error
         } catch {
             lookup.runner.cancel()
-            throw LookupSetupError("auth.postgresql: cannot query \(ServerURL.masked(url)): \(String(reflecting: error))")
+            throw LookupSetupError("auth.postgresql: cannot query \(maskingCredentials(url)): \(String(reflecting: error))")
         }
         return lookup
     }
@@ -77,7 +77,7 @@ public final class PostgresLookup: PasswordLookup {
     static func configuration(_ text: String) throws -> PostgresClient.Configuration {
         guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme?.lowercased() ?? ""),
               let user = url.user, !user.isEmpty else {
-            throw LookupSetupError("auth.postgresql: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, got '\(ServerURL.masked(text))'")
+            throw LookupSetupError("auth.postgresql: expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE, got '\(maskingCredentials(text))'")
         }
         let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { $1 })
         let database = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
@@ -86,7 +86,7 @@ public final class PostgresLookup: PasswordLookup {
             return .init(unixSocketPath: "\(socketDirectory)/.s.PGSQL.\(port)", username: user, password: url.password,
                          database: database.isEmpty ? nil : database)
         }
-        guard let host = url.host, !host.isEmpty else { throw LookupSetupError("auth.postgresql: no host in '\(ServerURL.masked(text))'") }
+        guard let host = url.host, !host.isEmpty else { throw LookupSetupError("auth.postgresql: no host in '\(maskingCredentials(text))'") }
         let tls: PostgresClient.Configuration.TLS
         switch query["sslmode"] ?? "prefer" {
         case "disable": tls = .disable
@@ -95,14 +95,5 @@ public final class PostgresLookup: PasswordLookup {
         case let other: throw LookupSetupError("auth.postgresql: sslmode '\(other)': expected disable, prefer or require")
         }
         return .init(host: host, port: port, username: user, password: url.password, database: database.isEmpty ? nil : database, tls: tls)
-    }
-}
-
-/// A URL for a log line: its password replaced.
-enum ServerURL {
-    static func masked(_ text: String) -> String {
-        guard var url = URLComponents(string: text), url.password != nil else { return text }
-        url.password = "****"
-        return url.string ?? text
     }
 }

@@ -1,3 +1,5 @@
+import Auth
+
 /// What the `webrtc-server` command prints besides running: the keys for --help, the example
 /// configuration, check-config's effective settings and the ports for firewall.sh.
 public enum CommandLineText {
@@ -16,7 +18,7 @@ public enum CommandLineText {
         for key in ConfigKeys.all {
             var value = settings.raw[key.name]
             // URLs may carry credentials: shown without them.
-            if key.name == ConfigKey.clusterNats.name, case .list(let urls)? = value { value = .list(urls.map(ServerSettings.maskingCredentials)) }
+            if key.name == ConfigKey.clusterNats.name, case .list(let urls)? = value { value = .list(urls.map(maskingCredentials)) }
             out += "\(key.name): \(ExampleConfiguration.render(value, masked: key.secret))\n"
         }
         return out

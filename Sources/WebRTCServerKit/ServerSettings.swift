@@ -39,8 +39,7 @@ public struct ServerSettings: Sendable {
     /// Merges the layers (defaults < file < environment < flags) and validates every key; a bad one
     /// throws `ConfigError` naming it.
     public static func load(file: String?, environment: [String: String], flags: [String]) throws -> ServerSettings {
-        var raw: [String: RawValue] = [:]
-        for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
+        var raw = try defaults()
         if let file {
             let fromFile = try ConfigSources.file(at: file)
             for k in fromFile.keys where ConfigKeys.byName[k] == nil {
@@ -55,12 +54,18 @@ public struct ServerSettings: Sendable {
         return settings
     }
 
+    /// Every key's embedded default, the bottom layer.
+    static func defaults() throws -> [String: RawValue] {
+        var raw: [String: RawValue] = [:]
+        for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
+        return raw
+    }
+
     /// The embedded defaults with `values` over them, keyed and written as on the command line
     /// (`["signaling.port": "0", "auth.users": "alice=secret"]`); an unknown key or bad value throws
     /// `ConfigError`.
     public init(_ values: [String: String] = [:]) throws {
-        var raw: [String: RawValue] = [:]
-        for key in ConfigKeys.all { raw[key.name] = try key.rawFromString(key.defaultValue) }
+        var raw = try Self.defaults()
         for (name, value) in values {
             guard let key = ConfigKeys.byName[name] else { throw ConfigError(key: name, problem: "unknown setting (see docs/configuration.md)") }
             raw[name] = try key.rawFromString(value)
@@ -217,7 +222,7 @@ extension ServerSettings {
         var servers: [NATSServerURL] = []
         for u in urls {
             guard let url = NATSServerURL(u) else {
-                throw ConfigError(.clusterNats, problem: "'\(Self.maskingCredentials(u))' is not a nats:// or tls:// URL")
+                throw ConfigError(.clusterNats, problem: "'\(maskingCredentials(u))' is not a nats:// or tls:// URL")
             }
             servers.append(url)
         }
@@ -265,12 +270,6 @@ extension ServerSettings {
         clusterAdvertiseHost = advertise.isEmpty ? nil : advertise
         clusterSecret = secret
         cluster = c
-    }
-
-    /// A URL with its user info replaced by `****` (for messages and check-config).
-    static func maskingCredentials(_ url: String) -> String {
-        guard let scheme = url.range(of: "://"), let at = url[scheme.upperBound...].lastIndex(of: "@") else { return url }
-        return String(url[..<scheme.upperBound]) + "****" + String(url[at...])
     }
 
     fileprivate mutating func readSignaling(_ r: RawReader) throws {

@@ -78,6 +78,7 @@ public final class SignalingHub: Sendable {
     public var configuration: SignalingConfiguration { settings.withLock { $0 } }
     /// The one limit read per frame: without copying the whole configuration.
     var maxMessageSize: Int { settings.withLock { $0.maxMessageSize } }
+    var passwordLogins: Bool { settings.withLock { $0.passwordLogins } }
     public let credentials: CredentialStore
     /// Set on shutdown: sessions closing then keep their TURN credentials, so calls relaying through
     /// this process's TURN server run on for its drain period.

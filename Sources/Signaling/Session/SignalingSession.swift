@@ -216,7 +216,7 @@ final class SignalingSession {
             return refuseLogin()
         }
         if let token = frame.data.token { return authenticate(token: token) }
-        guard hub.configuration.passwordLogins, let name = frame.data.username, let password = frame.data.password else {
+        guard hub.passwordLogins, let name = frame.data.username, let password = frame.data.password else {
             return refuseLogin()
         }
         switch hub.credentials.check(username: name, password: password) {
